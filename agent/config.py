@@ -1,0 +1,264 @@
+"""config.toml -> typed, validated dataclasses; `--set section.key=value` overrides.
+
+Every default lives in config.toml at the project root; the dataclasses below
+mirror it with the same defaults so that a missing file or section still gives
+a working config. Unknown keys, wrong types and out-of-range values raise
+ConfigError naming the key, the value and the file.
+
+Each field may carry metadata: `min`, `max` (inclusive) and `choices`.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import AntiphonError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config.toml"
+
+
+class ConfigError(AntiphonError, ValueError):
+    """Bad configuration: the message names the key, the value and the file."""
+
+
+def _f(default, *, min=None, max=None, choices=None, doc=""):  # noqa: A002 - mirrors TOML vocabulary
+    meta = {"min": min, "max": max, "choices": choices, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class MidiConfig:
+    backend: str = _f("auto", choices=["auto", "alsa", "jack", "coremidi", "winmm", "loopback"])
+    input: str = _f("")  # substring of the input port name; "" = the first input
+    output: str = _f("")  # substring of an output port name; "" = a virtual port
+    virtual_name: str = _f("Antiphon")
+    channel: int = _f(1, min=1, max=16)  # output channel, 1-based as musicians count
+    velocity_scale: float = _f(1.0, min=0.0, max=4.0)
+    echo_filter: bool = _f(True)
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    bpm: float = _f(100.0, min=20.0, max=400.0)
+    beats_per_bar: int = _f(4, min=1, max=32)
+    midi_clock_in: bool = _f(False)  # follow incoming MIDI clock (24 ppq)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = _f("models/default")  # relative paths are from the project root
+    backend: str = _f("auto", choices=["auto", "onnx", "torch-cpu", "torch-cuda"])
+    threads: int = _f(1, min=1, max=64)  # intra-op threads for the CPU backends
+    quantized: bool = _f(False)  # use model.int8.onnx if present
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = _f(1.0, min=0.01, max=10.0)
+    top_k: int = _f(0, min=0, max=100000)  # 0 = off
+    top_p: float = _f(1.0, min=0.0001, max=1.0)  # 1.0 = off
+    adaptive: bool = _f(False)  # entropy-adaptive temperature
+    adaptive_min: float = _f(0.6, min=0.01, max=10.0)
+    adaptive_max: float = _f(1.5, min=0.01, max=10.0)
+    key: str = _f("none")  # "none", "auto" (estimate from context) or e.g. "D minor"
+    key_strength: float = _f(0.0, min=0.0, max=100.0)  # logit penalty off-scale; inf-like = hard mask
+    pitch_min: int = _f(21, min=0, max=127)
+    pitch_max: int = _f(108, min=0, max=127)
+    max_polyphony: int = _f(8, min=1, max=88)
+    repeat_penalty: float = _f(0.0, min=0.0, max=100.0)
+    repeat_window: int = _f(16, min=1, max=1024)
+    rest_bias: float = _f(0.0, min=-20.0, max=20.0)  # added to long-SHIFT logits
+    seed: int = _f(-1, min=-1)  # -1 = not seeded
+
+
+@dataclass(frozen=True)
+class JamConfig:
+    mode: str = _f("call", choices=["call", "accompany", "solo"])
+    silence_ms: float = _f(600.0, min=10.0, max=60000.0)
+    silence_beats: float = _f(0.0, min=0.0, max=64.0)  # >0 overrides silence_ms
+    response_bars: float = _f(0.0, min=0.0, max=64.0)  # 0 = as long as the call
+    align_to_bar: bool = _f(False)
+    lookahead_ms: float = _f(200.0, min=0.0, max=5000.0)
+    end_phrase_cc: int = _f(-1, min=-1, max=127)  # -1 = none
+    temperature_cc: int = _f(-1, min=-1, max=127)  # -1 = none
+    context_tokens: int = _f(512, min=16, max=100000)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    late_tolerance_ms: float = _f(20.0, min=0.0, max=10000.0)
+    spin_ms: float = _f(1.0, min=0.0, max=100.0)
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    step_budget_ms: float = _f(2.0, min=0.01, max=1000.0)  # one feed or sample
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    resolution: int = _f(12, min=1, max=96)
+    max_shift: int = _f(48, min=1, max=1000)
+    pitch_lo: int = _f(21, min=0, max=127)
+    pitch_hi: int = _f(108, min=0, max=127)
+    velocity_bins: int = _f(16, min=1, max=128)
+
+
+@dataclass(frozen=True)
+class Config:
+    midi: MidiConfig = field(default_factory=MidiConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    jam: JamConfig = field(default_factory=JamConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    source: str = "<defaults>"  # the file it came from
+
+    def vocab(self):
+        from .events import Vocab
+
+        t = self.tokens
+        return Vocab(t.resolution, t.max_shift, t.pitch_lo, t.pitch_hi, t.velocity_bins)
+
+    def model_dir(self) -> Path:
+        p = Path(self.model.path)
+        return p if p.is_absolute() else ROOT / p
+
+
+SECTIONS = [f.name for f in fields(Config) if f.name != "source"]
+
+
+def _section_types() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {name: hints[name] for name in SECTIONS}
+
+
+def _check_value(cls: type, name: str, value: Any, where: str) -> Any:
+    f = {f.name: f for f in fields(cls)}[name]
+    want = get_type_hints(cls)[name]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is int and isinstance(value, bool) or not isinstance(value, want):
+        raise ConfigError(f"{where}: {name} = {value!r} should be {want.__name__}, not {type(value).__name__}")
+    m = f.metadata
+    if m.get("choices") is not None and value not in m["choices"]:
+        raise ConfigError(f"{where}: {name} = {value!r} is not one of {', '.join(map(repr, m['choices']))}")
+    if m.get("min") is not None and value < m["min"]:
+        raise ConfigError(f"{where}: {name} = {value!r} is below the minimum {m['min']}")
+    if m.get("max") is not None and value > m["max"]:
+        raise ConfigError(f"{where}: {name} = {value!r} is above the maximum {m['max']}")
+    return value
+
+
+def _build(data: dict, source: str) -> Config:
+    types = _section_types()
+    sections = {}
+    for sec, table in data.items():
+        if sec not in types:
+            raise ConfigError(f"{source}: unknown section [{sec}] (known: {', '.join(types)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {sec} should be a table [{sec}], not {type(table).__name__}")
+        cls = types[sec]
+        known = {f.name for f in fields(cls)}
+        vals = {}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"{source}: unknown key {sec}.{key} (known in [{sec}]: {', '.join(sorted(known))})")
+            vals[key] = _check_value(cls, key, value, f"{source}: {sec}")
+        sections[sec] = cls(**vals)
+    cfg = Config(**sections, source=source)
+    _check_cross(cfg)
+    return cfg
+
+
+def _check_cross(cfg: Config) -> None:
+    s = cfg.sampling
+    if s.pitch_min > s.pitch_max:
+        raise ConfigError(f"{cfg.source}: sampling.pitch_min = {s.pitch_min} is above sampling.pitch_max = {s.pitch_max}")
+    if s.adaptive_min > s.adaptive_max:
+        raise ConfigError(f"{cfg.source}: sampling.adaptive_min = {s.adaptive_min} is above sampling.adaptive_max = {s.adaptive_max}")
+    if cfg.tokens.pitch_lo > cfg.tokens.pitch_hi:
+        raise ConfigError(f"{cfg.source}: tokens.pitch_lo = {cfg.tokens.pitch_lo} is above tokens.pitch_hi = {cfg.tokens.pitch_hi}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a config file (default: config.toml at the root) and apply overrides."""
+    p = Path(path) if path else DEFAULT_CONFIG
+    if path is None and not p.exists():
+        data, source = {}, "<defaults>"
+    else:
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        source = str(p)
+    cfg = _build(data, source)
+    return apply_overrides(cfg, overrides or [])
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: TOML syntax (1, 0.5, true, "x"), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        sec, dot, name = key.strip().partition(".")
+        if not eq or not dot:
+            raise ConfigError(f"{source}: {item!r} should look like section.key=value")
+        cfg = set_value(cfg, sec, name, parse_value(text.strip()), source)
+    return cfg
+
+
+def set_value(cfg: Config, section: str, name: str, value: Any, source: str = "set") -> Config:
+    """A new Config with one value changed, validated like the file is."""
+    types = _section_types()
+    if section not in types:
+        raise ConfigError(f"{source}: unknown section {section!r} (known: {', '.join(types)})")
+    cls = types[section]
+    if name not in {f.name for f in fields(cls)}:
+        raise ConfigError(f"{source}: unknown key {section}.{name}")
+    value = _check_value(cls, name, value, f"{source}: {section}")
+    new = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
+    _check_cross(replace(new, source=source))
+    return new
+
+
+def to_toml(cfg: Config) -> str:
+    """The effective config as TOML text."""
+    lines = [f"# effective config (from {cfg.source})"]
+    for sec in SECTIONS:
+        lines.append(f"\n[{sec}]")
+        obj = getattr(cfg, sec)
+        for f in fields(obj):
+            v = getattr(obj, f.name)
+            if isinstance(v, bool):
+                text = "true" if v else "false"
+            elif isinstance(v, str):
+                text = '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                text = repr(v)
+            lines.append(f"{f.name} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def field_doc(section: str, name: str) -> dict:
+    cls = _section_types()[section]
+    f = {f.name: f for f in fields(cls)}[name]
+    return dict(f.metadata)
+
+
+__all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "set_value", "to_toml", "DEFAULT_CONFIG"]

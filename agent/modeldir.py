@@ -1,0 +1,59 @@
+"""A trained model's folder: models/<name>/{model.onnx, checkpoint.pt, vocab.json, card.json}."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ROOT
+from .errors import AntiphonError
+from .events import Vocab
+
+
+class ModelDirError(AntiphonError):
+    """A model folder is missing or lacks a file the caller needs."""
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    path: Path
+
+    @classmethod
+    def resolve(cls, path: str | Path) -> "ModelDir":
+        p = Path(path)
+        if not p.is_absolute() and not p.exists():
+            p = ROOT / p
+        if not p.is_dir():
+            raise ModelDirError(f"model folder {path} does not exist")
+        return cls(p)
+
+    @property
+    def onnx(self) -> Path:
+        return self.path / "model.onnx"
+
+    @property
+    def onnx_int8(self) -> Path:
+        return self.path / "model.int8.onnx"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.path / "vocab.json"
+
+    @property
+    def card_path(self) -> Path:
+        return self.path / "card.json"
+
+    def require(self, f: Path) -> Path:
+        if not f.exists():
+            raise ModelDirError(f"model folder {self.path} has no {f.name}")
+        return f
+
+    def vocab(self) -> Vocab:
+        return Vocab.load(self.require(self.vocab_path))
+
+    def card(self) -> dict:
+        return json.loads(self.require(self.card_path).read_text())
