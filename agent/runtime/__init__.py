@@ -1,0 +1,60 @@
+"""Inference backends behind one interface: `step(token, state) -> (logits, state)`.
+
+    onnx        onnxruntime on the CPU (default; no torch import)
+    torch-cpu   the checkpoint through torch on the CPU (fallback, reference)
+    torch-cuda  torch on a GPU: state on the device, CUDA graph, sampling on the device
+    auto        torch-cuda if an NVIDIA device, torch and checkpoint.pt are all
+                there, else onnx
+
+`auto` looks for the NVIDIA driver before it imports torch, so on a machine
+without a GPU choosing a backend never imports torch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from .base import Backend, BackendError
+
+BACKENDS = ("auto", "onnx", "torch-cpu", "torch-cuda")
+
+
+def cuda_likely() -> bool:
+    """True if torch is installed and an NVIDIA driver is loaded (checked without importing torch)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
+
+
+def resolve_backend(name: str, model_dir: str | Path) -> str:
+    """The concrete backend `name` stands for on this machine, for this model folder."""
+    if name not in BACKENDS:
+        raise BackendError(f"model.backend = {name!r} is not one of {', '.join(BACKENDS)}")
+    if name != "auto":
+        return name
+    if cuda_likely() and (Path(model_dir) / "checkpoint.pt").exists():
+        import torch  # only reached where a GPU driver exists
+
+        if torch.cuda.is_available():
+            return "torch-cuda"
+    return "onnx"
+
+
+def load_backend(model_dir: str | Path, backend: str = "auto", *, threads: int = 1,
+                 quantized: bool = False, seed: int | None = None) -> Backend:
+    """Build the backend for a model folder (model.onnx / model.int8.onnx / checkpoint.pt)."""
+    d = Path(model_dir)
+    name = resolve_backend(backend, d)
+    if name == "onnx":
+        from .onnx_backend import OnnxBackend
+
+        path = d / ("model.int8.onnx" if quantized else "model.onnx")
+        return OnnxBackend(path, threads=threads)
+    from .torch_backend import TorchBackend
+
+    device = "cuda" if name == "torch-cuda" else "cpu"
+    return TorchBackend(d / "checkpoint.pt", device=device, threads=threads, seed=seed)
+
+
+__all__ = ["Backend", "BackendError", "BACKENDS", "load_backend", "resolve_backend", "cuda_likely"]

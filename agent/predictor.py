@@ -1,0 +1,159 @@
+"""The predictor: sole owner of the model state.
+
+One token in, one LSTM step, state carried: `feed` costs one step, never a
+re-run of a window. Besides the backend state it keeps the logits for the
+next token, a rolling context of the token ids it has seen (to re-prime
+from), the recent note-on pitches and the pitches sounding now (for the
+sampler's key estimate, anti-collapse guard and polyphony cap), from every
+token fed, the player's and its own.
+
+Not thread-safe, by design: one thread owns a Predictor (the listener or the
+jam thread); other threads talk to that thread through queues, or hold a lock
+for one call. Nothing here sleeps or blocks.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .events import Vocab
+from .modeldir import ModelDir
+from .runtime import Backend, load_backend
+from .sampler import Sampler, SamplingContext, SamplingControls
+
+PITCH_MEMORY = 256  # recent note-ons kept for the key estimate and the repeat guard
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything `rollback` needs; cheap (references, small copies)."""
+
+    state: Any
+    logits: Any
+    history: tuple[int, ...]
+    pitches: tuple[int, ...]
+    sounding: frozenset[int]
+    steps: int
+
+
+class Predictor:
+    """feed / sample / snapshot / rollback / reset / prime over one backend.
+
+    `steps` counts LSTM steps since the last reset (a re-prime counts its own).
+    """
+
+    def __init__(self, backend: Backend, vocab: Vocab, *, seed: int | None = None, context_tokens: int = 512) -> None:
+        if backend.vocab_size != vocab.size:
+            raise ValueError(f"model has {backend.vocab_size} outputs, vocabulary has {vocab.size} tokens")
+        self.backend = backend
+        self.vocab = vocab
+        self.sampler = Sampler(vocab, seed)
+        self.history: deque[int] = deque(maxlen=context_tokens)
+        self.pitches: deque[int] = deque(maxlen=PITCH_MEMORY)
+        self.sounding: set[int] = set()
+        self.state = None
+        self.logits = None
+        self.steps = 0
+        self.reset()
+
+    # -- construction ----------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | Path, *, backend: str = "auto", threads: int = 1, quantized: bool = False,
+             seed: int | None = None, context_tokens: int = 512) -> "Predictor":
+        """A predictor over a model folder (models/<name>), backend by name (see agent.runtime)."""
+        md = ModelDir.resolve(model_dir)
+        vocab = md.vocab()
+        be = load_backend(md.path, backend, threads=threads, quantized=quantized, seed=seed)
+        return cls(be, vocab, seed=seed, context_tokens=context_tokens)
+
+    @classmethod
+    def from_config(cls, cfg, *, seed: int | None = None) -> "Predictor":
+        """From a Config: [model] path/backend/threads/quantized, [sampling] seed, [jam] context_tokens."""
+        s = cfg.sampling.seed if seed is None else seed
+        return cls.load(cfg.model_dir(), backend=cfg.model.backend, threads=cfg.model.threads,
+                        quantized=cfg.model.quantized, seed=None if s < 0 else s,
+                        context_tokens=cfg.jam.context_tokens)
+
+    # -- the step ----------------------------------------------------------------
+    def feed(self, token: int) -> None:
+        """One token (anyone's) through the model; the state and the bookkeeping advance."""
+        token = int(token)
+        v = self.vocab
+        if not 0 <= token < v.size:
+            raise ValueError(f"token id {token} outside the vocabulary (size {v.size})")
+        self.logits, self.state = self.backend.step(token, self.state)
+        self.steps += 1
+        self.history.append(token)
+        if v.note_on_base <= token < v.note_off_base:
+            p = token - v.note_on_base + v.pitch_lo
+            self.pitches.append(p)
+            self.sounding.add(p)
+        elif v.note_off_base <= token < v.shift_base:
+            self.sounding.discard(token - v.note_off_base + v.pitch_lo)
+        elif token in (v.START, v.END):
+            self.sounding.clear()
+
+    def feed_many(self, tokens: Iterable[int]) -> None:
+        for t in tokens:
+            self.feed(t)
+
+    def context(self) -> SamplingContext:
+        """A read-only view for the sampler (no copies: valid until the next feed)."""
+        return SamplingContext(self.pitches, self.sounding)
+
+    def sample(self, controls: SamplingControls) -> int:
+        """Draw the next token from the current logits, feed it (the state advances), return it."""
+        ctx = self.context()
+        if self.backend.samples_on_device:
+            token = self.backend.sample(self.logits, self.sampler.bias(controls, ctx), controls)
+        else:
+            token = self.sampler.choose(self.logits, controls, ctx)
+        self.feed(token)
+        return token
+
+    def probabilities(self, controls: SamplingControls):
+        """The distribution the next `sample` would draw from (numpy [vocab]); for tests and displays."""
+        return self.sampler.distribution(self.backend.to_host(self.logits), controls, self.context())
+
+    # -- state management ---------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        be = self.backend
+        return Snapshot(be.clone_state(self.state), be.clone_state(self.logits), tuple(self.history),
+                        tuple(self.pitches), frozenset(self.sounding), self.steps)
+
+    def rollback(self, snap: Snapshot) -> None:
+        """Back to a snapshot; the snapshot stays usable for another rollback."""
+        be = self.backend
+        self.state, self.logits = be.clone_state(snap.state), be.clone_state(snap.logits)
+        self.history.clear()
+        self.history.extend(snap.history)
+        self.pitches.clear()
+        self.pitches.extend(snap.pitches)
+        self.sounding = set(snap.sounding)
+        self.steps = snap.steps
+
+    def reset(self) -> None:
+        """The state of a piece's beginning: zero state, then START fed (as in training)."""
+        self.state = self.backend.initial_state()
+        self.history.clear()
+        self.pitches.clear()
+        self.sounding.clear()
+        self.steps = 0
+        self.feed(self.vocab.START)
+
+    def prime(self, tokens: Iterable[int]) -> None:
+        """Reset, then feed `tokens` (a leading START is not fed twice)."""
+        tokens = list(tokens)
+        self.reset()
+        if tokens and tokens[0] == self.vocab.START:
+            tokens = tokens[1:]
+        self.feed_many(tokens)
+
+    def reprime(self) -> None:
+        """Re-prime from the rolling context (after a model reload, or against drift)."""
+        self.prime(list(self.history))
+
+    def describe(self) -> dict:
+        return self.backend.describe()

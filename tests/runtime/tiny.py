@@ -1,0 +1,44 @@
+"""A small randomly initialised model folder for tests: checkpoint.pt, model.onnx, vocab.json.
+
+Built the way scripts/train.py saves checkpoints (model_args, vocab, config,
+model) and exported with scripts/export_onnx.py itself, so the tests exercise
+the real export. Import torch only inside these functions.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from agent.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def export_module():
+    """scripts/export_onnx.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "scripts" / "export_onnx.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding: int = 16, seed: int = 0):
+    """Write a random-init checkpoint with the configured vocabulary; returns (model, vocab)."""
+    import torch
+
+    from agent.model import LSTMModel, ModelArgs
+
+    vocab = load_config().vocab()
+    torch.manual_seed(seed)
+    model = LSTMModel(ModelArgs(vocab.size, embedding=embedding, hidden=hidden, layers=layers)).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_args": model.model_args(), "vocab": vocab.to_dict(), "config": {},
+                "model": model.state_dict()}, path)
+    return model, vocab
+
+
+def make_model_dir(folder: Path, *, int8: bool = False, **kw) -> Path:
+    """A complete model folder (checkpoint.pt, model.onnx, vocab.json[, model.int8.onnx])."""
+    model, vocab = make_checkpoint(folder / "checkpoint.pt", **kw)
+    export_module().export_model(model, vocab, folder, int8=int8)
+    return folder
