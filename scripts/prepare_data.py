@@ -1,0 +1,300 @@
+"""Turn real music into cached token arrays: music21's corpus and folders of MIDI files.
+
+    python scripts/prepare_data.py                       # the default corpus -> data/prepared/
+    python scripts/prepare_data.py --corpus essen,bach --midi-dir ~/midi --out data/mine
+
+Each source is parsed once, in parallel worker processes, into a per-source
+cache (`data/cache/<source>.npz`: token arrays plus a JSON index of files,
+sizes and mtimes). A second run reparses only files that changed. A file
+that fails to parse is reported by name, recorded in the manifest and
+skipped; the run goes on. Then all pieces are deduplicated, filtered and
+split train/valid/test by piece with a fixed seed (a hash of the piece's
+tokens, so a piece lands in the same split whatever else is in the data) and
+written with agent.dataset.write_split. Transposition happens later, in
+training, so it can never carry a piece across splits.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent import dataset  # noqa: E402
+from agent.config import load_config  # noqa: E402
+from agent.events import Vocab, encode  # noqa: E402
+
+# name -> (music21 corpus composer, file suffixes kept, file-name prefixes skipped)
+CORPUS = {
+    "bach": ("bach", (".mxl", ".xml", ".krn"), ()),  # chorales; the .rntxt analyses are not music
+    "essen": ("essenFolksong", (".abc",), ("test", "variant")),  # test/variant files repeat tunes
+    "oneills": ("oneills1850", (".abc",), ()),
+    "ryans": ("ryansMammoth", (".abc",), ()),
+    "airds": ("airdsAirs", (".abc",), ()),
+    "miscfolk": ("miscFolk", (".abc",), ()),
+    "palestrina": ("palestrina", (".krn",), ()),  # polyphonic; not in the default set
+}
+DEFAULT_CORPUS = "bach,essen,oneills,ryans,airds,miscfolk"
+MIDI_SUFFIXES = (".mid", ".midi")
+CACHE_VERSION = 1
+
+
+# -- finding files -----------------------------------------------------------
+def corpus_files(name: str) -> list[Path]:
+    from music21 import corpus
+
+    composer, suffixes, skip = CORPUS[name]
+    files = [Path(str(p)) for p in corpus.getComposer(composer)]
+    return sorted(p for p in files if p.suffix.lower() in suffixes and not p.name.startswith(skip))
+
+
+def midi_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+
+
+def midi_source_name(folder: Path) -> str:
+    folder = folder.resolve()
+    return f"midi-{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
+
+
+# -- parsing (runs in worker processes) ---------------------------------------
+def off_grid(notes, resolution: int) -> bool:
+    """True if a note starts or ends between ticks (the grid cannot represent it exactly)."""
+    return any(abs(t * resolution - round(t * resolution)) > 1e-6 for n in notes for t in (n.start, n.end))
+
+
+def _piece(name: str, notes, vocab: Vocab) -> dict:
+    return {"name": name, "ids": np.asarray(encode(notes, vocab), dtype=np.int32),
+            "notes": len(notes), "off_grid": off_grid(notes, vocab.resolution)}
+
+
+def parse_file(job: tuple[str, str, str, dict]) -> tuple[str, list[dict], str | None]:
+    """(kind, path, display name, vocab dict) -> (path, pieces, error or None). Never raises."""
+    kind, path, display, vocab_d = job
+    vocab = Vocab.from_dict(vocab_d)
+    try:
+        if kind == "midi":
+            from agent.sources import read_midi
+
+            return path, [_piece(display, read_midi(path).notes, vocab)], None
+        from music21 import converter, stream
+
+        from agent.sources import notes_from_music21
+
+        parsed = converter.parse(path)
+        scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+        pieces, errors = [], []
+        for i, score in enumerate(scores):
+            number = getattr(score.metadata, "number", None) if score.metadata else None
+            name = f"{display}#{number or i + 1}" if len(scores) > 1 else display
+            try:
+                pieces.append(_piece(name, notes_from_music21(score), vocab))
+            except Exception as exc:  # one bad tune in an opus must not lose the rest
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        if not pieces and errors:
+            return path, [], "; ".join(errors[:3])
+        return path, pieces, None
+    except Exception as exc:  # music21 and mido raise anything; report and skip
+        return path, [], f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+# -- the per-source cache ------------------------------------------------------
+def _stat(p: Path) -> list[int]:
+    st = p.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def load_cache(path: Path, vocab: Vocab) -> dict:
+    """{file path: {"stat", "error", "pieces": [{name, ids, notes, off_grid}]}} or {} if stale/absent."""
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            tokens, offsets = z["tokens"], z["offsets"]
+    except Exception as exc:  # a broken cache is rebuilt, not fatal
+        print(f"cache {path} unreadable ({exc}); rebuilding", file=sys.stderr)
+        return {}
+    if meta.get("version") != CACHE_VERSION or meta.get("vocab") != vocab.to_dict():
+        return {}
+    entries = {}
+    for f, e in meta["files"].items():
+        pieces = [dict(p, ids=tokens[offsets[p["index"]]:offsets[p["index"] + 1]]) for p in e["pieces"]]
+        entries[f] = {"stat": e["stat"], "error": e["error"], "pieces": pieces}
+    return entries
+
+
+def save_cache(path: Path, vocab: Vocab, entries: dict) -> None:
+    files, arrays = {}, []
+    for f, e in entries.items():
+        metas = []
+        for p in e["pieces"]:
+            metas.append({"name": p["name"], "notes": p["notes"], "off_grid": p["off_grid"], "index": len(arrays)})
+            arrays.append(p["ids"])
+        files[f] = {"stat": e["stat"], "error": e["error"], "pieces": metas}
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    tokens = np.concatenate(arrays).astype(np.int32) if arrays else np.zeros(0, np.int32)
+    meta = json.dumps({"version": CACHE_VERSION, "vocab": vocab.to_dict(), "files": files})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, tokens=tokens, offsets=offsets, meta=np.array(meta))
+    os.replace(tmp, path)  # atomic: an interrupted run leaves the old cache intact
+
+
+def parse_source(name: str, kind: str, files: list[Path], base: Path, vocab: Vocab, cache_dir: Path,
+                 workers: int, use_cache: bool, pool) -> dict:
+    """Parse (or reuse from cache) every file of one source; returns the cache entries."""
+    from tqdm import tqdm
+
+    cache_path = cache_dir / f"{name}.npz"
+    old = load_cache(cache_path, vocab) if use_cache else {}
+    entries, jobs = {}, []
+    for p in files:
+        key, stat = str(p), _stat(p)
+        if key in old and old[key]["stat"] == stat:
+            entries[key] = old[key]
+        else:
+            display = f"{name}/{p.relative_to(base).as_posix()}"
+            jobs.append((kind, key, display, vocab.to_dict()))
+    print(f"{name}: {len(files)} files, {len(files) - len(jobs)} from cache, {len(jobs)} to parse", file=sys.stderr)
+    if jobs:
+        # biggest files first, so the last worker is not left with the longest file
+        jobs.sort(key=lambda j: -os.path.getsize(j[1]))
+        results = pool.imap_unordered(parse_file, jobs) if pool else map(parse_file, jobs)
+        for path, pieces, error in tqdm(results, total=len(jobs), desc=name, unit="file", file=sys.stderr):
+            if error:
+                tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+            entries[path] = {"stat": _stat(Path(path)), "error": error, "pieces": pieces}
+        save_cache(cache_path, vocab, entries)
+    for path, e in entries.items():
+        if e["error"] and path in old:
+            print(f"skipped {path}: {e['error']} (cached)", file=sys.stderr)
+    return entries
+
+
+# -- split and write -----------------------------------------------------------
+def split_of(digest: str, seed: int, valid: float, test: float) -> str:
+    u = int(hashlib.sha1(f"{seed}:{digest}".encode()).hexdigest()[:12], 16) / 16**12
+    return "test" if u < test else "valid" if u < test + valid else "train"
+
+
+def assemble(sources: dict[str, dict], args, vocab: Vocab) -> dict:
+    """Dedupe, filter, split; write the splits and the manifest. Returns the manifest."""
+    seen: set[str] = set()
+    splits: dict[str, list] = {s: [] for s in dataset.SPLITS}
+    names: dict[str, list] = {s: [] for s in dataset.SPLITS}
+    per_source: dict[str, dict] = {}
+    filtered = {"too_short": 0, "off_grid": 0, "duplicate": 0}
+    skipped = []
+    for src, entries in sources.items():
+        counts = {"files": len(entries), "skipped_files": 0, "pieces": 0, "tokens": 0,
+                  **{s: 0 for s in dataset.SPLITS}}
+        for path, e in sorted(entries.items()):
+            if e["error"]:
+                counts["skipped_files"] += 1
+                skipped.append({"file": path, "source": src, "reason": e["error"]})
+            for p in e["pieces"]:
+                if p["notes"] < args.min_notes:
+                    filtered["too_short"] += 1
+                    continue
+                if args.grid_filter and p["off_grid"]:
+                    filtered["off_grid"] += 1
+                    continue
+                ids = np.asarray(p["ids"], dtype=np.int32)
+                digest = hashlib.sha1(ids.tobytes()).hexdigest()
+                if digest in seen:  # O'Neill's ranges overlap; some tunes are in two books
+                    filtered["duplicate"] += 1
+                    continue
+                seen.add(digest)
+                split = split_of(digest, args.seed, args.valid, args.test)
+                splits[split].append(ids)
+                names[split].append(p["name"])
+                counts["pieces"] += 1
+                counts["tokens"] += len(ids)
+                counts[split] += 1
+        per_source[src] = counts
+    out = Path(args.out)
+    totals = {}
+    for s in dataset.SPLITS:
+        n, t = dataset.write_split(out, s, splits[s])
+        totals[s] = {"pieces": n, "tokens": t}
+    manifest = {
+        "vocab": vocab.to_dict(), "seed": args.seed, "fractions": {"valid": args.valid, "test": args.test},
+        "filters": {"min_notes": args.min_notes, "grid_filter": args.grid_filter}, "filtered": filtered,
+        "counts": {"sources": per_source, "splits": totals},
+        "pieces": names, "skipped": skipped,
+    }
+    dataset.write_manifest(out, manifest)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS,
+                    help=f"comma-separated music21 corpus parts ({', '.join(CORPUS)}); '' for none")
+    ap.add_argument("--midi-dir", action="append", default=[], type=Path, metavar="DIR",
+                    help="a folder of .mid/.midi files, searched recursively (repeatable)")
+    ap.add_argument("--out", default=str(ROOT / dataset.DEFAULT_DATA_DIR), help="prepared data folder")
+    ap.add_argument("--cache", default=str(ROOT / "data/cache"), help="per-source cache folder")
+    ap.add_argument("--no-cache", action="store_true", help="reparse everything (the cache is rewritten)")
+    ap.add_argument("--workers", type=int, default=2, help="parser processes (1 = in this process)")
+    ap.add_argument("--seed", type=int, default=1234, help="split seed")
+    ap.add_argument("--valid", type=float, default=0.05, help="fraction of pieces in the valid split")
+    ap.add_argument("--test", type=float, default=0.05, help="fraction of pieces in the test split")
+    ap.add_argument("--min-notes", type=int, default=8, help="drop pieces with fewer notes")
+    ap.add_argument("--grid-filter", action="store_true",
+                    help="drop pieces whose note times fall between ticks (not exactly representable)")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N files of each corpus part (quick runs)")
+    ap.add_argument("--config", help="config file whose [tokens] section gives the vocabulary")
+    args = ap.parse_args(argv)
+
+    vocab = load_config(args.config).vocab()
+    wanted = [c.strip() for c in args.corpus.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in CORPUS]
+    if unknown:
+        ap.error(f"unknown corpus part(s) {', '.join(unknown)} (known: {', '.join(CORPUS)})")
+    plan = []  # (source name, kind, files, base folder)
+    for c in wanted:
+        files = corpus_files(c)[: args.limit or None]
+        plan.append((c, "music21", files, files[0].parent if files else ROOT))
+    for d in args.midi_dir:
+        if not d.is_dir():
+            ap.error(f"--midi-dir {d}: not a folder")
+        plan.append((midi_source_name(d), "midi", midi_files(d), d))
+    if not plan:
+        ap.error("no sources: give --corpus and/or --midi-dir")
+
+    t0 = time.perf_counter()
+    pool = mp.get_context("fork").Pool(args.workers) if args.workers > 1 else None
+    try:
+        sources = {name: parse_source(name, kind, files, base, vocab, Path(args.cache), args.workers,
+                                      not args.no_cache, pool)
+                   for name, kind, files, base in plan}
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    manifest = assemble(sources, args, vocab)
+    manifest["prepare_s"] = round(time.perf_counter() - t0, 1)
+    dataset.write_manifest(args.out, manifest)
+    summary = {"out": args.out, "splits": manifest["counts"]["splits"], "filtered": manifest["filtered"],
+               "skipped_files": len(manifest["skipped"]), "seconds": manifest["prepare_s"]}
+    print(json.dumps(summary, indent=1))
+    for src, c in manifest["counts"]["sources"].items():
+        print(f"{src:>24}: {c['pieces']:6d} pieces {c['tokens']:9d} tokens "
+              f"(train {c['train']}, valid {c['valid']}, test {c['test']}), {c['skipped_files']} files skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
