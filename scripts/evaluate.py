@@ -1,0 +1,381 @@
+#!/usr/bin/env python
+"""Evaluate a trained model on the held-out test split, against two count baselines.
+
+    python scripts/evaluate.py models/default [--data data/prepared] [--json OUT]
+        [--samples 64] [--temperature 1.0] [--plots DIR]
+
+Reports (nats, natural log):
+  test_nll            mean negative log-likelihood per target token; every
+                      token after a piece's START is a target
+  test_nll_per_note   the same total NLL divided by the number of NOTE_ON
+                      targets (nats per note, timing and velocity included)
+  pitch_accuracy      at positions whose target is a NOTE_ON, how often the
+                      argmax over the NOTE_ON tokens is the right pitch
+and the same three for a unigram (add-one) and an interpolated Kneser-Ney
+n-gram (default 4-gram), both fitted on the train split as stored (untransposed)
+and scored on exactly the same targets.
+
+It then samples N continuations of held-out openings (the first
+--prompt tokens of test pieces) at --temperature, through the live agent's
+own predictor and sampler (other controls at their defaults), and compares them with the
+real continuations of the same openings: pitch-class histogram distance
+(total variation, 0..1), in-key ratio (Krumhansl-Schmuckler key of opening +
+continuation), note density (note-ons per beat) and collapse_rate, the
+fraction of samples whose last 8 onsets are all the same pitch or chord
+(agent.metrics.is_collapsed has the precise rule).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent import metrics  # noqa: E402
+from agent.dataset import DEFAULT_DATA_DIR, load_split, vocab_of  # noqa: E402
+from agent.errors import AntiphonError  # noqa: E402
+from agent.events import Vocab, decode  # noqa: E402
+from agent.modeldir import ModelDir  # noqa: E402
+
+
+# -- scoring ---------------------------------------------------------------------
+
+def summarize(logp: np.ndarray, targets: np.ndarray, onset_correct: int, vocab: Vocab) -> dict:
+    """NLL per token and per note, and pitch accuracy, from per-target log-probs."""
+    is_on = (targets >= vocab.note_on_base) & (targets < vocab.note_off_base)
+    n_notes = int(is_on.sum())
+    total = -float(np.sum(logp))
+    return {
+        "test_nll": total / max(len(targets), 1),
+        "test_nll_per_note": total / n_notes if n_notes else float("nan"),
+        "pitch_accuracy": onset_correct / n_notes if n_notes else float("nan"),
+    }
+
+
+def score_lstm(model, pieces: list[np.ndarray], vocab: Vocab, batch: int = 32, chunk: int = 256):
+    """Teacher-forced log P(target) for every target of every piece, state carried across chunks.
+
+    Returns (logp [n_targets] in piece order, targets, number of onsets whose
+    argmax over NOTE_ON logits is right). Pieces are batched by length;
+    padding positions are masked out.
+    """
+    import torch
+
+    order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i]))
+    logps: list[np.ndarray | None] = [None] * len(pieces)
+    correct = 0
+    on_lo, on_hi = vocab.note_on_base, vocab.note_off_base
+    with torch.no_grad():
+        for b in range(0, len(order), batch):
+            idx = order[b:b + batch]
+            width = len(pieces[idx[0]]) - 1
+            x = torch.full((len(idx), width), vocab.END, dtype=torch.long)
+            y = torch.full((len(idx), width), -1, dtype=torch.long)
+            for r, i in enumerate(idx):
+                p = torch.as_tensor(np.asarray(pieces[i], dtype=np.int64))
+                x[r, :len(p) - 1], y[r, :len(p) - 1] = p[:-1], p[1:]
+            out = torch.zeros(len(idx), width)
+            state = None
+            for s in range(0, width, chunk):
+                logits, state = model(x[:, s:s + chunk], state)
+                yy = y[:, s:s + chunk]
+                lp = torch.log_softmax(logits.float(), dim=-1)
+                out[:, s:s + chunk] = lp.gather(-1, yy.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                onset = (yy >= on_lo) & (yy < on_hi)
+                guess = logits[..., on_lo:on_hi].argmax(-1) + on_lo
+                correct += int(((guess == yy) & onset).sum())
+            for r, i in enumerate(idx):
+                logps[i] = out[r, :len(pieces[i]) - 1].numpy().astype(np.float64)
+    targets = np.concatenate([np.asarray(p[1:], np.int64) for p in pieces])
+    return np.concatenate(logps), targets, correct
+
+
+def score_counts(model, pieces: list[np.ndarray], vocab: Vocab):
+    """The same as score_lstm for a metrics.UnigramModel / KneserNeyModel."""
+    width = max(getattr(model, "order", 1) - 1, 1)
+    ctx, tgt = metrics.contexts(pieces, width, vocab.START)
+    logp = np.log(model.prob(ctx, tgt[:, None])[:, 0])
+    onset = (tgt >= vocab.note_on_base) & (tgt < vocab.note_off_base)
+    cands = np.arange(vocab.note_on_base, vocab.note_off_base)
+    guess = model.prob(ctx[onset], cands).argmax(-1) + vocab.note_on_base
+    return logp, tgt, int((guess == tgt[onset]).sum())
+
+
+# -- sampling --------------------------------------------------------------------
+
+def sample_live(model_dir, openings: np.ndarray, length: int, temperature: float, seed: int,
+                backend: str = "auto") -> tuple[list[np.ndarray], str]:
+    """Continuations drawn the way the live agent draws them: agent.predictor + agent.sampler.
+
+    For each opening the predictor is primed (reset, START, the opening) and
+    then samples up to `length` tokens, stopping after END (kept), with
+    SamplingControls at `temperature` and every other control at its default
+    (no key mask, no repeat penalty: the raw model). backend "auto" is onnx if
+    the folder has model.onnx, else torch-cpu. Returns (samples, backend name).
+    """
+    from agent.predictor import Predictor
+    from agent.sampler import SamplingControls
+
+    md = ModelDir.resolve(model_dir)
+    if backend == "auto":
+        backend = "onnx" if md.onnx.exists() else "torch-cpu"
+    pred = Predictor.load(md.path, backend=backend, threads=1, seed=seed, context_tokens=len(openings[0]) + length)
+    controls = SamplingControls(temperature=temperature)
+    end = pred.vocab.END
+    out = []
+    for op in openings:
+        pred.prime(op.tolist())
+        toks = []
+        for _ in range(length):
+            toks.append(pred.sample(controls))
+            if toks[-1] == end:
+                break
+        out.append(np.asarray(toks, np.int64))
+    return out, backend
+
+
+def sample_plain(model, openings: np.ndarray, length: int, temperature: float, seed: int,
+                 vocab: Vocab) -> list[np.ndarray]:
+    """Plain temperature sampling in torch, all openings in one batch, state carried.
+
+    The reference the live sampler is checked against (and a fast path when
+    the raw model alone is wanted). openings [N, prompt] int. A stream stops
+    after it samples END (kept). Returns N int arrays of at most `length` tokens.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n = len(openings)
+    out = torch.zeros((n, length), dtype=torch.long)
+    done = torch.zeros(n, dtype=torch.bool)
+    ends = torch.full((n,), length)
+    with torch.no_grad():
+        logits, (h, c) = model(torch.as_tensor(openings, dtype=torch.long))
+        logits = logits[:, -1]
+        for t in range(length):
+            probs = torch.softmax(logits.float() / temperature, dim=-1)
+            tok = torch.multinomial(probs, 1, generator=g).squeeze(1)
+            out[:, t] = tok
+            finished = (tok == vocab.END) & ~done
+            ends[finished] = t + 1
+            done |= finished
+            if bool(done.all()):
+                break
+            logits, h, c = model.step(tok, h, c)
+    return [out[i, :int(ends[i])].numpy() for i in range(n)]
+
+
+def pick_openings(pieces: list[np.ndarray], n: int, prompt: int, length: int, seed: int):
+    """N (opening, real continuation) pairs from test pieces longer than the prompt.
+
+    Pieces are drawn without replacement while there are enough, then again.
+    """
+    rng = np.random.default_rng(seed)
+    ok = [p for p in pieces if len(p) > prompt + 16]
+    if not ok:
+        raise AntiphonError(f"no test piece is longer than the {prompt}-token prompt + 16")
+    picks = np.concatenate([rng.permutation(len(ok)) for _ in range(-(-n // len(ok)))])[:n]
+    openings = np.stack([np.asarray(ok[i][:prompt], np.int64) for i in picks])
+    real = [np.asarray(ok[i][prompt:prompt + length], np.int64) for i in picks]
+    return openings, real
+
+
+# -- plots -----------------------------------------------------------------------
+
+def write_plots(out_dir: Path, real: list, samples: list, opening: np.ndarray, sample: np.ndarray,
+                vocab: Vocab, title: str) -> list[Path]:
+    """pitch_histograms.png (data vs samples) and piano_roll.png (one opening + its sample)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    pc_r, pc_s = metrics.pitch_class_histogram(real, vocab), metrics.pitch_class_histogram(samples, vocab)
+    xs = np.arange(12)
+    a1.bar(xs - 0.2, pc_r, 0.4, label="data (real continuations)")
+    a1.bar(xs + 0.2, pc_s, 0.4, label="samples")
+    a1.set_xticks(xs, metrics.PC_NAMES)
+    a1.set_title("pitch classes")
+    a1.legend()
+    p_r, p_s = metrics.pitch_histogram(real, vocab), metrics.pitch_histogram(samples, vocab)
+    rng = np.arange(vocab.pitch_lo, vocab.pitch_hi + 1)
+    a2.step(rng, p_r[rng], where="mid", label="data")
+    a2.step(rng, p_s[rng], where="mid", label="samples")
+    a2.set_xlabel("MIDI pitch")
+    a2.set_title("pitches")
+    a2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    hist_path = out_dir / "pitch_histograms.png"
+    fig.savefig(hist_path, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(12, 4))
+    notes = decode(list(opening) + list(sample), vocab)
+    split_beat = sum(vocab.token(i).value for i in opening if vocab.token(i).kind == "SHIFT") / vocab.resolution
+    for nt in notes:
+        colour = "tab:gray" if nt.start < split_beat else "tab:blue"
+        ax.broken_barh([(nt.start, nt.end - nt.start)], (nt.pitch - 0.4, 0.8), color=colour)
+    ax.axvline(split_beat, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("beats (grey: held-out opening, blue: sampled)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title("piano roll of one sample")
+    fig.tight_layout()
+    roll_path = out_dir / "piano_roll.png"
+    fig.savefig(roll_path, dpi=100)
+    plt.close(fig)
+    return [hist_path, roll_path]
+
+
+# -- the report ------------------------------------------------------------------
+
+def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, temperature: float = 1.0,
+             prompt: int = 64, length: int = 512, ngram_order: int = 4, limit: int = 0, seed: int = 0,
+             threads: int = 1, sampler: str = "live", backend: str = "auto", plots: str | Path | None = None,
+             log=print) -> dict:
+    """Everything the module docstring lists, as one JSON-ready dict."""
+    import torch
+
+    from agent.model import load_checkpoint
+
+    t0 = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    md = ModelDir.resolve(model_dir)
+    model, ckpt = load_checkpoint(md.require(md.checkpoint))
+    vocab = Vocab.from_dict(ckpt["vocab"])
+    vocab.check_same(vocab_of(data_dir), f"model {md.path} vs data {data_dir}")
+    test = load_split(data_dir, "test")
+    if limit:
+        test = test[:limit]
+    if not test:
+        raise AntiphonError(f"{data_dir}: the test split is empty")
+    train = load_split(data_dir, "train")
+    log(f"test: {len(test)} pieces, {sum(len(p) - 1 for p in test)} targets; train: {len(train)} pieces")
+
+    report: dict = {"model": str(model_dir), "data": str(data_dir), "split": "test",
+                    "n_pieces": len(test), "params": model.num_params()}
+    logp, tgt, correct = score_lstm(model, test, vocab)
+    report.update(summarize(logp, tgt, correct, vocab))
+    report["n_targets"] = int(len(tgt))
+    report["n_notes"] = int(((tgt >= vocab.note_on_base) & (tgt < vocab.note_off_base)).sum())
+    log(f"lstm: {report['test_nll']:.4f} nats/token ({time.perf_counter() - t0:.1f} s)")
+
+    report["baselines"] = {}
+    for name, bl in (("unigram", metrics.UnigramModel(vocab.size)),
+                     ("ngram", metrics.KneserNeyModel(vocab.size, ngram_order, pad=vocab.START))):
+        t = time.perf_counter()
+        bl.fit(train)
+        report["baselines"][name] = summarize(*score_counts(bl, test, vocab), vocab)
+        if name == "ngram":
+            report["baselines"][name]["order"] = ngram_order
+            report["baselines"][name]["smoothing"] = "interpolated Kneser-Ney"
+        log(f"{name}: {report['baselines'][name]['test_nll']:.4f} nats/token ({time.perf_counter() - t:.1f} s)")
+
+    t = time.perf_counter()
+    openings, real = pick_openings(test, samples, prompt, length, seed)
+    if sampler == "plain":
+        conts, sampler_name = sample_plain(model, openings, length, temperature, seed, vocab), "plain torch"
+    else:
+        conts, be = sample_live(md.path, openings, length, temperature, seed, backend)
+        sampler_name = f"agent.predictor + agent.sampler ({be})"
+    gen = metrics.music_stats(conts, openings, vocab)
+    ref = metrics.music_stats(real, openings, vocab)
+    report["sampling"] = {"samples": samples, "temperature": temperature, "prompt_tokens": prompt,
+                          "length_tokens": length, "seed": seed, "sampler": sampler_name,
+                          "collapse_window_onsets": 8, "seconds": round(time.perf_counter() - t, 2)}
+    for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches"):
+        report[k] = gen[k]
+    report["pitch_class_distance"] = metrics.histogram_distance(
+        metrics.pitch_class_histogram(conts, vocab), metrics.pitch_class_histogram(real, vocab))
+    report["pitch_distance"] = metrics.histogram_distance(
+        metrics.pitch_histogram(conts, vocab), metrics.pitch_histogram(real, vocab))
+    report["samples_pitch_class_histogram"] = gen["pitch_class_histogram"]
+    report["data_reference"] = {k: ref[k] for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density",
+                                                    "distinct_pitches", "pitch_class_histogram")}
+    log(f"sampled {samples} x {length} tokens ({report['sampling']['seconds']} s)")
+    if plots:
+        best = max(range(len(conts)), key=lambda i: len(conts[i]))
+        paths = write_plots(Path(plots), real, conts, openings[best], conts[best], vocab,
+                            f"{md.path.name}: {samples} samples at T={temperature} vs data")
+        report["plots"] = [str(p) for p in paths]
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def table(r: dict) -> str:
+    rows = [("model", "nll/token", "nll/note", "pitch acc")]
+    for name, d in [("lstm", r)] + [(k, v) for k, v in r["baselines"].items()]:
+        rows.append((name, f"{d['test_nll']:.4f}", f"{d['test_nll_per_note']:.3f}", f"{d['pitch_accuracy']:.3f}"))
+    lines = ["  ".join(f"{c:>10}" for c in row) for row in rows]
+    lines.append("")
+    ref = r["data_reference"]
+    for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches"):
+        lines.append(f"{k:>20}  samples {r[k]:8.3f}   data {ref[k]:8.3f}")
+    lines.append(f"{'pitch_class_distance':>20}  {r['pitch_class_distance']:.3f} (total variation, samples vs data)")
+    return "\n".join(lines)
+
+
+def _finite(x):
+    """NaN/inf -> None, so the report is strict JSON (a metric is NaN when it has nothing to measure)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="model folder (checkpoint.pt + vocab.json)")
+    ap.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="prepared data folder (default %(default)s)")
+    ap.add_argument("--json", metavar="OUT", help="write the report here")
+    ap.add_argument("--samples", type=int, default=64, help="continuations to sample (default %(default)s)")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--prompt", type=int, default=64, help="opening length, tokens (default %(default)s)")
+    ap.add_argument("--length", type=int, default=512, help="continuation length, tokens (default %(default)s)")
+    ap.add_argument("--ngram-order", type=int, default=4)
+    ap.add_argument("--limit", type=int, default=0, help="score only the first N test pieces (0 = all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: fastest for batch-1 steps on shared cores; 0 = torch's default)")
+    ap.add_argument("--sampler", choices=["live", "plain"], default="live",
+                    help="live: agent.predictor + agent.sampler, one stream at a time (default); "
+                         "plain: batched torch temperature sampling")
+    ap.add_argument("--backend", default="auto", help="live sampler's backend (default: onnx if model.onnx, else torch-cpu)")
+    ap.add_argument("--plots", metavar="DIR", help="write pitch_histograms.png and piano_roll.png here")
+    args = ap.parse_args(argv)
+    if args.samples < 1 or args.temperature <= 0 or args.prompt < 1 or args.length < 1:
+        print("evaluate: --samples, --prompt, --length must be >= 1 and --temperature > 0", file=sys.stderr)
+        return 2
+    try:
+        r = evaluate(args.model, args.data, samples=args.samples, temperature=args.temperature,
+                     prompt=args.prompt, length=args.length, ngram_order=args.ngram_order, limit=args.limit,
+                     seed=args.seed, threads=args.threads, sampler=args.sampler,
+                     backend=args.backend, plots=args.plots,
+                     log=lambda m: print(m, file=sys.stderr))
+    except AntiphonError as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(_finite(r), indent=1)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    print(table(r))
+    if not args.json:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
