@@ -1,0 +1,291 @@
+"""Train the LSTM token model on prepared data: stateful truncated BPTT, every position a target.
+
+    python scripts/train.py --data data/prepared --out models/default --max-minutes 60
+    torchrun --nproc_per_node=2 scripts/train.py --data data/prepared --out runs/ddp
+
+Each epoch the training pieces are shuffled, each one transposed by a random
+number of semitones (within --transpose and the vocabulary's range), and
+concatenated into `--batch` parallel streams. The streams are cut into chunks
+of `--chunk` tokens; the LSTM state is carried from one chunk to the next of
+the same stream (detached, so backprop stops at the chunk edge), the way the
+live agent carries its state from note to note. Every token is a target.
+
+Under torchrun each rank takes its own share of the pieces (DDP; gloo on CPU,
+nccl on GPU). Writes to --out: checkpoint.pt (the best by validation loss,
+weights only), vocab.json, metrics.json, loss.png; and to --run-dir
+last.pt (with the optimizer) for --resume.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from agent import dataset  # noqa: E402
+from agent.model import LSTMModel, ModelArgs  # noqa: E402
+from train_report import evaluate_pieces, plot_losses, write_card  # noqa: E402
+
+# -----------------------------------------------------------------------------
+# options
+ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+ap.add_argument("--data", default=str(ROOT / dataset.DEFAULT_DATA_DIR), help="prepared data folder")
+ap.add_argument("--out", default=str(ROOT / "models/default"), help="model folder to write")
+ap.add_argument("--run-dir", default=None, help="where last.pt (resume state) goes; default runs/<out name>")
+ap.add_argument("--layers", type=int, default=2)
+ap.add_argument("--hidden", type=int, default=256)
+ap.add_argument("--embedding", type=int, default=128)
+ap.add_argument("--dropout", type=float, default=0.2)
+ap.add_argument("--chunk", type=int, default=128, help="tokens per BPTT chunk")
+ap.add_argument("--batch", type=int, default=32, help="parallel streams per process")
+ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+ap.add_argument("--min-lr", type=float, default=1e-4, help="cosine schedule floor")
+ap.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
+ap.add_argument("--weight-decay", type=float, default=0.01)
+ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
+ap.add_argument("--epochs", type=int, default=100)
+ap.add_argument("--max-minutes", type=float, default=0.0, help="training time budget (0 = none)")
+ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0 = none)")
+ap.add_argument("--patience", type=int, default=5, help="epochs without a better valid loss before stopping")
+ap.add_argument("--transpose", type=int, default=6, help="random transposition range, +-semitones")
+ap.add_argument("--seed", type=int, default=1337)
+ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = cores / processes)")
+ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+ap.add_argument("--no-test", action="store_true", help="skip the test-split NLL at the end")
+ap.add_argument("--quiet", action="store_true", help="no progress bar")
+args = ap.parse_args()
+
+# -----------------------------------------------------------------------------
+# processes and devices
+ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+if ddp:
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+else:
+    rank, world, device = 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+master = rank == 0
+torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+torch.manual_seed(args.seed + rank)
+out_dir = Path(args.out)
+run_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / out_dir.name
+if master:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def log(*a) -> None:
+    if master:
+        print(*a, file=sys.stderr, flush=True)
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Sum floats over ranks (identity when single-process)."""
+    if not ddp:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# -----------------------------------------------------------------------------
+# data: pieces per rank, streams per epoch
+vocab = dataset.vocab_of(args.data)
+manifest = dataset.load_manifest(args.data)
+train_pieces = dataset.load_split(args.data, "train")
+valid_pieces = dataset.load_split(args.data, "valid")
+if not train_pieces or not valid_pieces:
+    sys.exit(f"{args.data}: the train and valid splits must both have pieces")
+valid_mine = valid_pieces[rank::world]
+shift_choices = [dataset.allowed_shifts(p, vocab, args.transpose) for p in train_pieces]
+
+
+def epoch_streams(epoch: int) -> np.ndarray:
+    """[batch, length] int64: this rank's shuffled, transposed pieces laid end to end in B streams."""
+    rng = np.random.default_rng(args.seed * 1000 + epoch)  # same order on every rank
+    order = rng.permutation(len(train_pieces))[rank::world]
+    rng = np.random.default_rng((args.seed * 1000 + epoch) * 64 + rank)
+    parts = [dataset.transpose(train_pieces[i], int(rng.choice(shift_choices[i])), vocab) for i in order]
+    flat = np.concatenate(parts).astype(np.int64)
+    length = len(flat) // args.batch
+    return flat[: length * args.batch].reshape(args.batch, length)
+
+
+def steps_in(streams: np.ndarray) -> int:
+    n = (streams.shape[1] - 1) // args.chunk
+    if ddp:  # every rank must take the same number of steps, or DDP's all-reduce hangs
+        t = torch.tensor([n], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        n = int(t.item())
+    return n
+
+
+# -----------------------------------------------------------------------------
+# model, optimizer, resume
+model_args = ModelArgs(vocab_size=vocab.size, embedding=args.embedding, hidden=args.hidden,
+                       layers=args.layers, dropout=args.dropout)
+state_path = run_dir / "last.pt"
+resumed = None
+if args.resume:
+    if not state_path.exists():
+        sys.exit(f"--resume: no {state_path}")
+    resumed = torch.load(state_path, map_location="cpu", weights_only=True)
+    model_args = ModelArgs(**resumed["model_args"])  # a resumed run keeps its own size
+model = LSTMModel(model_args).to(device)
+optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.99))
+history: list[dict] = []
+start_epoch, step, best_valid, best_epoch, bad_epochs, train_s = 1, 0, math.inf, 0, 0, 0.0
+planned_steps = 0
+if resumed:
+    model.load_state_dict(resumed["model"])
+    optimizer.load_state_dict(resumed["optimizer"])
+    history = list(resumed["history"])
+    start_epoch, step = resumed["epoch"] + 1, resumed["step"]
+    best_valid, best_epoch, bad_epochs = resumed["best_valid"], resumed["best_epoch"], resumed["bad_epochs"]
+    train_s, planned_steps = resumed["train_s"], resumed["planned_steps"]
+    log(f"resumed from {state_path} at epoch {resumed['epoch']}, step {step}, best valid {best_valid:.4f}")
+raw_model = model
+if ddp:
+    model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+config["world_size"] = world
+log(f"{raw_model.num_params():,} params {model_args}; {len(train_pieces)} train / {len(valid_pieces)} valid pieces; "
+    f"{world} process(es)")
+
+
+def lr_at(s: int) -> float:
+    """Linear warmup, then cosine from --lr down to --min-lr over the planned steps."""
+    if s < args.warmup:
+        return args.lr * (s + 1) / args.warmup
+    total = max(planned_steps, s + 1)
+    frac = min(1.0, (s - args.warmup) / max(1, total - args.warmup))
+    return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def checkpoint(epoch: int, with_optimizer: bool) -> dict:
+    """Plain types only (tensors, numbers, strings, lists, dicts): loads with weights_only=True."""
+    ck = {"model": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
+          "model_args": raw_model.model_args(), "vocab": vocab.to_dict(), "config": config,
+          "epoch": epoch, "step": step, "best_valid": best_valid, "best_epoch": best_epoch,
+          "params": raw_model.num_params(), "train_s": train_s}
+    if with_optimizer:
+        ck.update(optimizer=optimizer.state_dict(), history=history, bad_epochs=bad_epochs,
+                  planned_steps=planned_steps)
+    return ck
+
+
+def save_metrics() -> None:
+    metrics = {"epochs": history, "best_valid": best_valid, "best_epoch": best_epoch, "params": raw_model.num_params(),
+               "model_args": raw_model.model_args(), "train_s": round(train_s, 1), "steps": step, "config": config}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot_losses(history, out_dir / "loss.png")
+
+
+# -----------------------------------------------------------------------------
+# training loop
+budget_s = args.max_minutes * 60 if args.max_minutes > 0 else math.inf
+t_start = time.perf_counter()
+stop_reason = "epochs"
+if master:
+    vocab.save(out_dir / "vocab.json")
+for epoch in range(start_epoch, args.epochs + 1):
+    streams = torch.from_numpy(epoch_streams(epoch))
+    n_steps = steps_in(streams)
+    if n_steps == 0:
+        sys.exit(f"train split too small for --batch {args.batch} x --chunk {args.chunk} (per process)")
+    if planned_steps == 0:  # first guess: every epoch this long; refined below once speed is known
+        planned_steps = n_steps * args.epochs
+    model.train()
+    state = None
+    loss_sum, tok_count, t_epoch = 0.0, 0, time.perf_counter()
+    bar = None
+    if master and not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=n_steps, desc=f"epoch {epoch}", unit="step", file=sys.stderr, dynamic_ncols=True)
+    out_of_time, i = False, 0
+    for i in range(n_steps):
+        a = i * args.chunk
+        x = streams[:, a:a + args.chunk].to(device)
+        y = streams[:, a + 1:a + args.chunk + 1].to(device)
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(step)
+        logits, state = model(x, state)
+        state = tuple(s.detach() for s in state)  # truncated BPTT: carry the value, not the graph
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        optimizer.step()
+        step += 1
+        loss_sum += loss.item() * y.numel()
+        tok_count += y.numel()
+        if bar is not None:
+            rate = tok_count * world / (time.perf_counter() - t_epoch)
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}", lr=f"{lr_at(step):.1e}", refresh=False)
+            bar.update(1)
+        over = (time.perf_counter() - t_start > budget_s) or (args.max_steps and step >= args.max_steps)
+        if ddp:  # all ranks stop together
+            flag = torch.tensor([1.0 if over else 0.0], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over = flag.item() > 0
+        if over:
+            out_of_time = True
+            break
+    if bar is not None:
+        bar.close()
+    epoch_s = time.perf_counter() - t_epoch
+    train_s += epoch_s
+    loss_sum, tok_count = all_sum([loss_sum, float(tok_count)])
+    v_sum, v_count = all_sum(list(evaluate_pieces(raw_model, valid_mine, device)))
+    valid_loss = v_sum / max(v_count, 1)
+    tokens_per_s = tok_count / epoch_s
+    history.append({"epoch": epoch, "steps": step, "train_loss": loss_sum / max(tok_count, 1),
+                    "valid_loss": valid_loss, "tokens_per_s": round(tokens_per_s, 1),
+                    "lr": lr_at(step), "epoch_s": round(epoch_s, 1), "elapsed_s": round(train_s, 1)})
+    log(f"epoch {epoch}: train {history[-1]['train_loss']:.4f}  valid {valid_loss:.4f}  "
+        f"{tokens_per_s:,.0f} tok/s  {epoch_s:.0f}s")
+    if valid_loss < best_valid:
+        best_valid, best_epoch, bad_epochs = valid_loss, epoch, 0
+        if master:
+            torch.save(checkpoint(epoch, with_optimizer=False), out_dir / "checkpoint.pt")
+    else:
+        bad_epochs += 1
+    # re-plan the cosine schedule so that it ends when the time budget does
+    if budget_s < math.inf and i > 0:
+        s_per_step = epoch_s / (i + 1)
+        left = budget_s - (time.perf_counter() - t_start)
+        planned_steps = min(n_steps * args.epochs, step + max(0, int(left / s_per_step)))
+    if master:
+        torch.save(checkpoint(epoch, with_optimizer=True), state_path)
+        save_metrics()
+    if out_of_time:
+        stop_reason = "max-steps" if args.max_steps and step >= args.max_steps else "max-minutes"
+        break
+    if bad_epochs >= args.patience:
+        stop_reason = f"no better valid loss for {args.patience} epochs"
+        break
+
+log(f"stopped ({stop_reason}) after {step} steps, {train_s:.0f}s of training; "
+    f"best valid {best_valid:.4f} at epoch {best_epoch}")
+# -----------------------------------------------------------------------------
+# test NLL of the best checkpoint, and the model card
+if master and not args.no_test:
+    write_card(out_dir, args.data, stop_reason=stop_reason)
+if ddp:
+    dist.barrier()
+    dist.destroy_process_group()

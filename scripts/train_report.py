@@ -1,0 +1,159 @@
+"""What scripts/train.py reports: per-piece NLL, the loss curve, and the model card.
+
+    python scripts/train_report.py models/default --data data/prepared   # (re)write card.json
+
+NLL here is per token in nats: each piece is run from a zero state, starting
+at its START token, and every following token (through END) is a target.
+That is the number card.json's `valid_nll`/`test_nll` mean. The card also
+takes the baselines from `eval.json` (scripts/evaluate.py) when it exists.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent import dataset  # noqa: E402
+from agent.model import LSTMModel, load_checkpoint  # noqa: E402
+
+
+@torch.no_grad()
+def evaluate_pieces(model: LSTMModel, pieces: list, device="cpu", batch: int = 64,
+                    chunk: int = 512) -> tuple[float, int]:
+    """(sum of NLL in nats, number of targets) over pieces, each from a zero state.
+
+    Pieces are sorted by length and padded into batches; long pieces run in
+    chunks with the state carried, so memory stays bounded.
+    """
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+    for b in range(0, len(order), batch):
+        group = [np.asarray(pieces[i], dtype=np.int64) for i in order[b:b + batch]]
+        length = max(len(p) for p in group)
+        x = np.zeros((len(group), length), dtype=np.int64)
+        mask = np.zeros((len(group), length), dtype=bool)
+        for r, p in enumerate(group):
+            x[r, :len(p)] = p
+            mask[r, :len(p)] = True
+        x, mask = torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)
+        state = None
+        for a in range(0, length - 1, chunk):
+            inp, tgt = x[:, a:a + chunk], x[:, a + 1:a + chunk + 1]
+            inp = inp[:, :tgt.size(1)]
+            logits, state = model(inp, state)
+            nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none")
+            m = mask[:, a + 1:a + chunk + 1].reshape(-1)
+            total += float(nll[m].sum())
+            count += int(m.sum())
+    model.train(was_training)
+    return total, count
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    """Train and valid loss (nats/token) per epoch as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train (transposed, streamed)")
+    ax.plot(ep, [h["valid_loss"] for h in history], "s-", label="valid (per piece)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("NLL (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _baselines(eval_json: Path) -> dict | None:
+    if not eval_json.exists():
+        return None
+    rep = json.loads(eval_json.read_text())
+    base = rep.get("baselines") or {}
+    out = {k: {"test_nll": v["test_nll"]} for k, v in base.items() if isinstance(v, dict) and "test_nll" in v}
+    return out or None
+
+
+def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "") -> dict:
+    """Evaluate the best checkpoint on valid and test; write card.json beside it."""
+    out_dir = Path(out_dir)
+    model, ck = load_checkpoint(out_dir / "checkpoint.pt")
+    manifest = dataset.load_manifest(data_dir)
+    metrics = json.loads((out_dir / "metrics.json").read_text()) if (out_dir / "metrics.json").exists() else {}
+    nll = {}
+    for split in ("valid", "test"):
+        pieces = dataset.load_split(data_dir, split)
+        s, n = evaluate_pieces(model, pieces)
+        nll[split] = (s / max(n, 1), n)
+    epochs = metrics.get("epochs", [])
+    speeds = [e["tokens_per_s"] for e in epochs]
+    card = {
+        "name": out_dir.name,
+        "description": (f"{ck['model_args']['layers']}x{ck['model_args']['hidden']} stateful LSTM over Antiphon's "
+                        f"performance tokens, trained on {', '.join(manifest['counts']['sources'])}"),
+        "data": {
+            "sources": {k: {"pieces": v["pieces"], "tokens": v["tokens"], "files": v["files"],
+                            "skipped_files": v["skipped_files"]}
+                        for k, v in manifest["counts"]["sources"].items()},
+            "splits": manifest["counts"]["splits"],
+            "split_seed": manifest["seed"],
+            "filtered": manifest.get("filtered", {}),
+            "transpose_semitones": ck["config"].get("transpose"),
+        },
+        "vocab": ck["vocab"],
+        "model_args": ck["model_args"],
+        "params": model.num_params(),
+        "training": {
+            "train_s": round(ck.get("train_s", metrics.get("train_s", 0.0)), 1),
+            "total_train_s": metrics.get("train_s"),
+            "epochs_run": len(epochs), "best_epoch": ck["best_epoch"], "steps": metrics.get("steps"),
+            "stop_reason": stop_reason or (json.loads((out_dir / "card.json").read_text()).get("training", {})
+                                           .get("stop_reason", "") if (out_dir / "card.json").exists() else ""),
+            "chunk": ck["config"].get("chunk"), "batch": ck["config"].get("batch"),
+            "lr": ck["config"].get("lr"), "world_size": ck["config"].get("world_size"),
+            "threads": ck["config"].get("threads"),
+        },
+        "tokens_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
+        "valid_nll": round(nll["valid"][0], 4),
+        "test_nll": round(nll["test"][0], 4),
+        "test_targets": nll["test"][1],
+        "nll_unit": "nats per token, each piece from a zero state, START excluded as a target",
+    }
+    baselines = _baselines(out_dir / "eval.json")
+    if baselines:
+        card["baselines"] = baselines
+        card["baselines_from"] = "eval.json (scripts/evaluate.py)"
+    (out_dir / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="(re)write a trained model's card.json")
+    ap.add_argument("model", help="model folder with checkpoint.pt")
+    ap.add_argument("--data", default=str(ROOT / dataset.DEFAULT_DATA_DIR))
+    args = ap.parse_args(argv)
+    card = write_card(args.model, args.data)
+    print(json.dumps({k: card.get(k) for k in ("params", "tokens_per_s", "valid_nll", "test_nll", "baselines")},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
