@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Training throughput: our chunked stateful scheme vs the classic sliding window, in one run.
+
+    python scripts/bench_train.py [--json OUT] [--quick] [--model models/default] [--data data/prepared]
+
+Both schemes train the same model (size from --model's checkpoint if it has
+one, else scripts/train.py's defaults) on the same data (the train split),
+with the same batch size, optimizer (AdamW), loss and gradient clipping, one
+full training step (forward, backward, clip, step) at a time:
+
+  ours    B parallel streams x a chunk of T tokens, the LSTM state carried
+          from chunk to chunk (detached), every position a target:
+          B*T targets per step (what scripts/train.py does);
+  window  B windows of W = 100 consecutive tokens from random places, each
+          starting from a zero state, only the token after the window a
+          target: B targets per step (the ancestors' scheme, ../shared/ANCESTRY.md).
+
+Targets per second is what matters (every target is a gradient signal); the
+input tokens per second show that the raw LSTM speed is about the same in both,
+so the ratio comes from the scheme, not from the kernels. The two are measured
+in alternating rounds, so a background load (another training job) slows
+both alike; the load average is recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.dataset import DEFAULT_DATA_DIR, load_split, vocab_of  # noqa: E402
+from agent.errors import AntiphonError  # noqa: E402
+from agent.modeldir import ModelDir  # noqa: E402
+
+TRAIN_DEFAULTS = {"embedding": 128, "hidden": 256, "layers": 2, "dropout": 0.2}  # scripts/train.py's
+
+
+def model_args_for(model_dir: str | None, vocab_size: int, overrides: dict) -> tuple[dict, str]:
+    """The model size to benchmark: the checkpoint's if there is one, then explicit overrides."""
+    args, source = dict(TRAIN_DEFAULTS), "scripts/train.py defaults"
+    if model_dir:
+        try:
+            ckpt = ModelDir.resolve(model_dir).checkpoint
+        except AntiphonError:
+            ckpt = None
+        if ckpt is not None and ckpt.exists():
+            import torch
+
+            stored = torch.load(ckpt, map_location="cpu", weights_only=True)["model_args"]
+            args.update({k: stored[k] for k in TRAIN_DEFAULTS if k in stored})
+            source = str(ckpt)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given:
+        args.update(given)
+        source += " with " + ", ".join(f"{k}={v}" for k, v in given.items())
+    args["vocab_size"] = vocab_size
+    return args, source
+
+
+class Trainer:
+    """One model + optimizer and the two kinds of training step over one flat token array."""
+
+    def __init__(self, model_args: dict, flat: np.ndarray, batch: int, chunk: int, window: int, seed: int):
+        import torch
+
+        from agent.model import LSTMModel, ModelArgs
+
+        self.torch = torch
+        torch.manual_seed(seed)
+        self.model = LSTMModel(ModelArgs(**model_args)).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.01, betas=(0.9, 0.99))
+        self.batch, self.chunk, self.window = batch, chunk, window
+        flat = torch.as_tensor(np.asarray(flat, np.int64))
+        if len(flat) < batch * (chunk + 1) or len(flat) < window + 2:
+            raise AntiphonError(f"train split has {len(flat)} tokens: too few for {batch} x {chunk}")
+        length = len(flat) // batch
+        self.streams = flat[: length * batch].reshape(batch, length)  # as scripts/train.py lays them out
+        self.flat = flat
+        self.pos, self.state = 0, None
+        self.rng = np.random.default_rng(seed)
+
+    def _update(self, logits, y) -> None:
+        F = self.torch.nn.functional
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+
+    def ours_step(self) -> tuple[int, int]:
+        """One chunked stateful step; returns (targets, input tokens)."""
+        if self.pos + self.chunk + 1 > self.streams.shape[1]:
+            self.pos, self.state = 0, None  # wrap around: a new epoch starts from a zero state
+        a = self.pos
+        x, y = self.streams[:, a:a + self.chunk], self.streams[:, a + 1:a + self.chunk + 1]
+        logits, state = self.model(x, self.state)
+        self.state = tuple(s.detach() for s in state)
+        self._update(logits, y)
+        self.pos += self.chunk
+        return y.numel(), x.numel()
+
+    def window_step(self) -> tuple[int, int]:
+        """One sliding-window step: B windows, one target each; returns (targets, input tokens)."""
+        starts = self.rng.integers(0, len(self.flat) - self.window - 1, self.batch)
+        idx = self.torch.as_tensor(starts)[:, None] + self.torch.arange(self.window + 1)
+        seq = self.flat[idx]
+        logits, _ = self.model(seq[:, :-1])  # zero state: each window is its own sample
+        self._update(logits[:, -1:], seq[:, -1:])
+        return self.batch, self.batch * self.window
+
+
+def measure(trainer: Trainer, rounds: int, steps: int, warmup: int, log=print) -> dict:
+    """Alternate `rounds` of `steps` steps of each scheme; totals and per-round rates."""
+    for _ in range(warmup):
+        trainer.ours_step()
+        trainer.window_step()
+    tot = {s: {"targets": 0, "tokens": 0, "seconds": 0.0, "steps": 0, "round_rates": []} for s in ("ours", "window")}
+    for r in range(rounds):
+        for name, fn in (("ours", trainer.ours_step), ("window", trainer.window_step)):
+            t0 = time.perf_counter()
+            got = [fn() for _ in range(steps)]
+            secs = time.perf_counter() - t0
+            targets = sum(g[0] for g in got)
+            d = tot[name]
+            d["targets"] += targets
+            d["tokens"] += sum(g[1] for g in got)
+            d["seconds"] += secs
+            d["steps"] += steps
+            d["round_rates"].append(round(targets / secs, 1))
+        log(f"round {r + 1}/{rounds}: ours {tot['ours']['round_rates'][-1]:,.0f}  "
+            f"window {tot['window']['round_rates'][-1]:,.0f} targets/s")
+    return tot
+
+
+def run(args, log=print) -> dict:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    vocab = vocab_of(args.data)
+    pieces = load_split(args.data, "train")
+    if args.max_tokens:
+        keep, n = [], 0
+        for p in pieces:  # a prefix of the split is enough to time steps
+            keep.append(p)
+            n += len(p)
+            if n >= args.max_tokens:
+                break
+        pieces = keep
+    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+    margs, source = model_args_for(args.model, vocab.size, {"layers": args.layers, "hidden": args.hidden,
+                                                            "embedding": args.embedding})
+    trainer = Trainer(margs, flat, args.batch, args.chunk, args.window, args.seed)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    tot = measure(trainer, args.rounds, args.steps, args.warmup, log)
+    ours = tot["ours"]["targets"] / tot["ours"]["seconds"]
+    win = tot["window"]["targets"] / tot["window"]["seconds"]
+    return {
+        "ours_targets_per_s": round(ours, 1),
+        "window_targets_per_s": round(win, 1),
+        "ratio": round(ours / win, 2),
+        "ours_tokens_per_s": round(tot["ours"]["tokens"] / tot["ours"]["seconds"], 1),
+        "window_tokens_per_s": round(tot["window"]["tokens"] / tot["window"]["seconds"], 1),
+        "ours": tot["ours"], "window": tot["window"],
+        "batch": args.batch, "chunk": args.chunk, "window_tokens": args.window,
+        "model_args": margs, "model_from": source, "params": trainer.model.num_params(),
+        "data": str(args.data), "data_tokens": int(len(flat)),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "quick": bool(args.quick), "seconds": round(time.perf_counter() - t0, 1),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def table(r: dict) -> str:
+    rows = [("scheme", "targets/s", "input tok/s", "steps", "targets/step"),
+            ("ours", f"{r['ours_targets_per_s']:,.0f}", f"{r['ours_tokens_per_s']:,.0f}", str(r["ours"]["steps"]),
+             f"{r['batch']} x {r['chunk']}"),
+            ("window", f"{r['window_targets_per_s']:,.0f}", f"{r['window_tokens_per_s']:,.0f}",
+             str(r["window"]["steps"]), f"{r['batch']} x 1"),
+            ]
+    lines = ["  ".join(f"{c:>12}" for c in row) for row in rows]
+    lines.append(f"ratio (ours / window, targets per second): {r['ratio']:.1f}x   "
+                 f"[{r['params']:,} params, {r['torch_threads']} threads, load {r['loadavg_before'][0]:.1f}]")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", metavar="OUT", help="write the JSON report here")
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter rounds: under a minute")
+    ap.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="prepared data folder (default %(default)s)")
+    ap.add_argument("--model", default="models/default", help="take the model size from this folder's checkpoint")
+    ap.add_argument("--layers", type=int)
+    ap.add_argument("--hidden", type=int)
+    ap.add_argument("--embedding", type=int)
+    ap.add_argument("--batch", type=int, default=32, help="streams / windows per step (default %(default)s)")
+    ap.add_argument("--chunk", type=int, default=128, help="our BPTT chunk, tokens (default %(default)s)")
+    ap.add_argument("--window", type=int, default=100, help="classic window length, tokens (default %(default)s)")
+    ap.add_argument("--rounds", type=int, help="alternating rounds (default 6, quick 3)")
+    ap.add_argument("--steps", type=int, help="steps of each scheme per round (default 5, quick 2)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps of each scheme first")
+    ap.add_argument("--max-tokens", type=int, default=2_000_000, help="use at most this prefix of the train split")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.quick else 6)
+    args.steps = args.steps or (2 if args.quick else 5)
+    try:
+        r = run(args, log=lambda m: print(m, file=sys.stderr))
+    except AntiphonError as exc:
+        print(f"bench_train: error: {exc}", file=sys.stderr)
+        return 2
+    print(table(r))
+    text = json.dumps(r, indent=1)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

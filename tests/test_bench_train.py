@@ -1,0 +1,95 @@
+"""scripts/bench_train.py: both schemes train the same model on real chorales and count targets right.
+
+No assertion here depends on speed (the ratio itself is recorded in BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent import dataset
+from agent.events import Vocab, encode
+from agent.sources import notes_from_music21
+
+ROOT = Path(__file__).resolve().parent.parent
+VOCAB = Vocab()
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "scripts" / "bench_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from music21 import corpus
+
+    pieces = [np.asarray(encode(notes_from_music21(corpus.parse(name)), VOCAB))
+              for name in ("bach/bwv66.6", "bach/bwv10.7", "bach/bwv11.6", "bach/bwv13.6")]
+    d = tmp_path_factory.mktemp("prepared")
+    dataset.write_split(d, "train", pieces)
+    dataset.write_manifest(d, {"vocab": VOCAB.to_dict()})
+    return d
+
+
+def test_quick_run_writes_the_contract_keys_and_counts_targets(tmp_path, data_dir):
+    bench = load_script()
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--quick", "--data", str(data_dir), "--model", str(tmp_path / "no-model"), "--json", str(out),
+                     "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch", "4", "--chunk", "50",
+                     "--rounds", "2", "--steps", "3", "--threads", "1"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    for key in ("ours_targets_per_s", "window_targets_per_s", "ratio"):
+        assert r[key] > 0
+    assert r["ratio"] == pytest.approx(r["ours_targets_per_s"] / r["window_targets_per_s"], rel=0.01)
+    # every position is a target in ours; one per 100-token window in theirs
+    assert r["ours"]["targets"] == 2 * 3 * 4 * 50 and r["ours"]["tokens"] == r["ours"]["targets"]
+    assert r["window"]["targets"] == 2 * 3 * 4 and r["window"]["tokens"] == 2 * 3 * 4 * 100
+    assert r["model_args"]["hidden"] == 32 and r["model_args"]["vocab_size"] == VOCAB.size
+
+
+def test_both_schemes_learn(data_dir):
+    """The steps are real training steps: a few of each lower the loss on what they train on."""
+    import torch
+
+    bench = load_script()
+    pieces = dataset.load_split(data_dir, "train")
+    margs = {"vocab_size": VOCAB.size, "embedding": 16, "hidden": 32, "layers": 1, "dropout": 0.0}
+    tr = bench.Trainer(margs, np.concatenate(pieces), batch=4, chunk=40, window=100, seed=0)
+    x = tr.streams[:, :41]
+
+    def loss() -> float:
+        with torch.no_grad():
+            logits, _ = tr.model(x[:, :-1])
+            return float(torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB.size), x[:, 1:].reshape(-1)))
+
+    before = loss()
+    for _ in range(30):
+        tr.pos, tr.state = 0, None
+        tr.ours_step()
+    assert loss() < before - 0.2
+    assert tr.pos == 40 and tr.state[0].shape == (1, 4, 32)  # state carried to the next chunk
+    assert tr.window_step() == (4, 400)
+
+
+def test_model_size_comes_from_the_checkpoint(tmp_path):
+    import torch
+
+    from agent.model import LSTMModel, ModelArgs
+
+    bench = load_script()
+    m = LSTMModel(ModelArgs(VOCAB.size, embedding=24, hidden=40, layers=3))
+    (tmp_path / "m").mkdir()
+    torch.save({"model_args": m.model_args(), "vocab": VOCAB.to_dict(), "config": {}, "model": m.state_dict()},
+               tmp_path / "m" / "checkpoint.pt")
+    args, source = bench.model_args_for(str(tmp_path / "m"), VOCAB.size, {"layers": None, "hidden": None})
+    assert (args["embedding"], args["hidden"], args["layers"]) == (24, 40, 3) and "checkpoint.pt" in source
+    args, _ = bench.model_args_for(str(tmp_path / "none"), VOCAB.size, {"hidden": 64})
+    assert args["hidden"] == 64 and args["layers"] == bench.TRAIN_DEFAULTS["layers"]
