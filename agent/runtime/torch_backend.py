@@ -52,15 +52,15 @@ class TorchBackend(Backend):
         self.threads = threads
         self.samples_on_device = self.device.type == "cuda"
         self._graph = None
-        if self.samples_on_device:
-            self._gen = torch.Generator(device=self.device)
-            self._gen.manual_seed(seed if seed is not None and seed >= 0 else int(np.random.SeedSequence().entropy % 2**63))
-            self._bias_host = np.zeros(a.vocab_size)
-            self._bias = torch.zeros(a.vocab_size, device=self.device)
+        # Device-sampling buffers exist on the CPU too, so tests can check `sample` there.
+        self._gen = torch.Generator(device=self.device)
+        self._gen.manual_seed(seed if seed is not None and seed >= 0 else int(np.random.SeedSequence().entropy % 2**63))
+        self._bias_host = np.zeros(a.vocab_size)
+        self._bias = torch.zeros(a.vocab_size, device=self.device)
+        if self.samples_on_device and cuda_graph:
             self._tok = torch.zeros(1, dtype=torch.long, device=self.device)
             self._h, self._c = self.model.initial_state(1, self.device)
-            if cuda_graph:
-                self._capture()
+            self._capture()
 
     # -- CUDA graph ------------------------------------------------------------
     def _capture(self) -> None:
