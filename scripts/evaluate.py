@@ -22,7 +22,9 @@ real continuations of the same openings: pitch-class histogram distance
 (total variation, 0..1), in-key ratio (Krumhansl-Schmuckler key of opening +
 continuation), note density (note-ons per beat) and collapse_rate, the
 fraction of samples whose last 8 onsets are all the same pitch or chord
-(agent.metrics.is_collapsed has the precise rule).
+(agent.metrics.is_collapsed has the precise rule). For contrast it also
+reports the collapse rate of near-argmax decoding (T = 0.01) of the same
+openings, the failure the ancestors hit.
 """
 from __future__ import annotations
 
@@ -237,6 +239,8 @@ def write_plots(out_dir: Path, real: list, samples: list, opening: np.ndarray, s
 
 # -- the report ------------------------------------------------------------------
 
+GREEDY_T = 0.01  # "argmax" for the greedy comparison (softmax at T -> 0)
+
 def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, temperature: float = 1.0,
              prompt: int = 64, length: int = 512, ngram_order: int = 4, limit: int = 0, seed: int = 0,
              threads: int = 1, sampler: str = "live", backend: str = "auto", plots: str | Path | None = None,
@@ -299,6 +303,11 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     report["pitch_distance"] = metrics.histogram_distance(
         metrics.pitch_histogram(conts, vocab), metrics.pitch_histogram(real, vocab))
     report["samples_pitch_class_histogram"] = gen["pitch_class_histogram"]
+    # Near-argmax decoding of the same openings: the failure collapse_rate exists to catch.
+    greedy = sample_plain(model, openings, length, GREEDY_T, seed, vocab)
+    report["greedy"] = {"temperature": GREEDY_T, "collapse_rate": metrics.collapse_rate(greedy, vocab),
+                        "distinct_pitches": metrics.mean_finite(
+                            float(len({p for _, p in metrics.onsets(g, vocab)})) for g in greedy)}
     report["data_reference"] = {k: ref[k] for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density",
                                                     "distinct_pitches", "pitch_class_histogram")}
     log(f"sampled {samples} x {length} tokens ({report['sampling']['seconds']} s)")
@@ -321,6 +330,8 @@ def table(r: dict) -> str:
     for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches"):
         lines.append(f"{k:>20}  samples {r[k]:8.3f}   data {ref[k]:8.3f}")
     lines.append(f"{'pitch_class_distance':>20}  {r['pitch_class_distance']:.3f} (total variation, samples vs data)")
+    lines.append(f"{'greedy collapse':>20}  {r['greedy']['collapse_rate']:.3f} (T={r['greedy']['temperature']}, "
+                 f"for contrast)")
     return "\n".join(lines)
 
 
