@@ -40,6 +40,7 @@ class MidiConfig:
     channel: int = _f(1, min=1, max=16)  # output channel, 1-based as musicians count
     velocity_scale: float = _f(1.0, min=0.0, max=4.0)
     echo_filter: bool = _f(True)
+    echo_window_ms: float = _f(100.0, min=0.0, max=2000.0)  # an input this soon after our own send is its echo
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class JamConfig:
 class SchedulerConfig:
     late_tolerance_ms: float = _f(20.0, min=0.0, max=10000.0)
     spin_ms: float = _f(1.0, min=0.0, max=100.0)
+    lead_ms: float = _f(2.0, min=0.0, max=1000.0)  # an answer's first note is due this long after it is sampled
 
 
 @dataclass(frozen=True)

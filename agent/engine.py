@@ -1,0 +1,252 @@
+"""The live engine: ports + listener thread (owns predictor and jam) + scheduler thread.
+
+`Engine(cfg, predictor, ports=...)` wires the pieces; `start()` opens the
+ports and the threads, `stop()` closes every note and the ports, whatever
+ended the session (Ctrl-C, SIGTERM, an exception, a lost port).
+`engine.controls` is the one object a REPL drives: `controls.set(key, value)`
+validates like the config file does and takes effect at the next step.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import mido
+
+from .clock import RealClock, TempoMap
+from .config import Config, parse_value, set_value
+from .errors import AntiphonError
+from .jam import Jam
+from .listener import EchoFilter, Listener
+from .sampler import SamplingControls
+from .scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+# what may change while playing; the rest (ports, model, vocabulary) needs a restart
+LIVE_SECTIONS = {"sampling", "jam"}
+LIVE_KEYS = {"timing.bpm", "timing.beats_per_bar", "midi.velocity_scale"}
+TEMPERATURE_CC_RANGE = (0.1, 2.0)  # CC value 0..127 maps linearly onto this temperature range
+
+
+class LiveControls:
+    """The engine's live settings: one validated setter, read at every step.
+
+    `cfg` and `sampling` are immutable objects swapped whole, so a reader on
+    another thread always sees a consistent set. A bad value raises
+    AntiphonError and changes nothing.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.sampling = SamplingControls.from_config(cfg.sampling)
+        self.listeners: list = []  # fn(key, value) after a change
+        self._lock = threading.Lock()
+
+    def get(self, key: str):
+        sec, _, name = key.partition(".")
+        try:
+            return getattr(getattr(self.cfg, sec), name)
+        except AttributeError:
+            raise AntiphonError(f"unknown setting {key!r}") from None
+
+    def set(self, key: str, value) -> None:
+        sec, _, name = key.partition(".")
+        if sec not in LIVE_SECTIONS and key not in LIVE_KEYS:
+            raise AntiphonError(f"{key} cannot change while playing (live: {', '.join(sorted(LIVE_SECTIONS))}.*, "
+                                f"{', '.join(sorted(LIVE_KEYS))})")
+        if isinstance(value, str):
+            value = parse_value(value)
+        with self._lock:
+            new = set_value(self.cfg, sec, name, value, source="live")
+            sampling = SamplingControls.from_config(new.sampling) if sec == "sampling" else self.sampling
+            self.cfg, self.sampling = new, sampling
+        for fn in list(self.listeners):
+            fn(key, self.get(key))
+
+    def temperature_from_cc(self, value: int) -> None:
+        lo, hi = TEMPERATURE_CC_RANGE
+        self.set("sampling.temperature", round(lo + (hi - lo) * value / 127, 3))
+
+
+class Tee:
+    """One output that sends to several (e.g. loopback + a real virtual port)."""
+
+    def __init__(self, *outputs) -> None:
+        self.outputs = outputs
+        self.name = " + ".join(o.name for o in outputs)
+
+    def send(self, msg) -> None:
+        for o in self.outputs:
+            o.send(msg)
+
+    def close(self) -> None:
+        for o in self.outputs:
+            o.close()
+
+
+class SessionRecorder:
+    """Records the player's and the agent's notes; writes a two-track MIDI file."""
+
+    def __init__(self, bpm: float) -> None:
+        self.bpm = bpm
+        self.human: list[tuple[float, mido.Message]] = []
+        self.agent: list[tuple[float, mido.Message]] = []
+        self._lock = threading.Lock()
+
+    def on_human(self, msg, t_s: float) -> None:
+        with self._lock:
+            self.human.append((t_s, msg))
+
+    def on_agent(self, msg, due_s: float, sent_s: float) -> None:
+        if msg.type in ("note_on", "note_off"):
+            with self._lock:
+                self.agent.append((sent_s, msg))
+
+    def write(self, path: str | Path, ticks_per_beat: int = 480) -> Path:
+        path = Path(path)
+        with self._lock:
+            tracks = [("human", list(self.human)), ("agent", list(self.agent))]
+        t0 = min((t for _, evs in tracks for t, _ in evs[:1]), default=0.0)
+        mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+        for i, (name, evs) in enumerate(tracks):
+            tr = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
+            if i == 0:
+                tr.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(self.bpm), time=0))
+            last = 0
+            for t, msg in sorted(evs, key=lambda e: e[0]):
+                tick = max(last, round((t - t0) * self.bpm / 60 * ticks_per_beat))
+                tr.append(msg.copy(time=tick - last, channel=i))
+                last = tick
+            mid.tracks.append(tr)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mid.save(path)
+        return path
+
+
+class Engine:
+    """Listener + jam + scheduler over one input and one output port."""
+
+    def __init__(self, cfg: Config, predictor, *, ports, input_name: str = "", output_name: str = "",
+                 virtual_name: str | None = None, extra_outputs=(), clock=None, report=print) -> None:
+        self.cfg = cfg
+        self.controls = LiveControls(cfg)
+        self.predictor = predictor
+        self.ports = ports
+        self.input_name, self.output_name, self.virtual_name = input_name, output_name, virtual_name
+        self.extra_outputs = list(extra_outputs)
+        self.clock = clock or RealClock()
+        self.report = report
+        self.stopped = threading.Event()
+        self.error: Exception | None = None
+        self.input = self.output = None
+        self.scheduler: Scheduler | None = None
+        self.listener: Listener | None = None
+        self.jam: Jam | None = None
+        self.tempo = TempoMap(cfg.timing.bpm, self.clock.now(), cfg.timing.beats_per_bar)
+        self.controls.listeners.append(self._on_control_change)
+
+    # -- wiring --------------------------------------------------------------
+    def start(self) -> "Engine":
+        cfg = self.cfg
+        out = self.ports.open_output(self.output_name, virtual_name=self.virtual_name)
+        self.output = Tee(out, *self.extra_outputs) if self.extra_outputs else out
+        s = cfg.scheduler
+        self.scheduler = Scheduler(self.output, self.clock, channel=cfg.midi.channel - 1,
+                                   velocity_scale=cfg.midi.velocity_scale,
+                                   late_tolerance_s=s.late_tolerance_ms / 1000, spin_s=s.spin_ms / 1000,
+                                   on_error=self._fail)
+        self.jam = Jam(self.predictor, self.scheduler, self.tempo, self.controls, self.clock,
+                       self.predictor.vocab, lead_s=s.lead_ms / 1000, channel=cfg.midi.channel - 1,
+                       report=self.report)
+        echo = EchoFilter(cfg.midi.echo_window_ms / 1000) if cfg.midi.echo_filter else None
+        if echo:
+            self.scheduler.hooks.append(echo.sent)
+        self.listener = Listener(self.jam, self.clock, echo=echo, end_phrase_cc=cfg.jam.end_phrase_cc,
+                                 on_control=self._on_cc, on_tempo=self._on_midi_tempo,
+                                 on_transport=self._on_transport, on_error=self._fail)
+        self.scheduler.start()
+        try:
+            self.input = self.ports.open_input(self.input_name, self.listener.receive)
+        except Exception:
+            self.scheduler.stop()
+            self.output.close()
+            raise
+        self.listener.start()
+        return self
+
+    def stop(self) -> list[int]:
+        """Stop the threads, close every open note, close the ports. Safe to call twice."""
+        closed: list[int] = []
+        if self.listener is not None:
+            self.listener.stop()
+            if not self.listener.alive and self.jam is not None:  # its thread is gone: we own the jam now
+                try:
+                    self.jam.cut(self.clock.now())
+                except Exception as exc:  # a failing predictor must not keep notes open
+                    log.error("while stopping: %s", exc)
+        if self.scheduler is not None:
+            closed = self.scheduler.stop()
+        for port in (self.input, self.output):
+            if port is not None:
+                try:
+                    port.close()
+                except Exception as exc:
+                    log.error("closing %s: %s", getattr(port, "name", port), exc)
+        self.input = self.output = None
+        self.stopped.set()
+        return closed
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the engine stops by itself (an error, a lost port). True if it did."""
+        return self.stopped.wait(timeout_s)
+
+    def panic(self) -> None:
+        """All notes off now: the jam stops generating, the scheduler sends CC123/CC120 on 16 channels."""
+        def on_engine_thread() -> None:
+            self.jam.cut(self.clock.now())
+            self.scheduler.panic()
+
+        if self.listener is not None and self.listener.alive:
+            self.listener.call(on_engine_thread)
+        else:
+            self.scheduler.panic()
+
+    # -- events from the threads ------------------------------------------------
+    def _fail(self, exc: Exception) -> None:
+        self.error = exc
+        self.report(f"stopping: {type(exc).__name__}: {exc}")
+        self.stopped.set()
+
+    def _on_cc(self, control: int, value: int, t_s: float) -> None:
+        if control == self.controls.cfg.jam.temperature_cc:
+            self.controls.temperature_from_cc(value)
+
+    def _on_midi_tempo(self, bpm: float, t_s: float) -> None:
+        if self.controls.cfg.timing.midi_clock_in:
+            self.tempo.set_bpm(min(max(bpm, 20.0), 400.0), t_s)
+
+    def _on_transport(self, kind: str, t_s: float) -> None:
+        if not self.controls.cfg.timing.midi_clock_in:
+            return
+        if kind == "start":
+            self.tempo.restart(t_s)
+        elif kind == "stop" and self.jam is not None:
+            self.jam.cut(t_s)  # on the listener thread: the jam's owner
+
+    def _on_control_change(self, key: str, value) -> None:
+        if key == "timing.bpm":
+            self.tempo.set_bpm(value, self.clock.now())
+        elif key == "timing.beats_per_bar":
+            self.tempo.beats_per_bar = value
+        elif key == "midi.velocity_scale" and self.scheduler:
+            self.scheduler.velocity_scale = value
+        if self.listener:
+            self.listener.wake()
+
+    def stats(self) -> dict:
+        s, j, li = self.scheduler, self.jam, self.listener
+        return {"sent": s.sent, "late": s.late, "dropped_late": s.dropped_late, "open_notes": len(s.open_notes),
+                "received": li.received, "player_notes": li.notes_in, "ignored": dict(li.ignored),
+                "echoes": li.echo.echoes if li.echo else 0, "phrases": j.phrases,
+                "answers": len(j.responses), "rollbacks": j.rollbacks}

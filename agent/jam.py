@@ -1,0 +1,364 @@
+"""The interaction policy: call-and-response, accompany, solo.
+
+`Jam` runs on the engine (listener) thread, the one thread that owns the
+predictor. The listener calls `player_note` for every note the player plays
+and `tick(now)` whenever it wakes; `tick` returns the time it wants to be
+woken next. Time comes from the clock passed in, so tests drive it by hand.
+
+One token stream: the player's notes and the agent's own output go into the
+model in time order, so the state always holds the whole conversation.
+Stream ticks map to seconds through one anchor (tick, time, seconds per
+tick); the anchor moves on a tempo change and at the start of an answer.
+
+Modes:
+- call: when the player has been silent (no key or pedal held) for the
+  threshold (`silence_ms`, or `silence_beats` if > 0), or the end-of-phrase
+  CC is pressed, the agent answers. Rests it samples before its first note
+  are fed but take no time: the answer starts on its first note, `lead_ms`
+  after it was sampled (or on the next bar line with `align_to_bar`). It
+  lasts `response_bars`, or as long as the call. A player note-on during
+  the answer stops it at once (barge-in), closing its notes.
+- accompany: the agent plays while the player plays, sampling at most
+  `lookahead_ms` ahead. Each sampled token keeps a snapshot; a player event
+  at time t rolls the predictor back to the first token not yet due, drops
+  the queued messages after t, feeds the player's tokens and resamples.
+  Notes already sent stay sent (the scheduler still owns them). The agent
+  stops after the silence threshold.
+- solo: plays until stopped; player input is folded in as in accompany.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import mido
+
+from .events import StreamEncoder, Vocab
+
+log = logging.getLogger(__name__)
+MAX_TOKENS_PER_TICK = 64  # a model that emits notes without ever moving time cannot hog the thread
+MAX_GAP_BEATS = 4.0  # longer pauses are fed as this much rest (the model never saw minutes of silence)
+BOUNDARY_BIAS = -30.0  # logit offset on START/END: a live stream has no piece boundaries
+
+
+@dataclass
+class Phrase:
+    index: int
+    first_t: float
+    first_tick: int
+    last_t: float
+    last_tick: int
+    notes: int = 0
+    forced_t: float | None = None  # end-of-phrase CC time
+
+
+@dataclass
+class Generation:
+    kind: str  # "call" | "accompany" | "solo"
+    phrase: Phrase | None = None
+    threshold_t: float | None = None
+    length_ticks: int | None = None
+    end_tick: int | None = None  # None: open-ended
+    started: bool = False  # first note placed (call: leading rests dropped until then)
+    lead_ticks: int = 0
+    t0: float | None = None
+    first_note_t: float | None = None
+    notes: int = 0
+    done: bool = False
+    end_t: float | None = None
+    barged: bool = False
+    snaps: deque = field(default_factory=deque)  # (due_s | None, predictor snapshot, frontier)
+
+
+class Jam:
+    def __init__(self, predictor, scheduler, tempo, controls, clock, vocab: Vocab, *,
+                 lead_s: float = 0.002, channel: int = 0, report=None) -> None:
+        self.predictor = predictor
+        self.scheduler = scheduler
+        self.tempo = tempo
+        self.controls = controls
+        self.clock = clock
+        self.vocab = vocab
+        self.lead_s = lead_s
+        self.channel = channel
+        self.report = report or (lambda line: None)
+        self.enc = StreamEncoder(vocab)
+        self.agent_sounding: set[int] = set()
+        self._anchor = (0, clock.now(), self._spt())  # (tick, time_s, seconds per tick)
+        self.mode = controls.cfg.jam.mode
+        self.phrase: Phrase | None = None
+        self.gen: Generation | None = None
+        self.phrases = 0
+        self.responses: list[dict] = []  # one per finished answer / run, for reports and benchmarks
+        self.player_events = 0
+        self.rollbacks = 0
+        self.resample_s: list[float] = []
+        self._resample_from: float | None = None
+        self._ctrl_src = None
+        self._ctrl = None
+
+    # -- time ----------------------------------------------------------------
+    def _spt(self) -> float:
+        return 60.0 / (self.tempo.bpm * self.vocab.resolution)
+
+    def time_of(self, tick: int) -> float:
+        a_tick, a_t, spt = self._anchor
+        return a_t + (tick - a_tick) * spt
+
+    def tick_at(self, t_s: float) -> int:
+        a_tick, a_t, spt = self._anchor
+        return a_tick + round((t_s - a_t) / spt)
+
+    def _frontier(self):
+        return (self.enc.tick, self.enc.velocity_bin, frozenset(self.agent_sounding), self._anchor)
+
+    def silence_s(self) -> float:
+        j = self.controls.cfg.jam
+        return j.silence_beats * 60.0 / self.tempo.bpm if j.silence_beats > 0 else j.silence_ms / 1000.0
+
+    def sampling(self):
+        """The live sampling controls, with START/END pushed down (cached per change)."""
+        src = self.controls.sampling
+        if src is not self._ctrl_src:
+            v = self.vocab
+            self._ctrl = src.replace(token_bias=tuple(src.token_bias) + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS)))
+            self._ctrl_src = src
+        return self._ctrl
+
+    # -- feeding -------------------------------------------------------------
+    def _feed(self, ids) -> None:
+        for i in ids:
+            self.predictor.feed(i)
+
+    def _catch_up(self, t_s: float) -> None:
+        """Feed the rest from the stream's tick up to t_s; a longer pause than
+        MAX_GAP_BEATS is fed as that much rest and the anchor skips the remainder."""
+        target = self.tick_at(t_s)
+        cap = self.enc.tick + round(MAX_GAP_BEATS * self.vocab.resolution)
+        if target > cap:
+            self._feed(self.enc.advance(cap))
+            self._anchor = (self.enc.tick, t_s, self._spt())
+        else:
+            self._feed(self.enc.advance(target))
+
+    # -- player input --------------------------------------------------------
+    def player_note(self, pitch: int, velocity: int, on: bool, t_s: float) -> None:
+        now = self.clock.now()
+        self.player_events += 1
+        g = self.gen
+        if g is not None:
+            if g.kind == "call":
+                if on:
+                    self._barge_in(now)
+            elif self._rewind(max(t_s, now)):
+                self.rollbacks += 1
+                self._resample_from = time.perf_counter()
+        if self.phrase is None and on:
+            self.phrases += 1
+            self._catch_up(t_s)
+            tick = max(self.enc.tick, self.tick_at(t_s))
+            self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick)
+        tick = max(self.enc.tick, self.tick_at(t_s))
+        ids = self.enc.note_on(pitch, velocity, tick) if on else self.enc.note_off(pitch, tick)
+        self._feed(ids)
+        if self.phrase is not None:
+            self.phrase.last_t, self.phrase.last_tick = t_s, tick
+            self.phrase.notes += on
+        if on and self.gen is None and self.mode == "accompany":
+            # the agent joins from the next tick, lead_s from now: never scheduled in the past
+            self._anchor = (self.enc.tick, now + self.lead_s, self._spt())
+            self.gen = Generation("accompany", started=True, t0=now + self.lead_s)
+
+    def phrase_end(self, t_s: float) -> None:
+        if self.phrase is not None:
+            self.phrase.forced_t = t_s
+
+    # -- the policy step -----------------------------------------------------
+    def tick(self, now: float) -> float:
+        """Advance the policy to `now`; returns when it wants to run next (seconds)."""
+        cfg = self.controls.cfg
+        if cfg.jam.mode != self.mode:
+            self.cut(now)
+            self.mode, self.phrase = cfg.jam.mode, None
+        if abs(self._anchor[2] - self._spt()) > 1e-12:  # tempo changed: keep the frontier's time
+            self._anchor = (self.enc.tick, self.time_of(self.enc.tick), self._spt())
+        wake = [now + 0.05]
+        g = self.gen
+        if g is not None and g.done and now >= g.end_t:
+            self._retire(now)
+            g = None
+        if self.mode == "solo" and g is None:
+            self._catch_up(now)
+            self._anchor = (self.enc.tick, now + self.lead_s, self._spt())
+            g = self.gen = Generation("solo", started=True, t0=now + self.lead_s)
+        p = self.phrase
+        if p is not None and g is None and self.mode == "call" and not self.enc.sounding:
+            thr = p.forced_t if p.forced_t is not None else p.last_t + self.silence_s()
+            if now >= thr:
+                self._start_answer(p, thr, now)
+                g = self.gen
+            else:
+                wake.append(thr)
+        elif p is not None and g is not None and g.kind == "accompany" and not self.enc.sounding:
+            thr = p.last_t + self.silence_s()
+            if now >= thr:
+                self._stop_gen(now)
+                self.phrase = None
+            else:
+                wake.append(thr)
+        elif p is not None and g is None and self.mode != "call":
+            self.phrase = None
+        g = self.gen
+        if g is not None and not g.done:
+            self._generate(now)
+            if not g.done:
+                wake.append(self.time_of(self.enc.tick) - self.lookahead_s())
+        if g is not None and g.done:
+            wake.append(g.end_t)
+        return min(wake)
+
+    def lookahead_s(self) -> float:
+        return self.controls.cfg.jam.lookahead_ms / 1000.0
+
+    def _start_answer(self, p: Phrase, thr: float, now: float) -> None:
+        j = self.controls.cfg.jam
+        res = self.vocab.resolution
+        if j.response_bars > 0:
+            length = round(j.response_bars * self.tempo.beats_per_bar * res)
+        else:
+            length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
+        self._catch_up(now)
+        self.gen = Generation("call", phrase=p, threshold_t=thr, length_ticks=length)
+        self.phrase = None
+
+    def _begin(self, g: Generation, now: float) -> None:
+        """The answer's first note: fix its time and re-anchor the stream there."""
+        t0 = self.clock.now() + self.lead_s
+        if self.controls.cfg.jam.align_to_bar:
+            t0 = self.tempo.next_bar(t0)
+        g.started, g.t0 = True, t0
+        self._anchor = (self.enc.tick, t0, self._spt())
+        g.end_tick = self.enc.tick + g.length_ticks
+        g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
+
+    def _generate(self, now: float) -> None:
+        g = self.gen
+        while g.snaps and g.snaps[0][0] is not None and g.snaps[0][0] <= now:
+            g.snaps.popleft()  # already due: can never be rolled back to
+        horizon = now + self.lookahead_s()
+        ctrl = self.sampling()
+        for _ in range(MAX_TOKENS_PER_TICK):
+            if g.done or (g.started and self.time_of(self.enc.tick) > horizon):
+                break
+            due = self.time_of(self.enc.tick) if g.started else None
+            g.snaps.append((due, self.predictor.snapshot(), self._frontier()))
+            self._emit(g, self.predictor.sample(ctrl), now)
+        if self._resample_from is not None:
+            self.resample_s.append(time.perf_counter() - self._resample_from)
+            self._resample_from = None
+
+    def _emit(self, g: Generation, token_id: int, now: float) -> None:
+        tok = self.vocab.token(token_id)
+        kind, v = tok.kind, tok.value
+        if kind == "SHIFT":
+            if not g.started:
+                g.lead_ticks += v
+                self.enc.tick += v
+                if g.lead_ticks >= self.tempo.beats_per_bar * self.vocab.resolution:
+                    self._begin(g, now)  # a bar of rest sampled: start the clock anyway
+            elif g.end_tick is not None and self.enc.tick + v >= g.end_tick:
+                self.enc.tick = g.end_tick
+                self._finish(g)
+            else:
+                self.enc.tick += v
+        elif kind == "VEL":
+            self.enc.velocity_bin = v
+        elif kind == "NOTE_ON":
+            if not g.started:
+                self._begin(g, now)
+            due = self.time_of(self.enc.tick)
+            vb = self.enc.velocity_bin
+            vel = self.vocab.bin_velocity(vb) if vb is not None else 64
+            self.scheduler.schedule(due, mido.Message("note_on", channel=self.channel, note=v, velocity=vel))
+            self.agent_sounding.add(v)
+            g.notes += 1
+            if g.first_note_t is None:
+                g.first_note_t = due
+        elif kind == "NOTE_OFF":
+            if v in self.agent_sounding:
+                self.agent_sounding.discard(v)
+                self.scheduler.schedule(self.time_of(self.enc.tick),
+                                        mido.Message("note_off", channel=self.channel, note=v))
+        elif g.kind == "call" and g.started:  # END (or START) despite the bias: the answer ends here
+            self._finish(g)
+
+    def _close_agent_notes(self, at_s: float | None) -> None:
+        """Feed NOTE_OFF for the agent's sounding notes; schedule them at at_s (None: cut already sent them)."""
+        for p in sorted(self.agent_sounding):
+            if at_s is not None:
+                self.scheduler.schedule(at_s, mido.Message("note_off", channel=self.channel, note=p))
+            self.predictor.feed(self.vocab.note_off(p))
+        self.agent_sounding.clear()
+
+    def _finish(self, g: Generation) -> None:
+        g.done = True
+        g.end_t = self.time_of(self.enc.tick)
+        self._close_agent_notes(g.end_t)
+
+    def _rewind(self, t_s: float) -> bool:
+        """Roll back to the first token due after t_s and drop what was queued after it."""
+        g = self.gen
+        idx = next((i for i, (due, _, _) in enumerate(g.snaps) if due is None or due > t_s), None)
+        self.scheduler.cancel_after(t_s)
+        if idx is None:
+            return False
+        _, snap, (tick, vel, sounding, anchor) = g.snaps[idx]
+        for _ in range(len(g.snaps) - idx):
+            g.snaps.pop()
+        self.predictor.rollback(snap)
+        self.enc.tick, self.enc.velocity_bin, self._anchor = tick, vel, anchor
+        self.agent_sounding = set(sounding)
+        g.done, g.end_t = False, None
+        return True
+
+    def _barge_in(self, now: float) -> None:
+        g = self.gen
+        self._rewind(now)
+        self.scheduler.cut()
+        self._close_agent_notes(None)
+        g.barged, g.done, g.end_t = True, True, now
+        self._retire(now)
+
+    def _stop_gen(self, now: float) -> None:
+        self._rewind(now)
+        self._finish(self.gen)
+        self.gen.end_t = now
+        self._retire(now)
+
+    def cut(self, now: float) -> None:
+        """Stop generating at once and close every agent note (stop, mode change, panic)."""
+        if self.gen is not None:
+            self._rewind(now)
+            self.gen.done, self.gen.end_t = True, now
+            self._retire(now)
+        self.scheduler.cut()
+        self._close_agent_notes(None)
+
+    def _retire(self, now: float) -> None:
+        g, self.gen = self.gen, None
+        rec = {"kind": g.kind, "notes": g.notes, "barged": g.barged, "end_t": g.end_t,
+               "first_note_t": g.first_note_t, "threshold_t": g.threshold_t}
+        if g.phrase is not None:
+            p = g.phrase
+            res = self.vocab.resolution
+            rec.update(phrase=p.index, heard_notes=p.notes, heard_beats=(p.last_tick - p.first_tick) / res,
+                       answer_beats=(g.length_ticks or 0) / res)
+            onset = "" if g.first_note_t is None else f", first note {1e3 * (g.first_note_t - g.threshold_t):+.1f} ms after the pause"
+            how = "cut short by the player" if g.barged else f"{g.notes} notes over {rec['answer_beats']:.1f} beats"
+            self.report(f"phrase {p.index}: heard {p.notes} notes over {rec['heard_beats']:.1f} beats; "
+                        f"answered {how}{onset}")
+        elif g.kind != "solo":
+            self.report(f"{g.kind}: played {g.notes} notes")
+        self.responses.append(rec)

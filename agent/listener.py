@@ -1,0 +1,197 @@
+"""The input side: the MIDI callback stamps and enqueues; one thread does the rest.
+
+`Listener.receive(msg, t_s)` is the port callback: it only puts
+`(message, arrival perf_counter seconds)` on a queue. The listener thread
+(the engine thread: it is also the one thread that owns the predictor) takes
+messages off the queue and turns them into calls on the jam policy:
+
+- note-on/off -> `jam.player_note(pitch, velocity, on, t_s)` after the
+  sustain pedal (CC64: a note released while the pedal is down keeps sounding
+  until the pedal comes up) and the echo filter (our own output coming back
+  through a MIDI loop is not the player's);
+- the end-of-phrase CC -> `jam.phrase_end(t_s)`; the temperature CC ->
+  `on_control`; MIDI clock (0xF8, 24 ppq), start and stop -> tempo;
+- everything else (active sensing, sysex, aftertouch, program changes, song
+  position...) is ignored on purpose and counted, never raised.
+
+Between messages the thread wakes at the time the jam policy asks for
+(`jam.tick(now)` returns its next deadline), so a phrase end is detected
+within the queue's wake-up latency, not a polling period.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter, deque
+from typing import Callable
+
+import mido
+
+from .clock import MidiClockIn
+
+log = logging.getLogger(__name__)
+_WAKE = object()  # put on the queue to make the thread look at its controls now
+MAX_IDLE_S = 0.05  # the thread looks at stop requests and controls at least this often
+
+
+class EchoFilter:
+    """Recognises input that is the agent's own output coming back.
+
+    The scheduler reports every note it sends (`sent`); an incoming note
+    message of the same kind, channel and pitch within `window_s` of a send
+    is taken to be that message echoed and is consumed (one echo per send).
+    """
+
+    def __init__(self, window_s: float = 0.1) -> None:
+        self.window_s = window_s
+        self._sent: deque[tuple[float, str, int, int]] = deque(maxlen=512)
+        self._lock = threading.Lock()
+        self.echoes = 0
+
+    @staticmethod
+    def _kind(msg: mido.Message) -> str:
+        return "on" if msg.type == "note_on" and msg.velocity > 0 else "off"
+
+    def sent(self, msg: mido.Message, due_s: float, sent_s: float) -> None:
+        if msg.type in ("note_on", "note_off"):
+            with self._lock:
+                self._sent.append((sent_s, self._kind(msg), msg.channel, msg.note))
+
+    def is_echo(self, msg: mido.Message, t_s: float) -> bool:
+        key = (self._kind(msg), msg.channel, msg.note)
+        with self._lock:
+            for i, (ts, *k) in enumerate(self._sent):
+                if tuple(k) == key and -0.001 <= t_s - ts <= self.window_s:
+                    del self._sent[i]
+                    self.echoes += 1
+                    return True
+        return False
+
+
+class Listener:
+    """Input queue + the engine thread. `jam` needs player_note, phrase_end, tick, cut."""
+
+    def __init__(self, jam, clock, *, echo: EchoFilter | None = None, end_phrase_cc: int = -1,
+                 on_control: Callable[[int, int, float], None] | None = None,
+                 on_tempo: Callable[[float, float], None] | None = None,
+                 on_transport: Callable[[str, float], None] | None = None,
+                 on_error: Callable[[Exception], None] | None = None) -> None:
+        self.jam = jam
+        self.clock = clock
+        self.echo = echo
+        self.end_phrase_cc = end_phrase_cc
+        self.on_control = on_control
+        self.on_tempo = on_tempo
+        self.on_transport = on_transport
+        self.on_error = on_error
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.midi_clock = MidiClockIn()
+        self.pedal_down = False
+        self.held_by_pedal: set[int] = set()
+        self.ignored: Counter[str] = Counter()
+        self.received = 0
+        self.notes_in = 0
+        self.player_hooks: list[Callable[[mido.Message, float], None]] = []
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.error: Exception | None = None
+
+    # -- the callback: stamp (already done by the port) and enqueue, nothing else
+    def receive(self, msg: mido.Message, t_s: float) -> None:
+        self.inbox.put((msg, t_s))
+
+    def wake(self) -> None:
+        self.inbox.put(_WAKE)
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run fn on the engine thread (the predictor's and the jam's owner), soon."""
+        self.inbox.put(fn)
+
+    # -- message handling (engine thread) -------------------------------------
+    def _note(self, pitch: int, velocity: int, on: bool, t_s: float, msg: mido.Message) -> None:
+        if on:
+            self.held_by_pedal.discard(pitch)
+        elif self.pedal_down:
+            self.held_by_pedal.add(pitch)  # still sounding until the pedal lifts
+            return
+        self.notes_in += 1
+        for h in self.player_hooks:
+            h(msg, t_s)
+        self.jam.player_note(pitch, velocity, on, t_s)
+
+    def handle(self, msg: mido.Message, t_s: float) -> None:
+        self.received += 1
+        kind = msg.type
+        if kind in ("note_on", "note_off"):
+            if self.echo is not None and self.echo.is_echo(msg, t_s):
+                return
+            on = kind == "note_on" and msg.velocity > 0
+            self._note(msg.note, msg.velocity, on, t_s, msg)
+        elif kind == "control_change":
+            if msg.control == 64:
+                down = msg.value >= 64
+                if self.pedal_down and not down:
+                    self.pedal_down = False
+                    for p in sorted(self.held_by_pedal):
+                        self._note(p, 0, False, t_s, mido.Message("note_off", channel=msg.channel, note=p))
+                    self.held_by_pedal.clear()
+                self.pedal_down = down
+            if msg.control == self.end_phrase_cc and msg.value >= 64:
+                self.jam.phrase_end(t_s)
+            if self.on_control:
+                self.on_control(msg.control, msg.value, t_s)
+        elif kind == "clock":
+            bpm = self.midi_clock.pulse(t_s)
+            if bpm is not None and self.on_tempo:
+                self.on_tempo(bpm, t_s)
+        elif kind in ("start", "continue", "stop"):
+            self.midi_clock.start() if kind != "stop" else self.midi_clock.stop()
+            if self.on_transport:
+                self.on_transport(kind, t_s)
+        else:
+            self.ignored[kind] += 1  # active_sensing, sysex, aftertouch...: deliberately not ours
+
+    def step(self, timeout_s: float) -> None:
+        """Handle what is queued (waiting up to timeout_s for the first), then tick the jam."""
+        try:
+            item = self.inbox.get(timeout=max(0.0, timeout_s))
+            while True:
+                if callable(item):
+                    item()
+                elif item is not _WAKE:
+                    self.handle(*item)
+                item = self.inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    # -- thread ---------------------------------------------------------------
+    def start(self) -> "Listener":
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="antiphon-listener", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._running = False
+        self.wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            wake_at = self.clock.now()
+            while self._running:
+                self.step(min(wake_at - self.clock.now(), MAX_IDLE_S))
+                if not self._running:
+                    break
+                wake_at = self.jam.tick(self.clock.now())
+        except Exception as exc:  # a bug or a model failure: stop this engine, close notes
+            self.error = exc
+            log.exception("listener stopped")
+            if self.on_error:
+                self.on_error(exc)

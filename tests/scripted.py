@@ -1,0 +1,63 @@
+"""A deterministic stand-in for agent.predictor.Predictor (same interface), for policy tests.
+
+`sample()` walks a fixed script of token ids (cycling) and feeds what it
+returns, exactly as the real predictor does; `fed` is every token the model
+would have seen, so a test can check the stream after rollbacks.
+"""
+from __future__ import annotations
+
+from agent.events import Vocab, token_ids_from_names
+
+PHRASE = "VEL(8) NOTE_ON(60) SHIFT(6) NOTE_OFF(60) NOTE_ON(64) SHIFT(6) NOTE_OFF(64) NOTE_ON(67) SHIFT(12) NOTE_OFF(67)"
+
+
+class ScriptedPredictor:
+    def __init__(self, vocab: Vocab, script: str = PHRASE, *, fail_after: int | None = None) -> None:
+        self.vocab = vocab
+        self.script = token_ids_from_names(script, vocab)
+        self.pos = 0
+        self.fed: list[int] = []
+        self.sounding: set[int] = set()
+        self.fail_after = fail_after  # raise on the n-th sample (an exception path)
+        self.samples = 0
+
+    def feed(self, token: int) -> None:
+        t = self.vocab.token(token)
+        if t.kind == "NOTE_ON":
+            self.sounding.add(t.value)
+        elif t.kind == "NOTE_OFF":
+            self.sounding.discard(t.value)
+        self.fed.append(int(token))
+
+    def feed_many(self, tokens) -> None:
+        for t in tokens:
+            self.feed(t)
+
+    def sample(self, controls) -> int:
+        self.samples += 1
+        if self.fail_after is not None and self.samples > self.fail_after:
+            raise RuntimeError("scripted model failure")
+        tok = self.script[self.pos % len(self.script)]
+        self.pos += 1
+        self.feed(tok)
+        return tok
+
+    def snapshot(self):
+        return (len(self.fed), self.pos, frozenset(self.sounding))
+
+    def rollback(self, snap) -> None:
+        n, self.pos, sounding = snap
+        del self.fed[n:]
+        self.sounding = set(sounding)
+
+    def reset(self) -> None:
+        self.fed.clear()
+        self.sounding.clear()
+        self.feed(self.vocab.START)
+
+    def prime(self, tokens) -> None:
+        self.reset()
+        self.feed_many(tokens)
+
+    def names(self, start: int = 0) -> str:
+        return self.vocab.names(self.fed[start:])

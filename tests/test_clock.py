@@ -1,0 +1,39 @@
+"""Tempo map, bar lines, MIDI clock following, and the fake clock."""
+from __future__ import annotations
+
+import pytest
+
+from agent.clock import FakeClock, MidiClockIn, TempoMap
+
+
+def test_tempo_map_round_trip_and_continuity_across_a_change():
+    tm = TempoMap(120, origin_s=10.0)
+    assert tm.beat(11.0) == pytest.approx(2.0)
+    assert tm.time(2.0) == pytest.approx(11.0)
+    tm.set_bpm(60, at_s=11.0)
+    assert tm.beat(11.0) == pytest.approx(2.0)  # no jump at the change
+    assert tm.beat(12.0) == pytest.approx(3.0)
+
+
+def test_next_bar():
+    tm = TempoMap(120, origin_s=0.0, beats_per_bar=4)  # a bar is 2 s
+    assert tm.next_bar(0.0) == pytest.approx(0.0)
+    assert tm.next_bar(0.1) == pytest.approx(2.0)
+    assert tm.next_bar(3.999) == pytest.approx(4.0)
+
+
+def test_midi_clock_tempo_and_restart():
+    mc = MidiClockIn()
+    bpms = [mc.pulse(i * 60 / 90 / 24) for i in range(30)]
+    assert [b for b in bpms if b is not None][-1] == pytest.approx(90, abs=0.1)
+    assert mc.pulse(30 * 60 / 90 / 24) is None  # steady: nothing new to report
+    tm = TempoMap(90, origin_s=0.0)
+    tm.restart(5.0)
+    assert tm.beat(5.0) == 0.0
+
+
+def test_fake_clock_only_moves_forward():
+    c = FakeClock(1.0)
+    c.sleep_until(3.0)
+    c.set(2.0)
+    assert c.now() == 3.0 and c.advance(0.5) == 3.5

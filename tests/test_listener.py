@@ -1,0 +1,92 @@
+"""The listener: sustain pedal, echo filter, CCs, MIDI clock, and messages it must ignore."""
+from __future__ import annotations
+
+import mido
+
+from agent.clock import FakeClock
+from agent.listener import EchoFilter, Listener
+
+
+class RecJam:
+    def __init__(self):
+        self.notes, self.ends = [], []
+
+    def player_note(self, pitch, velocity, on, t_s):
+        self.notes.append((pitch, on, t_s))
+
+    def phrase_end(self, t_s):
+        self.ends.append(t_s)
+
+    def tick(self, now):
+        return now + 1
+
+
+def cc(n, v):
+    return mido.Message("control_change", control=n, value=v)
+
+
+def test_sustain_pedal_holds_released_notes_until_it_lifts():
+    jam = RecJam()
+    li = Listener(jam, FakeClock())
+    li.handle(mido.Message("note_on", note=60, velocity=80), 1.0)
+    li.handle(cc(64, 127), 1.1)
+    li.handle(mido.Message("note_off", note=60), 1.2)  # held by the pedal: still sounding
+    li.handle(mido.Message("note_on", note=64, velocity=80), 1.3)
+    li.handle(mido.Message("note_on", note=64, velocity=0), 1.4)  # velocity-0 note-on is a note-off
+    assert jam.notes == [(60, True, 1.0), (64, True, 1.3)]
+    li.handle(cc(64, 0), 2.0)
+    assert jam.notes[2:] == [(60, False, 2.0), (64, False, 2.0)]
+
+
+def test_echo_of_our_own_output_is_not_the_players():
+    jam = RecJam()
+    echo = EchoFilter(window_s=0.1)
+    li = Listener(jam, FakeClock(), echo=echo)
+    echo.sent(mido.Message("note_on", note=72, velocity=90), 5.0, 5.0)
+    echo.sent(mido.Message("note_off", note=72), 5.5, 5.5)
+    li.handle(mido.Message("note_on", note=72, velocity=90), 5.01)  # the loop brings it back
+    li.handle(mido.Message("note_on", note=72, velocity=90), 5.02)  # a second one is the player's
+    li.handle(mido.Message("note_off", note=72), 5.8)  # too late to be the echo
+    assert jam.notes == [(72, True, 5.02), (72, False, 5.8)] and echo.echoes == 1
+
+
+def test_non_note_messages_are_ignored_without_crashing():
+    jam = RecJam()
+    li = Listener(jam, FakeClock())
+    for msg in [mido.Message("active_sensing"), mido.Message("sysex", data=[1, 2, 3]),
+                mido.Message("aftertouch", value=3), mido.Message("polytouch", note=60, value=3),
+                mido.Message("program_change", program=5), mido.Message("pitchwheel", pitch=100),
+                mido.Message("songpos", pos=4), mido.Message("reset")]:
+        li.handle(msg, 1.0)
+    assert jam.notes == [] and sum(li.ignored.values()) == 8
+
+
+def test_end_phrase_and_temperature_ccs_and_midi_clock():
+    jam = RecJam()
+    controls, tempos, transport = [], [], []
+    li = Listener(jam, FakeClock(), end_phrase_cc=20, on_control=lambda c, v, t: controls.append((c, v)),
+                  on_tempo=lambda bpm, t: tempos.append(bpm), on_transport=lambda k, t: transport.append(k))
+    li.handle(cc(20, 127), 3.0)
+    li.handle(cc(20, 0), 3.1)  # release: not a second end
+    li.handle(cc(21, 64), 3.2)
+    assert jam.ends == [3.0] and (21, 64) in controls
+    li.handle(mido.Message("start"), 4.0)
+    for i in range(49):  # two beats of 24 ppq clock at 150 bpm
+        li.handle(mido.Message("clock"), 4.0 + i * 60 / 150 / 24)
+    li.handle(mido.Message("stop"), 6.0)
+    assert transport == ["start", "stop"] and abs(tempos[-1] - 150) < 0.5
+
+
+def test_the_thread_feeds_queued_messages_in_order_and_stops():
+    import time
+    from agent.clock import RealClock
+
+    jam = RecJam()
+    li = Listener(jam, RealClock()).start()
+    for i in range(20):
+        li.receive(mido.Message("note_on", note=40 + i, velocity=50), float(i))
+    deadline = time.perf_counter() + 2
+    while len(jam.notes) < 20 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    li.stop()
+    assert [n for n, _, _ in jam.notes] == list(range(40, 60)) and not li.alive

@@ -1,0 +1,47 @@
+"""Port selection and the in-process loopback; real backends are exercised in tests/realmidi."""
+from __future__ import annotations
+
+import mido
+import pytest
+
+from agent.ports import Loopback, PortError, PortLost, Ports, backend_name
+
+
+def test_backend_choice(monkeypatch):
+    monkeypatch.delenv("MIDO_BACKEND", raising=False)
+    assert backend_name("jack") == "mido.backends.rtmidi/UNIX_JACK"
+    assert backend_name("alsa") == "mido.backends.rtmidi/LINUX_ALSA"
+    assert backend_name("auto") == "mido.backends.rtmidi"
+    monkeypatch.setenv("MIDO_BACKEND", "mido.backends.rtmidi/UNIX_JACK")
+    assert backend_name("auto") == "mido.backends.rtmidi/UNIX_JACK"
+    assert backend_name("loopback") == "loopback"
+    with pytest.raises(PortError, match="unknown MIDI backend 'bogus'"):
+        backend_name("bogus")
+
+
+def test_substring_match_names_what_exists():
+    names = ["Midi Through:0", "USB Keystation 61:0"]
+    assert Ports.match(names, "keystation", "input") == "USB Keystation 61:0"
+    with pytest.raises(PortError, match="no MIDI input port matching 'nord'.*Keystation"):
+        Ports.match(names, "nord", "input")
+
+
+def test_loopback_delivers_stamped_messages_and_reports_a_lost_port():
+    ports = Ports("loopback", loop=Loopback())
+    got = []
+    inp = ports.open_input("kbd", lambda m, t: got.append((m, t)))
+    out = ports.open_output("kbd")
+    out.send(mido.Message("note_on", note=60))
+    assert got[0][0].note == 60 and got[0][1] > 0
+    assert "kbd" in ports.input_names()
+    inp.close()
+    out.send(mido.Message("note_on", note=61))
+    assert len(got) == 1
+    ports.loop.break_bus("kbd")
+    with pytest.raises(PortLost):
+        out.send(mido.Message("note_off", note=60))
+
+
+def test_virtual_output_names_the_port():
+    ports = Ports("loopback", loop=Loopback())
+    assert ports.open_output(virtual_name="Antiphon").name == "Antiphon"
