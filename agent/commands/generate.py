@@ -1,0 +1,210 @@
+"""antiphon generate [--model DIR] [--prime FILE.mid] --bars N --out OUT.mid [--musicxml X] [--pianoroll P]
+
+Offline generation with the live agent's own Predictor and Sampler: prime
+the model with a MIDI file (or nothing), sample until N bars of new music
+exist, and write MIDI (tracks "primer" and "generated"), MusicXML (piano
+staves, treble and bass) and a piano-roll PNG. The same seed and options give
+the same files. music21 and matplotlib are imported only when their output
+is asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cli import common_options
+from ..config import load_config
+from ..errors import AntiphonError
+from ..events import Note, decode, duration_ticks, encode
+from ..sampler import SamplingControls, SamplingError
+
+HELP = "continue a MIDI file (or start from nothing) and write MIDI, MusicXML and a piano roll"
+SPLIT_PITCH = 60  # middle C and above on the treble staff
+TOKENS_PER_BEAT_LIMIT = 64  # a runaway guard: no real music needs this many tokens per beat
+BOUNDARY_BIAS = -50.0  # START/END mid-piece would end the music early: make them (nearly) impossible
+
+# option -> (SamplingControls field, type, help)
+CONTROL_OPTIONS = {
+    "--temp": ("temperature", float, "temperature (> 0)"),
+    "--top-k": ("top_k", int, "keep the k likeliest tokens (0 = off)"),
+    "--top-p": ("top_p", float, "nucleus sampling, 0 < p <= 1"),
+    "--adaptive-min": ("adaptive_min", float, "lower bound of the adaptive temperature"),
+    "--adaptive-max": ("adaptive_max", float, "upper bound of the adaptive temperature"),
+    "--key": ("key", str, "'none', 'auto' or e.g. 'D minor'"),
+    "--key-strength": ("key_strength", float, "logit penalty off the key (>= 100 masks)"),
+    "--pitch-min": ("pitch_min", int, "lowest MIDI pitch to play"),
+    "--pitch-max": ("pitch_max", int, "highest MIDI pitch to play"),
+    "--max-polyphony": ("max_polyphony", int, "most notes sounding at once"),
+    "--repeat-penalty": ("repeat_penalty", float, "logit penalty per recent repeat of a pitch"),
+    "--repeat-window": ("repeat_window", int, "recent note-ons the penalty looks at"),
+    "--rest-bias": ("rest_bias", float, "added to shifts of a beat or more (< 0: fewer long rests)"),
+}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", metavar="DIR", help="model folder (default: config [model] path, models/default)")
+    p.add_argument("--prime", metavar="FILE.mid", help="MIDI file to continue (default: start from nothing)")
+    p.add_argument("--prime-bars", type=float, default=0.0, metavar="N",
+                   help="use only the primer's first N bars (default: all of it)")
+    p.add_argument("--bars", type=float, default=8.0, metavar="N", help="bars of new music (default 8)")
+    p.add_argument("--out", required=True, metavar="OUT.mid", help="MIDI file to write")
+    p.add_argument("--musicxml", metavar="OUT.musicxml", help="also write MusicXML (treble and bass staves)")
+    p.add_argument("--pianoroll", metavar="OUT.png", help="also write a piano-roll picture")
+    p.add_argument("--seed", type=int, help="random seed (default: config sampling.seed; -1 = random)")
+    p.add_argument("--backend", help="onnx | torch-cpu | torch-cuda | auto (default: config model.backend)")
+    p.add_argument("--bpm", type=float, help="tempo written to the files (default: the primer's, else config)")
+    for opt, (_, typ, text) in CONTROL_OPTIONS.items():
+        p.add_argument(opt, type=typ, help=text, dest=opt[2:].replace("-", "_"))
+    p.add_argument("--adaptive", action="store_true", default=None, help="entropy-adaptive temperature")
+    common_options(p)
+
+
+@dataclass
+class Generation:
+    primer_ids: list[int]
+    generated_ids: list[int]
+    primer: list[Note]  # beats from 0
+    generated: list[Note]  # beats, continuing after the primer
+    start_beat: float
+
+
+def generate(predictor, controls: SamplingControls, primer: list[Note], bars: float, beats_per_bar: int) -> Generation:
+    """Prime with `primer`, then sample until `bars` bars of new time have passed."""
+    v = predictor.vocab
+    primer_ids = encode(primer, v)[:-1]  # START ... without END: the piece goes on
+    predictor.prime(primer_ids)
+    start_tick = duration_ticks(primer_ids, v)
+    target = round(bars * beats_per_bar * v.resolution)
+    limit = max(64, round(bars * beats_per_bar * TOKENS_PER_BEAT_LIMIT))
+    controls = controls.replace(token_bias=controls.token_bias + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS)))
+    out: list[int] = []
+    ticks = 0
+    while ticks < target and len(out) < limit:
+        t = predictor.sample(controls)
+        out.append(t)
+        if v.shift_base <= t < v.velocity_base:
+            ticks += t - v.shift_base + 1
+    notes = decode(out, v, start_tick=start_tick)
+    return Generation(primer_ids, out, decode(primer_ids, v), notes, start_tick / v.resolution)
+
+
+def controls_from(args, cfg) -> SamplingControls:
+    c = SamplingControls.from_config(cfg.sampling)
+    changes = {f: getattr(args, opt[2:].replace("-", "_")) for opt, (f, _, _) in CONTROL_OPTIONS.items()}
+    changes = {k: val for k, val in changes.items() if val is not None}
+    if args.adaptive:
+        changes["adaptive"] = True
+    try:
+        return c.replace(**changes)
+    except SamplingError as exc:
+        raise AntiphonError(str(exc)) from None
+
+
+def run(args) -> int:
+    from ..predictor import Predictor
+    from ..sources import read_midi, write_midi
+
+    cfg = load_config(args.config, args.overrides)
+    if args.bars <= 0:
+        raise AntiphonError(f"--bars {args.bars}: must be > 0")
+    controls = controls_from(args, cfg)
+    seed = cfg.sampling.seed if args.seed is None else args.seed
+    bpm = cfg.timing.bpm
+    primer: list[Note] = []
+    if args.prime:
+        piece = read_midi(args.prime)
+        primer, bpm = piece.notes, piece.bpm
+        if args.prime_bars > 0:
+            cut = args.prime_bars * cfg.timing.beats_per_bar
+            primer = [Note(n.pitch, n.start, min(n.end, cut), n.velocity) for n in primer if n.start < cut]
+    if args.bpm:
+        bpm = args.bpm
+    predictor = Predictor.load(args.model or cfg.model_dir(), backend=args.backend or cfg.model.backend,
+                               threads=cfg.model.threads, quantized=cfg.model.quantized,
+                               seed=None if seed < 0 else seed, context_tokens=cfg.jam.context_tokens)
+    g = generate(predictor, controls, primer, args.bars, cfg.timing.beats_per_bar)
+    out = write_midi([], args.out, bpm=bpm, tracks={"primer": g.primer, "generated": g.generated})
+    print(f"wrote {out}: {len(g.primer)} primer notes, {len(g.generated)} new notes "
+          f"({len(g.generated_ids)} tokens, {args.bars:g} bars at {bpm:.0f} bpm, backend {predictor.backend.name}, "
+          f"seed {seed})")
+    bpb = cfg.timing.beats_per_bar
+    if args.musicxml:
+        print(f"wrote {write_musicxml(g.primer + g.generated, args.musicxml, bpm=bpm, beats_per_bar=bpb)}")
+    if args.pianoroll:
+        png = write_pianoroll(g.primer, g.generated, args.pianoroll, beats_per_bar=bpb, split_beat=g.start_beat)
+        print(f"wrote {png}")
+    return 0
+
+
+# -- outputs ------------------------------------------------------------------
+def write_musicxml(notes: list[Note], path: str | Path, *, bpm: float, beats_per_bar: int = 4) -> Path:
+    """Notes (beats) -> a piano score: treble staff (>= middle C) over bass staff.
+
+    Each staff is chordified (simultaneous notes become chords, overlaps are
+    tied), so the file has one voice per staff and MuseScore opens it as is.
+    """
+    from music21 import chord, clef, layout, meter, note, stream, tempo
+
+    def staff(ns: list[Note], the_clef) -> stream.PartStaff:
+        raw = stream.Part()
+        for n in ns:
+            m = note.Note(n.pitch, quarterLength=n.end - n.start)
+            m.volume.velocity = n.velocity
+            raw.insert(n.start, m)
+        part = stream.PartStaff()
+        part.insert(0, the_clef)
+        part.insert(0, meter.TimeSignature(f"{beats_per_bar}/4"))
+        if ns:
+            for el in raw.chordify().flatten().notesAndRests:
+                if isinstance(el, chord.Chord) and len(el.pitches) == 1:
+                    el = note.Note(el.pitches[0], quarterLength=el.quarterLength, tie=el.tie)
+                part.insert(el.offset, el)
+        else:
+            part.insert(0, note.Rest(quarterLength=float(beats_per_bar)))
+        return part
+
+    treble = staff([n for n in notes if n.pitch >= SPLIT_PITCH], clef.TrebleClef())
+    bass = staff([n for n in notes if n.pitch < SPLIT_PITCH], clef.BassClef())
+    treble.insert(0, tempo.MetronomeMark(number=round(bpm)))
+    score = stream.Score()
+    score.insert(0, treble)
+    score.insert(0, bass)
+    score.insert(0, layout.StaffGroup([treble, bass], symbol="brace", barTogether=True))
+    path = Path(path)
+    score.write("musicxml", fp=str(path))
+    return path
+
+
+def write_pianoroll(primer: list[Note], generated: list[Note], path: str | Path, *, beats_per_bar: int = 4,
+                    split_beat: float | None = None) -> Path:
+    """A piano roll (beats across, MIDI pitch up): primer grey, new notes blue, bar lines, a line at `split_beat`."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+
+    notes = primer + generated
+    end = max((n.end for n in notes), default=float(beats_per_bar))
+    lo = min((n.pitch for n in notes), default=60) - 2
+    hi = max((n.pitch for n in notes), default=72) + 2
+    fig, ax = plt.subplots(figsize=(min(40, 4 + end / 4), 5), dpi=100)
+    handles = []
+    for ns, color, label in ((primer, "0.6", "primer"), (generated, "tab:blue", "generated")):
+        for n in ns:
+            ax.add_patch(Rectangle((n.start, n.pitch - 0.4), n.end - n.start, 0.8, color=color, lw=0))
+        handles.append(Patch(color=color, label=f"{label} ({len(ns)} notes)"))
+    for b in range(0, int(end) + beats_per_bar, beats_per_bar):
+        ax.axvline(b, color="0.85", lw=0.6, zorder=0)
+    if split_beat:
+        ax.axvline(split_beat, color="k", lw=1)
+    ax.set_xlim(0, end)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("beats")
+    ax.set_ylabel("MIDI pitch")
+    ax.legend(handles=handles, loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,80 @@
+"""`antiphon generate`: MIDI, MusicXML and a piano roll from a real primer; same seed, same file."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mido
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "runtime"))
+import tiny  # noqa: E402
+
+from agent.cli import main  # noqa: E402
+from agent.sources import notes_from_music21, read_midi, write_midi  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny.make_model_dir(tmp_path_factory.mktemp("model"), hidden=48)
+
+
+@pytest.fixture(scope="module")
+def primer(tmp_path_factory, chorale):
+    """BWV 66.6 from music21's corpus, as a MIDI file at 90 bpm."""
+    path = tmp_path_factory.mktemp("primer") / "bwv66_6.mid"
+    return write_midi(notes_from_music21(chorale), path, bpm=90)
+
+
+def gen(model_dir, out: Path, *extra: str) -> int:
+    return main(["generate", "--model", str(model_dir), "--out", str(out), *extra])
+
+
+def test_writes_midi_musicxml_and_pianoroll_from_a_real_primer(model_dir, primer, tmp_path, capsys):
+    out, xml, png = tmp_path / "out.mid", tmp_path / "out.musicxml", tmp_path / "out.png"
+    assert gen(model_dir, out, "--prime", str(primer), "--bars", "4", "--seed", "1",
+               "--musicxml", str(xml), "--pianoroll", str(png), "--max-polyphony", "4") == 0
+    assert "wrote" in capsys.readouterr().out
+    mid = mido.MidiFile(out)
+    names = [t.name for t in mid.tracks]
+    assert names[1:] == ["primer", "generated"]
+    prim = read_midi(primer).notes
+    piece = read_midi(out)
+    assert piece.bpm == pytest.approx(90, abs=0.01)
+    primer_end = max(n.end for n in prim)
+    new = [n for n in piece.notes if n.start >= primer_end]
+    assert new, "the model added notes after the primer"
+    assert max(n.start for n in new) <= primer_end + 4 * 4  # four bars of 4/4 and no more
+
+    from music21 import clef, converter
+
+    score = converter.parse(str(xml))
+    assert len(score.parts) == 2
+    clefs = [type(p.recurse().getElementsByClass(clef.Clef)[0]) for p in score.parts]
+    assert clefs == [clef.TrebleClef, clef.BassClef]
+    assert len(score.flatten().pitches) >= len(prim)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_same_seed_same_file_other_seed_other_file(model_dir, primer, tmp_path):
+    files = []
+    for i, seed in enumerate(("7", "7", "8")):
+        out = tmp_path / f"{i}.mid"
+        assert gen(model_dir, out, "--prime", str(primer), "--bars", "8", "--seed", seed, "--temp", "0.9") == 0
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+    assert files[0] != files[2]
+
+
+def test_from_nothing_with_controls(model_dir, tmp_path):
+    out = tmp_path / "solo.mid"
+    assert gen(model_dir, out, "--bars", "2", "--seed", "3", "--pitch-min", "60", "--pitch-max", "72",
+               "--key", "C major", "--key-strength", "100") == 0
+    notes = read_midi(out).notes
+    assert all(60 <= n.pitch <= 72 and n.pitch % 12 in (0, 2, 4, 5, 7, 9, 11) for n in notes)
+
+
+def test_bad_control_is_a_user_error(model_dir, tmp_path, capsys):
+    assert gen(model_dir, tmp_path / "x.mid", "--temp", "0") == 2
+    assert "temperature" in capsys.readouterr().err
+    assert gen(model_dir, tmp_path / "x.mid", "--prime", str(tmp_path / "missing.mid")) == 2
