@@ -182,11 +182,11 @@ class Engine:
             self.listener.stop()
             if not self.listener.alive and self.jam is not None:  # its thread is gone: we own the jam now
                 try:
-                    self.jam.cut(self.clock.now())
+                    closed += self.jam.cut(self.clock.now())
                 except Exception as exc:  # a failing predictor must not keep notes open
                     log.error("while stopping: %s", exc)
         if self.scheduler is not None:
-            closed = self.scheduler.stop()
+            closed += self.scheduler.stop()
         for port in (self.input, self.output):
             if port is not None:
                 try:

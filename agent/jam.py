@@ -337,14 +337,17 @@ class Jam:
         self.gen.end_t = now
         self._retire(now)
 
-    def cut(self, now: float) -> None:
-        """Stop generating at once and close every agent note (stop, mode change, panic)."""
+    def cut(self, now: float) -> list[int]:
+        """Stop generating at once and close every agent note (stop, mode change, panic).
+
+        Returns the pitches that were sounding and got their note-off now."""
         if self.gen is not None:
             self._rewind(now)
             self.gen.done, self.gen.end_t = True, now
             self._retire(now)
-        self.scheduler.cut()
+        closed = self.scheduler.cut()
         self._close_agent_notes(None)
+        return closed
 
     def _retire(self, now: float) -> None:
         g, self.gen = self.gen, None

@@ -1,0 +1,93 @@
+"""antiphon play: run the engine headless until Ctrl-C or SIGTERM (both close every note)."""
+from __future__ import annotations
+
+import signal
+import threading
+
+from ..cli import common_options
+from ..config import load_config, set_value
+from ..errors import AntiphonError
+from ..modeldir import ModelDir
+
+HELP = "play along live: listen on a MIDI input, answer on a virtual or named output"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--in", dest="inp", metavar="NAME", help="input port (part of its name; default: the first input)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--out", metavar="NAME", help="send to this existing output port (part of its name)")
+    out.add_argument("--virtual", metavar="NAME", help="create a virtual output port with this name")
+    p.add_argument("--mode", choices=["call", "accompany", "solo"], help="jam mode (default: [jam] mode)")
+    p.add_argument("--model", metavar="DIR", help="model folder (default: [model] path)")
+    p.add_argument("--backend", help="MIDI backend: auto | alsa | jack | coremidi | winmm | loopback")
+    p.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
+    common_options(p)
+
+
+def configure(args):
+    """The Config for this run: the file, --set, then the command's own options."""
+    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "mode", None):
+        cfg = set_value(cfg, "jam", "mode", args.mode, "--mode")
+    if getattr(args, "model", None):
+        cfg = set_value(cfg, "model", "path", args.model, "--model")
+    if getattr(args, "backend", None):
+        cfg = set_value(cfg, "midi", "backend", args.backend, "--backend")
+    return cfg
+
+
+def load_predictor(cfg):
+    md = ModelDir.resolve(cfg.model_dir())
+    if cfg.model.backend in ("auto", "onnx"):
+        md.require(md.onnx_int8 if cfg.model.quantized else md.onnx)
+    from ..predictor import Predictor  # loads onnxruntime: only once the model is known to be there
+
+    return Predictor.from_config(cfg)
+
+
+def run_until_stopped(engine, seconds: float | None = None) -> int:
+    """Wait for Ctrl-C, SIGTERM, the time limit or an engine failure; always stop the engine."""
+    done = threading.Event()
+    old = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        limit = threading.Timer(seconds, done.set) if seconds else None
+        if limit:
+            limit.daemon = True
+            limit.start()
+        while not done.is_set() and not engine.stopped.is_set():
+            done.wait(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        closed = engine.stop()
+        st = engine.stats()
+        print(f"stopped: {st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
+              f"{st['dropped_late']} late note-ons dropped, {len(closed)} notes closed at stop, "
+              f"{st['open_notes']} left open")
+    if engine.error is not None:
+        raise AntiphonError(f"the engine stopped: {type(engine.error).__name__}: {engine.error}")
+    return 0
+
+
+def run(args) -> int:
+    from ..engine import Engine
+    from ..ports import Ports
+
+    cfg = configure(args)
+    predictor = load_predictor(cfg)
+    ports = Ports(cfg.midi.backend)
+    inp = args.inp if args.inp is not None else cfg.midi.input
+    if not inp and not ports.is_loopback:
+        names = ports.input_names()
+        if not names:
+            raise AntiphonError(f"no MIDI input ports on {ports.name}; plug in a keyboard or give --in NAME")
+        inp = names[0]
+        print(f"no --in given: using the first input, {inp!r}")
+    out = args.out if args.out is not None else cfg.midi.output
+    virtual = None if out else (args.virtual or cfg.midi.virtual_name)
+    engine = Engine(cfg, predictor, ports=ports, input_name=inp, output_name=out or "", virtual_name=virtual)
+    engine.start()
+    print(f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
+          f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.", flush=True)
+    return run_until_stopped(engine, args.seconds)

@@ -1,0 +1,145 @@
+"""The engine on loopback ports with real threads and a real (tiny, random) model.
+
+No timing is asserted here (that is the benchmark's job): these check that a
+phrase is heard and answered, every note is closed on every exit path, the
+echo of our own output is not taken for the player, and panic works.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "runtime"))
+from scripted import ScriptedPredictor  # noqa: E402
+
+from agent.clock import RealClock
+from agent.commands.demo import corpus_phrases, play_phrase
+from agent.config import load_config
+from agent.engine import Engine, SessionRecorder
+from agent.ports import Loopback, PortLost, Ports
+
+FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    import tiny
+
+    return tiny.make_model_dir(tmp_path_factory.mktemp("engine_model"), hidden=32, embedding=16)
+
+
+@pytest.fixture(scope="module")
+def chorale_phrase():
+    return corpus_phrases("bach/bwv66.6", 4, 1)[0]
+
+
+def wait_for(cond, timeout_s=10.0):
+    deadline = time.perf_counter() + timeout_s
+    while not cond() and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    return cond()
+
+
+def paired(msgs) -> bool:
+    open_ = set()
+    for _, m in msgs:
+        if m.type == "note_on" and m.velocity > 0:
+            open_.add(m.note)
+        elif m.type in ("note_on", "note_off"):
+            open_.discard(m.note)
+    return not open_
+
+
+def make(pred, mode="call", extra=()):
+    cfg = load_config(overrides=FAST + [f'jam.mode="{mode}"', *extra])
+    loop = Loopback()
+    eng = Engine(cfg, pred, ports=Ports("loopback", loop=loop), input_name="keyboard",
+                 virtual_name="Antiphon", report=lambda line: None).start()
+    rec = SessionRecorder(cfg.timing.bpm)
+    eng.listener.player_hooks.append(rec.on_human)
+    eng.scheduler.hooks.append(rec.on_agent)
+    heard = []
+    Ports("loopback", loop=loop).open_input("Antiphon", lambda m, t: heard.append((t, m)))
+    return eng, rec, loop, heard
+
+
+def test_a_chorale_phrase_is_heard_and_answered_with_every_note_closed(model_dir, chorale_phrase):
+    from agent.predictor import Predictor
+
+    eng, rec, loop, heard = make(Predictor.load(model_dir, seed=3))
+    kbd = Ports("loopback", loop=loop).open_output("keyboard")
+    play_phrase(kbd.send, chorale_phrase, time.perf_counter() + 0.05, 0.25, RealClock())
+    assert wait_for(lambda: eng.jam.responses)
+    closed = eng.stop()
+    resp = eng.jam.responses[0]
+    assert resp["heard_notes"] == len(chorale_phrase) and not resp["barged"]
+    assert eng.listener.notes_in == 2 * len(chorale_phrase)  # no input event lost
+    assert closed == [] and paired(heard) and not eng.scheduler.open_notes
+    assert any(m.type == "note_on" for _, m in heard) == (resp["notes"] > 0)
+
+
+def test_stop_mid_note_closes_it(model_dir):
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) NOTE_ON(64) SHIFT(48) "
+                                                   "NOTE_OFF(60) NOTE_OFF(64)"), mode="solo")
+    assert wait_for(lambda: eng.scheduler.open_notes)
+    closed = eng.stop()
+    assert sorted(closed) == [60, 64] and paired(heard)
+
+
+def test_an_exception_in_the_model_stops_the_engine_and_closes_notes():
+    pred = ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(24) NOTE_OFF(60) NOTE_ON(62) SHIFT(24)",
+                             fail_after=4)
+    eng, rec, loop, heard = make(pred, mode="solo")
+    assert eng.wait(10.0) and isinstance(eng.error, RuntimeError)
+    eng.stop()
+    assert paired(heard) and not eng.scheduler.open_notes
+
+
+def test_a_lost_output_port_stops_the_engine_cleanly():
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(6) NOTE_OFF(60)"),
+                                 mode="solo")
+    assert wait_for(lambda: len(heard) >= 4)
+    loop.break_bus("Antiphon")
+    assert eng.wait(10.0) and isinstance(eng.error, PortLost)
+    eng.stop()  # no exception escapes; nothing left in the bookkeeping
+    assert not eng.scheduler.open_notes
+
+
+def test_panic_closes_notes_and_silences_all_channels():
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(48) NOTE_OFF(60)"),
+                                 mode="solo")
+    assert wait_for(lambda: eng.scheduler.open_notes)
+    eng.panic()
+    assert wait_for(lambda: sum(m.type == "control_change" for _, m in heard) == 32)
+    eng.stop()
+    assert paired(heard)
+
+
+def test_our_own_output_looped_back_is_not_taken_for_the_player(model_dir, chorale_phrase):
+    from agent.predictor import Predictor
+
+    eng, rec, loop, heard = make(Predictor.load(model_dir, seed=5), extra=["jam.response_bars=1.0"])
+    ports = Ports("loopback", loop=loop)
+    back = ports.open_output("keyboard")
+    ports.open_input("Antiphon", lambda m, t: back.send(m) if m.type in ("note_on", "note_off") else None)
+    play_phrase(back.send, chorale_phrase[:4], time.perf_counter() + 0.05, 0.25, RealClock())
+    assert wait_for(lambda: eng.jam.responses and eng.jam.gen is None)
+    time.sleep(0.3)
+    eng.stop()
+    resp = eng.jam.responses[0]
+    assert eng.jam.phrases == 1 and not resp["barged"]  # the echo neither barged in nor started a phrase
+    assert eng.listener.echo.echoes == sum(1 for _, m in heard if m.type in ("note_on", "note_off"))
+
+
+def test_live_temperature_cc_reaches_the_controls():
+    pred = ScriptedPredictor(load_config().vocab())
+    eng, rec, loop, heard = make(pred, extra=["jam.temperature_cc=21"])
+    kbd = Ports("loopback", loop=loop).open_output("keyboard")
+    kbd.send(mido.Message("control_change", control=21, value=0))
+    assert wait_for(lambda: eng.controls.sampling.temperature == pytest.approx(0.1))
+    eng.stop()

@@ -1,0 +1,87 @@
+"""`antiphon play` and `antiphon demo` as a user runs them: signals, errors, the demo's MIDI file."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "runtime"))
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    import tiny
+
+    return tiny.make_model_dir(tmp_path_factory.mktemp("play_model"), hidden=32, embedding=16)
+
+
+def antiphon(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=ENV,
+                          timeout=120, **kw)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_play_stops_cleanly_on_a_signal_with_no_note_left_open(model_dir, sig):
+    p = subprocess.Popen([sys.executable, "-m", "agent", "play", "--backend", "loopback", "--mode", "solo",
+                          "--model", str(model_dir), "--set", "sampling.seed=1", "--set", "timing.bpm=300.0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    first = p.stdout.readline()
+    assert "listening on" in first and "mode solo" in first
+    time.sleep(1.0)  # let it play a few notes
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "0 left open" in out and "stopped:" in out
+
+
+def test_play_names_a_missing_model_file(tmp_path):
+    (tmp_path / "vocab.json").write_text("{}")
+    r = antiphon("play", "--backend", "loopback", "--model", str(tmp_path))
+    assert r.returncode == 2 and "model.onnx" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_play_without_jack_says_so():
+    r = antiphon("play", "--backend", "jack", "--model", "/nonexistent/model")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_ports_lists_the_backend():
+    r = antiphon("ports", "--backend", "loopback")
+    assert r.returncode == 0 and r.stdout.startswith("backend: loopback")
+
+
+def test_demo_answers_every_phrase_and_writes_two_tracks(model_dir, tmp_path):
+    out = tmp_path / "session.mid"
+    r = antiphon("demo", "--model", str(model_dir), "--phrases", "2", "--out", str(out),
+                 "--set", "timing.bpm=300.0", "--set", "jam.silence_ms=200.0", "--set", "sampling.seed=2")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert sum(line.startswith("phrase ") for line in lines) == 2
+    assert "0 left open" in lines[-1]
+    mid = mido.MidiFile(out)
+    names = [next(m.name for m in tr if m.type == "track_name") for tr in mid.tracks]
+    assert names == ["human", "agent"]
+    human_on = [m for m in mid.tracks[0] if m.type == "note_on" and m.velocity > 0]
+    assert len(human_on) == 16  # the two built-in phrases, 8 notes each
+    for tr in mid.tracks:  # every note closed in the file
+        open_ = set()
+        for m in tr:
+            if m.type == "note_on" and m.velocity > 0:
+                open_.add(m.note)
+            elif m.type in ("note_on", "note_off"):
+                open_.discard(m.note)
+        assert not open_
+
+
+def test_demo_without_a_model_names_the_missing_file(tmp_path):
+    (tmp_path / "vocab.json").write_text("{}")
+    r = antiphon("demo", "--model", str(tmp_path))
+    assert r.returncode == 2 and f"{tmp_path} has no model.onnx" in r.stderr
