@@ -74,20 +74,31 @@ def key_name(key: tuple[int, str]) -> str:
     return f"{names[key[0]]} {key[1]}"
 
 
+def _key_profiles() -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The 24 rotated profiles, each standardised, so correlation is one matrix product."""
+    rows, keys = [], []
+    for mode, prof in (("major", KK_MAJOR), ("minor", KK_MINOR)):
+        for tonic in range(12):
+            r = np.roll(prof, tonic)
+            rows.append((r - r.mean()) / r.std())
+            keys.append((tonic, mode))
+    return np.array(rows), keys
+
+
+_PROFILES, _PROFILE_KEYS = _key_profiles()
+
+
 def estimate_key(pitches: Sequence[int]) -> tuple[int, str] | None:
     """Krumhansl-Schmuckler: the key whose profile best correlates with the pitch-class counts."""
     if len(pitches) < KEY_MIN_NOTES:
         return None
     hist = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, minlength=12).astype(np.float64)
-    if np.count_nonzero(hist) < 3:
-        return None  # a drone or one interval: no key to speak of
-    best, best_r = None, -2.0
-    for mode, prof in (("major", KK_MAJOR), ("minor", KK_MINOR)):
-        for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
-            if r > best_r:
-                best, best_r = (tonic, mode), r
-    return best
+    centred = hist - hist.mean()
+    spread = math.sqrt(float(centred @ centred))
+    if np.count_nonzero(hist) < 3 or spread == 0:
+        return None  # a drone, one interval, or every pitch class alike: no key to speak of
+    r = _PROFILES @ (centred / spread)  # proportional to Pearson r, for all 24 keys at once
+    return _PROFILE_KEYS[int(np.argmax(r))]
 
 
 @dataclass(frozen=True)
@@ -202,6 +213,11 @@ class Sampler:
         self._on = slice(v.note_on_base, v.note_off_base)
         self._off = slice(v.note_off_base, v.shift_base)
         self._pitch_pcs = np.arange(v.pitch_lo, v.pitch_hi + 1) % 12
+        # which note-ons fall outside each of the 24 keys: [n_pitches] bool, built once
+        self._off_key = {k: ~np.isin(self._pitch_pcs, [(k[0] + d) % 12 for d in SCALES[k[1]]])
+                         for k in _PROFILE_KEYS}
+        self._key_for: bytes = b""
+        self._key_est: tuple[int, str] | None = None
         self._static_for: SamplingControls | None = None
         self._static = np.zeros(v.size)
         self.last_temperature = 1.0  # the temperature the last draw used (for the REPL)
@@ -228,9 +244,7 @@ class Sampler:
         return b
 
     def _key_penalty(self, key: tuple[int, str], strength: float) -> np.ndarray:
-        scale = {(key[0] + s) % 12 for s in SCALES[key[1]]}
-        off = ~np.isin(self._pitch_pcs, list(scale))
-        return np.where(off, -np.inf if strength >= HARD else -strength, 0.0)
+        return np.where(self._off_key[key], -np.inf if strength >= HARD else -strength, 0.0)
 
     def bias(self, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
         """Additive logit bias [vocab] (float64, -inf = masked) for these controls and context."""
@@ -249,9 +263,16 @@ class Sampler:
                 counts = np.bincount(recent[-c.repeat_window:] - v.pitch_lo, minlength=v.n_pitches)
                 on -= c.repeat_penalty * counts
             if c.key == "auto" and c.key_strength > 0:
-                key = estimate_key(recent[-KEY_WINDOW:])
-                if key is not None:
-                    on += self._key_penalty(key, c.key_strength)
+                window = recent[-KEY_WINDOW:]
+                stamp = window.tobytes()
+                if stamp != self._key_for:  # the estimate changes only when the notes do
+                    self._key_for, self._key_est = stamp, estimate_key(window)
+                if self._key_est is not None:
+                    off_key = self._off_key[self._key_est]
+                    if c.key_strength >= HARD:
+                        on[off_key] = -np.inf
+                    else:
+                        on[off_key] -= c.key_strength
         return b
 
     # -- draw ----------------------------------------------------------------

@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Per-step latency of the live predictor, against the sliding-window re-run it replaces.
+
+    python scripts/bench_latency.py [--model DIR] [--json OUT] [--quick]
+
+In one run on one model (default models/default; a random-init 2 x --hidden
+model if that folder has no model yet, and the JSON says so):
+- for each backend here (onnx, onnx-int8 if model.int8.onnx exists,
+  torch-cpu if torch and checkpoint.pt exist): `Predictor.feed` and
+  `Predictor.sample` latency in microseconds (p50, p99, max) over --steps
+  steps after a warm-up, on real tokens (Bach chorales from music21's corpus);
+- for onnx also `sample` with every control on (top-p, adaptive temperature,
+  auto key, repeat guard, polyphony cap), the sampler alone, and a re-prime
+  from a full 512-token context;
+- the classic sliding window on the same weights: torch on the CPU, one
+  thread, re-running the last 100 tokens for each new token (p50, p99);
+- speedup = window100 p50 / onnx feed p50;
+- int8 vs float: mean NLL (nats/token) of both ONNX models on the same tokens.
+Also the machine: CPU, cores, load average, thread settings, and whether a
+JACK server is running. --quick (under a minute): fewer torch steps and
+window re-runs; the onnx backends still get 5,000 steps.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent.config import load_config  # noqa: E402
+from agent.events import encode  # noqa: E402
+from agent.predictor import Predictor  # noqa: E402
+from agent.sampler import SamplingControls  # noqa: E402
+
+WARMUP = 300
+ALL_CONTROLS = dict(top_p=0.95, top_k=40, adaptive=True, key="auto", key_strength=3.0,
+                    repeat_penalty=0.5, max_polyphony=6, rest_bias=-1.0)
+
+
+def stats_us(ns: list[int]) -> dict:
+    a = np.asarray(ns, dtype=np.float64) / 1e3
+    return {"p50": round(float(np.percentile(a, 50)), 1), "p99": round(float(np.percentile(a, 99)), 1),
+            "max": round(float(a.max()), 1), "n": int(a.size)}
+
+
+def jack_running() -> bool:
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "comm").read_text().strip() in ("jackd", "jackdbus"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def machine(args) -> dict:
+    cpu = platform.processor()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import onnxruntime
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
+            "jackd_running": jack_running(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "onnx_intra_op_threads": args.threads,
+            "torch_threads": 1, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def real_tokens(vocab, n_pieces: int = 12) -> list[int]:
+    """Token ids of a few Bach chorales (real music, so the states are realistic)."""
+    from music21 import corpus
+
+    from agent.sources import notes_from_music21
+
+    ids: list[int] = []
+    for path in sorted(corpus.getComposer("bach"))[:n_pieces]:
+        try:
+            ids += encode(notes_from_music21(corpus.parse(path)), vocab)
+        except Exception:  # a corpus file music21 cannot parse is no reason to stop
+            continue
+    return ids
+
+
+def prepare_model(args) -> tuple[Path, str]:
+    """The model folder to measure, and how to describe it."""
+    d = Path(args.model)
+    if (d / "model.onnx").exists():
+        return d, f"{d} (trained)"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "scripts" / "export_onnx.py")
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    import torch
+
+    from agent.model import LSTMModel, ModelArgs, load_checkpoint
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_model_"))
+    vocab = load_config().vocab()
+    if (d / "checkpoint.pt").exists():
+        model, ckpt = load_checkpoint(d / "checkpoint.pt")
+        torch.save(ckpt, tmp / "checkpoint.pt")
+        from agent.events import Vocab
+
+        vocab, what = Vocab.from_dict(ckpt["vocab"]), f"{d}/checkpoint.pt exported to a temp folder"
+    else:
+        torch.manual_seed(0)
+        model = LSTMModel(ModelArgs(vocab.size, embedding=128, hidden=args.hidden, layers=2)).eval()
+        torch.save({"model_args": model.model_args(), "vocab": vocab.to_dict(), "config": {},
+                    "model": model.state_dict()}, tmp / "checkpoint.pt")
+        what = f"random-init 2x{args.hidden} (no model in {d} yet)"
+    exp.export_model(model, vocab, tmp, int8=True)
+    return tmp, what
+
+
+def bench_predictor(p: Predictor, tokens: list[int], steps: int, controls: SamplingControls) -> dict:
+    n = len(tokens)
+    for i in range(WARMUP):
+        p.feed(tokens[i % n])
+    feed = []
+    pc = time.perf_counter_ns
+    for i in range(steps):
+        t = tokens[i % n]
+        t0 = pc()
+        p.feed(t)
+        feed.append(pc() - t0)
+    p.prime(tokens[:200])
+    for _ in range(WARMUP):
+        p.sample(controls)
+    sample = []
+    for _ in range(steps):
+        t0 = pc()
+        p.sample(controls)
+        sample.append(pc() - t0)
+    f, s = stats_us(feed), stats_us(sample)
+    return {"feed_p50_us": f["p50"], "feed_p99_us": f["p99"], "feed_max_us": f["max"],
+            "sample_p50_us": s["p50"], "sample_p99_us": s["p99"], "sample_max_us": s["max"], "steps": steps,
+            **p.describe()}
+
+
+def bench_window(model_dir: Path, tokens: list[int], runs: int) -> dict:
+    import torch
+
+    from agent.model import load_checkpoint
+
+    torch.set_num_threads(1)
+    model, _ = load_checkpoint(model_dir / "checkpoint.pt")
+    times = []
+    with torch.inference_mode():
+        for i in range(runs + 20):
+            window = torch.tensor([tokens[i:i + 100]])
+            t0 = time.perf_counter_ns()
+            logits, _ = model(window)  # no state: the whole window again, for one new token
+            logits[0, -1].numpy()
+            if i >= 20:
+                times.append(time.perf_counter_ns() - t0)
+    s = stats_us(times)
+    return {"window100_p50_us": s["p50"], "window100_p99_us": s["p99"], "window100_runs": runs}
+
+
+def nll(model_path: Path, tokens: list[int]) -> float:
+    from agent.runtime.onnx_backend import OnnxBackend
+
+    be = OnnxBackend(model_path)
+    state, total = be.initial_state(), 0.0
+    logits, state = be.step(tokens[0], state)
+    for t in tokens[1:]:
+        z = logits.astype(np.float64)
+        total += float(np.log(np.exp(z - z.max()).sum()) + z.max() - z[t])
+        logits, state = be.step(t, state)
+    return round(total / (len(tokens) - 1), 4)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=str(ROOT / "models" / "default"), metavar="DIR")
+    ap.add_argument("--json", metavar="OUT", help="also write the results here")
+    ap.add_argument("--quick", action="store_true", help="under a minute: fewer torch steps and window runs")
+    ap.add_argument("--steps", type=int, default=5000, help="timed steps per backend (after warm-up)")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    ap.add_argument("--hidden", type=int, default=256, help="hidden size of the random model, if none is trained")
+    args = ap.parse_args(argv)
+    torch_steps = 1000 if args.quick else args.steps
+    window_runs = 100 if args.quick else 1000
+    t_start = time.perf_counter()
+    model_dir, what = prepare_model(args)
+    controls = SamplingControls.from_config(load_config().sampling)
+    p = Predictor.load(model_dir, backend="onnx", threads=args.threads, seed=0)
+    tokens = real_tokens(p.vocab, 4 if args.quick else 12)
+    gc.collect()
+    out: dict = {"model": what, "machine": machine(args), "backends": {}}
+    out["backends"]["onnx"] = bench_predictor(p, tokens, args.steps, controls)
+    full = bench_predictor(p, tokens, args.steps, controls.replace(**ALL_CONTROLS))
+    out["onnx_all_controls"] = {k: full[k] for k in ("sample_p50_us", "sample_p99_us", "sample_max_us")}
+    choose = []
+    ctx = p.context()
+    for _ in range(args.steps):
+        t0 = time.perf_counter_ns()
+        p.sampler.choose(p.logits, controls.replace(**ALL_CONTROLS), ctx)
+        choose.append(time.perf_counter_ns() - t0)
+    out["sampler_all_controls_us"] = stats_us(choose)
+    reprime = []
+    for i in range(10 if args.quick else 30):
+        t0 = time.perf_counter_ns()
+        p.prime(tokens[i:i + 512])
+        reprime.append(time.perf_counter_ns() - t0)
+    out["reprime512_p50_ms"] = round(float(np.median(reprime)) / 1e6, 2)
+    if (model_dir / "model.int8.onnx").exists():
+        q = Predictor.load(model_dir, backend="onnx", quantized=True, threads=args.threads, seed=0)
+        out["backends"]["onnx-int8"] = bench_predictor(q, tokens, args.steps, controls)
+        sub = tokens[:1000 if args.quick else 3000]
+        out["int8_nll"] = {"float32_nats": nll(model_dir / "model.onnx", sub),
+                           "int8_nats": nll(model_dir / "model.int8.onnx", sub), "tokens": len(sub)}
+    try:
+        import torch  # noqa: F401 - measured last, so it cannot disturb the onnx figures
+
+        have_torch = (model_dir / "checkpoint.pt").exists()
+    except ImportError:
+        have_torch = False
+    if have_torch:
+        t = Predictor.load(model_dir, backend="torch-cpu", threads=1, seed=0)
+        out["backends"]["torch-cpu"] = bench_predictor(t, tokens, torch_steps, controls)
+        out.update(bench_window(model_dir, tokens, window_runs))
+        out["speedup"] = round(out["window100_p50_us"] / out["backends"]["onnx"]["feed_p50_us"], 1)
+        out["speedup_vs_torch_step"] = round(out["window100_p50_us"] / out["backends"]["torch-cpu"]["feed_p50_us"], 1)
+    out["seconds"] = round(time.perf_counter() - t_start, 1)
+    print_table(out)
+    text = json.dumps(out, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def print_table(out: dict) -> None:
+    m = out["machine"]
+    print(f"model: {out['model']}")
+    print(f"machine: {m['cpu']}, {m['cores']} cores, load {m['loadavg_1m']}, jackd running: {m['jackd_running']}, "
+          f"onnx threads {m['onnx_intra_op_threads']}, torch threads {m['torch_threads']}")
+    print(f"{'backend':<12}{'feed p50':>10}{'p99':>9}{'max':>9}{'sample p50':>12}{'p99':>9}{'max':>9}   (us)")
+    for name, b in out["backends"].items():
+        print(f"{name:<12}{b['feed_p50_us']:>10}{b['feed_p99_us']:>9}{b['feed_max_us']:>9}"
+              f"{b['sample_p50_us']:>12}{b['sample_p99_us']:>9}{b['sample_max_us']:>9}")
+    a = out["onnx_all_controls"]
+    print(f"onnx sample, every control on: p50 {a['sample_p50_us']} us, p99 {a['sample_p99_us']} us")
+    if "window100_p50_us" in out:
+        print(f"torch window re-run (100 tokens, 1 thread): p50 {out['window100_p50_us']} us, "
+              f"p99 {out['window100_p99_us']} us -> stateful onnx step is {out['speedup']}x faster")
+    if "int8_nll" in out:
+        n = out["int8_nll"]
+        print(f"NLL float32 {n['float32_nats']} vs int8 {n['int8_nats']} nats/token over {n['tokens']} tokens")
+    print(f"re-prime from 512 tokens: {out['reprime512_p50_ms']} ms; run took {out['seconds']} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
