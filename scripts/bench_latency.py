@@ -98,7 +98,7 @@ def prepare_model(args) -> tuple[Path, str]:
     """The model folder to measure, and how to describe it."""
     d = Path(args.model)
     if (d / "model.onnx").exists():
-        return d, f"{d} (trained)"
+        return d, str(d)
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "scripts" / "export_onnx.py")
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     ap.add_argument("--hidden", type=int, default=256, help="hidden size of the random model, if none is trained")
     args = ap.parse_args(argv)
-    torch_steps = 1000 if args.quick else args.steps
+    torch_steps = min(1000, args.steps) if args.quick else args.steps
     window_runs = 100 if args.quick else 1000
     t_start = time.perf_counter()
     model_dir, what = prepare_model(args)
@@ -218,6 +218,15 @@ def main(argv=None) -> int:
         p.prime(tokens[i:i + 512])
         reprime.append(time.perf_counter_ns() - t0)
     out["reprime512_p50_ms"] = round(float(np.median(reprime)) / 1e6, 2)
+    snap, back = [], []
+    for _ in range(1000):  # the jam policy snapshots before every sampled token
+        t0 = time.perf_counter_ns()
+        s = p.snapshot()
+        t1 = time.perf_counter_ns()
+        p.rollback(s)
+        back.append(time.perf_counter_ns() - t1)
+        snap.append(t1 - t0)
+    out["snapshot_us"], out["rollback_us"] = stats_us(snap), stats_us(back)
     if (model_dir / "model.int8.onnx").exists():
         q = Predictor.load(model_dir, backend="onnx", quantized=True, threads=args.threads, seed=0)
         out["backends"]["onnx-int8"] = bench_predictor(q, tokens, args.steps, controls)
@@ -262,7 +271,8 @@ def print_table(out: dict) -> None:
     if "int8_nll" in out:
         n = out["int8_nll"]
         print(f"NLL float32 {n['float32_nats']} vs int8 {n['int8_nats']} nats/token over {n['tokens']} tokens")
-    print(f"re-prime from 512 tokens: {out['reprime512_p50_ms']} ms; run took {out['seconds']} s")
+    print(f"snapshot p50 {out['snapshot_us']['p50']} us, rollback p50 {out['rollback_us']['p50']} us, "
+          f"re-prime from 512 tokens {out['reprime512_p50_ms']} ms; run took {out['seconds']} s")
 
 
 if __name__ == "__main__":
