@@ -9,6 +9,7 @@ validates like the config file does and takes effect at the next step.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -149,6 +150,10 @@ class Engine:
     # -- wiring --------------------------------------------------------------
     def start(self) -> "Engine":
         cfg = self.cfg
+        # The sampling thread holds the GIL for up to one switch interval (5 ms by
+        # default) before the scheduler thread may send: shorten it while we play.
+        self._old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(cfg.scheduler.gil_switch_ms / 1000)
         out = self.ports.open_output(self.output_name, virtual_name=self.virtual_name)
         self.output = Tee(out, *self.extra_outputs) if self.extra_outputs else out
         s = cfg.scheduler
@@ -194,6 +199,8 @@ class Engine:
                 except Exception as exc:
                     log.error("closing %s: %s", getattr(port, "name", port), exc)
         self.input = self.output = None
+        if getattr(self, "_old_switch", None):
+            sys.setswitchinterval(self._old_switch)
         self.stopped.set()
         return closed
 

@@ -69,6 +69,7 @@ class Generation:
     done: bool = False
     end_t: float | None = None
     barged: bool = False
+    pause_until: float = 0.0  # don't sample until the first note is out (see _generate)
     snaps: deque = field(default_factory=deque)  # (due_s | None, predictor snapshot, frontier)
 
 
@@ -118,14 +119,20 @@ class Jam:
         j = self.controls.cfg.jam
         return j.silence_beats * 60.0 / self.tempo.bpm if j.silence_beats > 0 else j.silence_ms / 1000.0
 
-    def sampling(self):
-        """The live sampling controls, with START/END pushed down (cached per change)."""
+    def sampling(self, lead: bool = False):
+        """The live sampling controls, START/END pushed down (cached per change).
+
+        `lead`: before an answer's first note, time shifts are pushed down too,
+        so the answer starts with a note instead of sampled silence."""
         src = self.controls.sampling
         if src is not self._ctrl_src:
             v = self.vocab
-            self._ctrl = src.replace(token_bias=tuple(src.token_bias) + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS)))
+            bias = tuple(src.token_bias) + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS))
+            self._ctrl = src.replace(token_bias=bias)
+            shifts = tuple((v.shift(k), BOUNDARY_BIAS) for k in range(1, v.max_shift + 1))
+            self._ctrl_lead = src.replace(token_bias=bias + shifts)
             self._ctrl_src = src
-        return self._ctrl
+        return self._ctrl_lead if lead else self._ctrl
 
     # -- feeding -------------------------------------------------------------
     def _feed(self, ids) -> None:
@@ -152,7 +159,7 @@ class Jam:
             if g.kind == "call":
                 if on:
                     self._barge_in(now)
-            elif self._rewind(max(t_s, now)):
+            elif self._rewind(max(t_s, now + self.lead_s)):  # what is due sooner can no longer be recalled
                 self.rollbacks += 1
                 self._resample_from = time.perf_counter()
         if self.phrase is None and on:
@@ -214,7 +221,7 @@ class Jam:
         if g is not None and not g.done:
             self._generate(now)
             if not g.done:
-                wake.append(self.time_of(self.enc.tick) - self.lookahead_s())
+                wake.append(max(self.time_of(self.enc.tick) - self.lookahead_s(), g.pause_until))
         if g is not None and g.done:
             wake.append(g.end_t)
         return min(wake)
@@ -248,13 +255,16 @@ class Jam:
         while g.snaps and g.snaps[0][0] is not None and g.snaps[0][0] <= now:
             g.snaps.popleft()  # already due: can never be rolled back to
         horizon = now + self.lookahead_s()
-        ctrl = self.sampling()
+        if self.clock.now() < g.pause_until:
+            return
         for _ in range(MAX_TOKENS_PER_TICK):
             if g.done or (g.started and self.time_of(self.enc.tick) > horizon):
                 break
             due = self.time_of(self.enc.tick) if g.started else None
             g.snaps.append((due, self.predictor.snapshot(), self._frontier()))
-            self._emit(g, self.predictor.sample(ctrl), now)
+            self._emit(g, self.predictor.sample(self.sampling(lead=not g.started)), now)
+            if g.pause_until and self.clock.now() < g.pause_until:
+                break  # the answer's first note (chord) is queued: let it go out before sampling on
         if self._resample_from is not None:
             self.resample_s.append(time.perf_counter() - self._resample_from)
             self._resample_from = None
@@ -268,11 +278,16 @@ class Jam:
                 self.enc.tick += v
                 if g.lead_ticks >= self.tempo.beats_per_bar * self.vocab.resolution:
                     self._begin(g, now)  # a bar of rest sampled: start the clock anyway
-            elif g.end_tick is not None and self.enc.tick + v >= g.end_tick:
-                self.enc.tick = g.end_tick
-                self._finish(g)
             else:
-                self.enc.tick += v
+                if g.kind == "call" and g.first_note_t is not None and not g.pause_until:
+                    # the answer's first onset is queued: sampling waits until it is sent, since
+                    # on a busy machine the sampling thread would delay that send (GIL, CPU)
+                    g.pause_until = g.first_note_t + 0.0005
+                if g.end_tick is not None and self.enc.tick + v >= g.end_tick:
+                    self.enc.tick = g.end_tick
+                    self._finish(g)
+                else:
+                    self.enc.tick += v
         elif kind == "VEL":
             self.enc.velocity_bin = v
         elif kind == "NOTE_ON":

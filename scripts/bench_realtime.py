@@ -1,0 +1,297 @@
+"""Real-time benchmark: scripted phrases into the live engine over JACK (or loopback).
+
+    python scripts/bench_realtime.py [--json OUT] [--quick] [--transport jack|loopback] [--model DIR]
+
+Over JACK it starts its own dummy server (JACK_DEFAULT_SERVER, so it cannot
+clash with another), and runs three processes: this one runs the engine on
+real rtmidi virtual ports; a player process plays the keyboard's part into a
+virtual port the engine listens to; a reader process connects to the
+agent's virtual output and stamps what arrives. perf_counter is
+CLOCK_MONOTONIC on Linux, so the three processes' stamps compare directly.
+
+Measured: (a) response onset, bar alignment off: from the moment the silence
+threshold is reached (the player's last note-off as the engine stamped it,
+plus the threshold) to the first agent note-on the reader receives;
+(b) scheduling error: reader's receive time minus the scheduler's due time,
+every agent message; (c) stuck notes (note-ons the reader never saw closed)
+and lost events (sent by one side, not received by the other);
+(d) accompany mode: fraction of player events that rolled the predictor
+back, and the time to resample up to the lookahead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+BPM, SILENCE_MS, BEATS = 200.0, 300.0, 4  # fast phrases keep 50 of them under three minutes
+PHRASE_PERIOD_BEATS = 12  # a 1-bar phrase, the pause, a 1-bar answer, and room to spare
+
+
+# -- JACK dummy server ---------------------------------------------------------
+class JackServer:
+    """`jackd -d dummy` under its own server name; `start()` waits until jack_lsp answers."""
+
+    def __init__(self, name: str | None = None, period: int = 64, rate: int = 48000) -> None:
+        self.name = name or f"antiphon{os.getpid()}"
+        self.period, self.rate = period, rate
+        self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
+
+    @staticmethod
+    def available() -> str | None:
+        """None if jackd and jack_lsp are installed, else why not."""
+        missing = [b for b in ("jackd", "jack_lsp") if shutil.which(b) is None]
+        return f"{', '.join(missing)} not installed (apt-get install -y jackd2)" if missing else None
+
+    def start(self, timeout_s: float = 15.0) -> "JackServer":
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="jackd-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(["jackd", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            r = subprocess.run(["jack_lsp"], env=self.env, capture_output=True, timeout=10)
+            if r.returncode == 0 and b"system:" in r.stdout:
+                return self
+            time.sleep(0.2)
+        self.stop()
+        self.log.seek(0)
+        raise RuntimeError(f"jackd did not start: {self.log.read()[-500:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+# -- the player's script -------------------------------------------------------
+def phrase_events(n: int, start_s: float) -> list[tuple[float, list[int]]]:
+    """(time_s, message bytes) for n one-bar phrases, from the demo's real tunes."""
+    from agent.commands.demo import PHRASES
+
+    spb = 60.0 / BPM
+    out = []
+    for k in range(n):
+        t0 = start_s + k * PHRASE_PERIOD_BEATS * spb
+        for pitch, b, d in PHRASES[k % len(PHRASES)]:
+            if b >= BEATS:
+                continue
+            end = min(b + d, BEATS) * 0.95
+            out.append((t0 + b * spb, [0x90, pitch, 80]))
+            out.append((t0 + end * spb, [0x80, pitch, 0]))
+    return sorted(out)
+
+
+def play_script(send, events) -> list[tuple[float, list[int]]]:
+    """Send on absolute deadlines (sleep, then spin the last millisecond); returns (sent_s, bytes)."""
+    log = []
+    for t, data in events:
+        while True:
+            d = t - time.perf_counter()
+            if d <= 0:
+                break
+            time.sleep(d - 0.001) if d > 0.002 else None
+        send(data)
+        log.append((time.perf_counter(), data))
+    return log
+
+
+def role_player(name: str) -> None:
+    import mido
+
+    out = mido.open_output(name, virtual=True)
+    print("ready", flush=True)
+    start_s, n = sys.stdin.readline().split()
+    log = play_script(lambda d: out.send(mido.Message.from_bytes(d)), phrase_events(int(n), float(start_s)))
+    print(json.dumps(log), flush=True)
+    sys.stdin.readline()
+    out.close()
+
+
+def role_reader(part: str) -> None:
+    import mido
+
+    got = []
+    names = [n for n in mido.get_input_names() if part in n]
+    port = mido.open_input(names[0], callback=lambda m: got.append((time.perf_counter(), m.bytes())))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    time.sleep(0.05)
+    port.close()
+    print(json.dumps(got), flush=True)
+
+
+class Child:
+    def __init__(self, role: str, arg: str, env: dict) -> None:
+        self.p = subprocess.Popen([sys.executable, __file__, "--role", role, "--role-arg", arg], env=env,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"{role} process did not start ({line!r})")
+
+    def say(self, text: str) -> None:
+        self.p.stdin.write(text + "\n")
+        self.p.stdin.flush()
+
+    def result(self):
+        return json.loads(self.p.stdout.readline())
+
+
+# -- one run -------------------------------------------------------------------
+def pct(xs, q):
+    xs = sorted(xs)
+    return None if not xs else xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = ()) -> dict:
+    from agent.config import load_config
+    from agent.engine import Engine
+    from agent.ports import Loopback, Ports
+    from agent.predictor import Predictor
+
+    cfg = load_config(overrides=[f"timing.bpm={BPM}", f"jam.silence_ms={SILENCE_MS}", f'jam.mode="{mode}"',
+                                 "jam.response_bars=1.0", "jam.align_to_bar=false", "sampling.seed=7",
+                                 f'model.path="{model}"', *sets])
+    pred = Predictor.from_config(cfg)
+    sends: list = []  # (msg, due_s, sent_s) from the scheduler
+    if transport == "jack":
+        os.environ.update(env)
+        player = Child("player", "BenchKeyboard", env)
+        ports = Ports("jack")
+        eng = Engine(cfg, pred, ports=ports, input_name="BenchKeyboard", virtual_name="Antiphon", report=lambda s: None)
+        eng.start()
+        eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s)))
+        reader = Child("reader", "Antiphon", env)
+        start = time.perf_counter() + 0.5
+        player.say(f"{start} {n}")
+        played = player.result()
+        time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
+        closed = eng.stop()
+        reader.say("stop")
+        got = reader.result()
+        player.say("quit")
+        for c in (player, reader):
+            c.p.wait(timeout=10)
+    else:
+        loop = Loopback()
+        ports = Ports("loopback", loop=loop)
+        eng = Engine(cfg, pred, ports=ports, input_name="keyboard", virtual_name="Antiphon", report=lambda s: None)
+        eng.start()
+        eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s)))
+        got = []
+        ports.open_input("Antiphon", lambda m, t: got.append((time.perf_counter(), m.bytes())))
+        kbd = ports.open_output("keyboard")
+        import mido
+
+        played = play_script(lambda d: kbd.send(mido.Message.from_bytes(d)),
+                             phrase_events(n, time.perf_counter() + 0.5))
+        time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
+        closed = eng.stop()
+    jam, li = eng.jam, eng.listener
+    notes = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
+    sent_notes = [s for s in sends if s[0][0] & 0xF0 in (0x80, 0x90)]
+    sched_err = [(g[0] - s[1]) * 1e3 for g, s in zip(notes, sent_notes)]
+    send_err = [(s[2] - s[1]) * 1e3 for s in sent_notes]  # the scheduler's part: sent minus due
+    delivery = [(g[0] - s[2]) * 1e3 for g, s in zip(notes, sent_notes)]  # the transport's part
+    open_: set[int] = set()
+    for _, b in notes:
+        (open_.add if b[0] & 0xF0 == 0x90 and b[2] > 0 else open_.discard)(b[1])
+    onsets = []
+    for r in jam.responses:
+        if r.get("threshold_t") is None:
+            continue
+        firsts = [t for t, b in notes if b[0] & 0xF0 == 0x90 and b[2] > 0 and t >= r["threshold_t"]]
+        if firsts and (r["end_t"] is None or firsts[0] <= r["end_t"] + 0.01):
+            onsets.append((firsts[0] - r["threshold_t"]) * 1e3)
+    player_notes = sum(1 for _, b in played if b[0] & 0xF0 in (0x80, 0x90))
+    lost = (player_notes - li.notes_in) + (len(sent_notes) - len(notes))
+    out = {"mode": mode, "phrases": n, "answers": len(onsets), "player_events": player_notes,
+           "agent_messages": len(sent_notes), "stuck_notes": len(open_), "lost_events": lost,
+           "closed_at_stop": len(closed), "dropped_late": eng.scheduler.dropped_late,
+           "sched_err_p50_ms": pct(sched_err, 50), "sched_err_p99_ms": pct(sched_err, 99),
+           "sched_err_max_ms": max(sched_err, default=None),
+           "send_err_p99_ms": pct(send_err, 99), "delivery_p50_ms": pct(delivery, 50),
+           "delivery_p99_ms": pct(delivery, 99),
+           "onset_p50_ms": pct(onsets, 50), "onset_p99_ms": pct(onsets, 99), "onset_max_ms": max(onsets, default=None)}
+    if mode == "accompany":
+        rs = [x * 1e3 for x in jam.resample_s]
+        out.update(rollback_fraction=jam.rollbacks / max(1, jam.player_events),
+                   resample_p50_ms=pct(rs, 50), resample_p99_ms=pct(rs, 99))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
+    ap.add_argument("--quick", action="store_true", help="10 phrases instead of 50")
+    ap.add_argument("--phrases", type=int, help="phrases to play (default 50, or 10 with --quick)")
+    ap.add_argument("--transport", choices=["jack", "loopback"], help="default: jack if jackd is installed")
+    ap.add_argument("--model", default="models/default", help="model folder (default models/default)")
+    ap.add_argument("--jack-server", help="use this running JACK server instead of starting one")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="config override for the engine (repeatable), e.g. scheduler.spin_ms=2")
+    ap.add_argument("--role", help=argparse.SUPPRESS)
+    ap.add_argument("--role-arg", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.role == "player":
+        role_player(a.role_arg)
+        return 0
+    if a.role == "reader":
+        role_reader(a.role_arg)
+        return 0
+    n = a.phrases or (10 if a.quick else 50)
+    transport = a.transport or ("jack" if JackServer.available() is None else "loopback")
+    if transport == "loopback":
+        print("transport: in-process loopback ports (not JACK)", file=sys.stderr)
+    server = None
+    env = {}
+    if transport == "jack":
+        if a.jack_server:
+            env = {"JACK_DEFAULT_SERVER": a.jack_server, "MIDO_BACKEND": JACK_BACKEND}
+        else:
+            server = JackServer().start()
+            env = {**server.env, "MIDO_BACKEND": JACK_BACKEND}
+        env = {**os.environ, **env}
+    try:
+        call = run_once(transport, "call", n, a.model, env, a.sets)
+        acc = run_once(transport, "accompany", max(2, n // 5), a.model, env, a.sets)
+    finally:
+        if server:
+            server.stop()
+    res = {"transport": transport, "jack_period": 64 if transport == "jack" else None, "bpm": BPM,
+           "silence_ms": SILENCE_MS, "model": a.model, "sets": a.sets, **call,
+           "accompany": acc, "rollback_fraction": acc.get("rollback_fraction"),
+           "resample_p50_ms": acc.get("resample_p50_ms"), "resample_p99_ms": acc.get("resample_p99_ms")}
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    print(f"transport {transport}; {n} phrases at {BPM:g} bpm, silence {SILENCE_MS:g} ms")
+    for k in ("onset_p50_ms", "onset_p99_ms", "onset_max_ms", "sched_err_p50_ms", "sched_err_p99_ms",
+              "sched_err_max_ms", "send_err_p99_ms", "delivery_p50_ms", "delivery_p99_ms", "stuck_notes", "lost_events", "answers", "dropped_late"):
+        print(f"  {k:<20} {fmt(call[k]):>10}   accompany {fmt(acc[k]):>10}")
+    for k in ("rollback_fraction", "resample_p50_ms", "resample_p99_ms"):
+        print(f"  {k:<20} {fmt(acc[k]):>10}")
+    print(json.dumps(res))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
