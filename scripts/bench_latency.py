@@ -278,6 +278,7 @@ def main(argv=None) -> int:
     if (model_dir / "model.int8.onnx").exists():
         q = Predictor.load(model_dir, backend="onnx", quantized=True, threads=args.threads, seed=0)
         out["backends"]["onnx-int8"] = bench_predictor(q, tokens, args.steps, controls)
+        out["onnx_int8_paced"] = bench_paced(q, tokens, 1000 if args.quick else 3000, controls, 0.002)
         sub = tokens[:1000 if args.quick else 3000]
         out["int8_nll"] = {"float32_nats": nll(model_dir / "model.onnx", sub),
                            "int8_nats": nll(model_dir / "model.int8.onnx", sub), "tokens": len(sub)}
@@ -317,6 +318,10 @@ def print_table(out: dict) -> None:
     pc = out["onnx_paced"]
     print(f"onnx sample paced like live input (one every {pc['gap_ms']:g} ms): p50 {pc['sample_p50_us']} us, "
           f"p99 {pc['sample_p99_us']} us, max {pc['sample_max_us']} us")
+    if "onnx_int8_paced" in out:
+        pc = out["onnx_int8_paced"]
+        print(f"onnx-int8 sample paced the same way: p50 {pc['sample_p50_us']} us, p99 {pc['sample_p99_us']} us, "
+              f"max {pc['sample_max_us']} us")
     a = out["onnx_all_controls"]
     print(f"onnx sample, every control on: p50 {a['sample_p50_us']} us, p99 {a['sample_p99_us']} us")
     if "window100_p50_us" in out:
