@@ -174,9 +174,10 @@ class Jam:
             self.phrase.last_t, self.phrase.last_tick = t_s, tick
             self.phrase.notes += on
         if on and self.gen is None and self.mode == "accompany":
-            # the agent joins from the next tick, lead_s from now: never scheduled in the past
-            self._anchor = (self.enc.tick, now + self.lead_s, self._spt())
             self.gen = Generation("accompany", started=True, t0=now + self.lead_s)
+        if self.gen is not None and self.gen.kind != "call" and self.time_of(self.enc.tick) < now + self.lead_s:
+            # the agent goes on from here, lead_s from now at the earliest: never scheduled in the past
+            self._anchor = (self.enc.tick, now + self.lead_s, self._spt())
 
     def phrase_end(self, t_s: float) -> None:
         if self.phrase is not None:
@@ -252,8 +253,8 @@ class Jam:
 
     def _generate(self, now: float) -> None:
         g = self.gen
-        while g.snaps and g.snaps[0][0] is not None and g.snaps[0][0] <= now:
-            g.snaps.popleft()  # already due: can never be rolled back to
+        while len(g.snaps) > 1 and g.snaps[1][0] is not None and g.snaps[1][0] <= now:
+            g.snaps.popleft()  # already due: can never be rolled back to (the last one may be a running rest)
         horizon = now + self.lookahead_s()
         if self.clock.now() < g.pause_until:
             return
@@ -317,17 +318,28 @@ class Jam:
             self.predictor.feed(self.vocab.note_off(p))
         self.agent_sounding.clear()
 
-    def _finish(self, g: Generation) -> None:
+    def _finish(self, g: Generation, not_before_s: float = 0.0) -> None:
         g.done = True
-        g.end_t = self.time_of(self.enc.tick)
+        g.end_t = max(self.time_of(self.enc.tick), not_before_s)
         self._close_agent_notes(g.end_t)
 
     def _rewind(self, t_s: float) -> bool:
-        """Roll back to the first token due after t_s and drop what was queued after it."""
+        """Roll back to the first token due after t_s and drop what was queued after it.
+
+        If the token before that is a rest still running at t_s, roll back into
+        the rest instead: it sent nothing, and the player's event then lands
+        at its own tick, part-way through it."""
         g = self.gen
-        idx = next((i for i, (due, _, _) in enumerate(g.snaps) if due is None or due > t_s), None)
+        snaps = g.snaps
         self.scheduler.cancel_after(t_s)
-        if idx is None:
+        idx = next((i for i, (due, _, _) in enumerate(snaps) if due is None or due > t_s), len(snaps))
+        if idx > 0:
+            prev_tick = snaps[idx - 1][2][0]
+            next_tick, next_t = ((snaps[idx][2][0], snaps[idx][0]) if idx < len(snaps)
+                                 else (self.enc.tick, self.time_of(self.enc.tick)))
+            if next_tick > prev_tick and (next_t is None or next_t > t_s):
+                idx -= 1
+        if idx == len(snaps):
             return False
         _, snap, (tick, vel, sounding, anchor) = g.snaps[idx]
         for _ in range(len(g.snaps) - idx):
@@ -348,7 +360,7 @@ class Jam:
 
     def _stop_gen(self, now: float) -> None:
         self._rewind(now)
-        self._finish(self.gen)
+        self._finish(self.gen, now)
         self.gen.end_t = now
         self._retire(now)
 

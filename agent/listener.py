@@ -38,34 +38,41 @@ MAX_IDLE_S = 0.05  # the thread looks at stop requests and controls at least thi
 class EchoFilter:
     """Recognises input that is the agent's own output coming back.
 
-    The scheduler reports every note it sends (`sent`); an incoming note
-    message of the same kind, channel and pitch within `window_s` of a send
-    is taken to be that message echoed and is consumed (one echo per send).
+    The scheduler reports every note it sends (`sent`). An incoming note-on
+    with the same channel, pitch *and velocity* within `window_s` of such a
+    send is taken to be that message echoed and is consumed (one echo per
+    send); the next note-off of that pitch is then the echo's too. A
+    player's note rarely has the agent's exact velocity at the same moment,
+    which keeps accompany mode (both playing at once) from losing notes.
     """
 
     def __init__(self, window_s: float = 0.1) -> None:
         self.window_s = window_s
-        self._sent: deque[tuple[float, str, int, int]] = deque(maxlen=512)
+        self._sent: deque[tuple[float, int, int, int]] = deque(maxlen=512)  # (sent_s, channel, note, velocity)
+        self._echoed: set[tuple[int, int]] = set()  # (channel, note) whose note-on was an echo
         self._lock = threading.Lock()
         self.echoes = 0
 
-    @staticmethod
-    def _kind(msg: mido.Message) -> str:
-        return "on" if msg.type == "note_on" and msg.velocity > 0 else "off"
-
     def sent(self, msg: mido.Message, due_s: float, sent_s: float) -> None:
-        if msg.type in ("note_on", "note_off"):
+        if msg.type == "note_on" and msg.velocity > 0:
             with self._lock:
-                self._sent.append((sent_s, self._kind(msg), msg.channel, msg.note))
+                self._sent.append((sent_s, msg.channel, msg.note, msg.velocity))
 
     def is_echo(self, msg: mido.Message, t_s: float) -> bool:
-        key = (self._kind(msg), msg.channel, msg.note)
+        key = (msg.channel, msg.note)
         with self._lock:
-            for i, (ts, *k) in enumerate(self._sent):
-                if tuple(k) == key and -0.001 <= t_s - ts <= self.window_s:
-                    del self._sent[i]
-                    self.echoes += 1
-                    return True
+            if msg.type == "note_on" and msg.velocity > 0:
+                for i, (ts, ch, note, vel) in enumerate(self._sent):
+                    if (ch, note, vel) == (*key, msg.velocity) and -0.001 <= t_s - ts <= self.window_s:
+                        del self._sent[i]
+                        self._echoed.add(key)
+                        self.echoes += 1
+                        return True
+                return False
+            if key in self._echoed:
+                self._echoed.discard(key)
+                self.echoes += 1
+                return True
         return False
 
 

@@ -222,9 +222,11 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
         if firsts and (r["end_t"] is None or firsts[0] <= r["end_t"] + 0.01):
             onsets.append((firsts[0] - r["threshold_t"]) * 1e3)
     player_notes = sum(1 for _, b in played if b[0] & 0xF0 in (0x80, 0x90))
-    lost = (player_notes - li.notes_in) + (len(sent_notes) - len(notes))
+    lost_in, lost_out = player_notes - li.notes_in, len(sent_notes) - len(notes)
+    lost = lost_in + lost_out
     out = {"mode": mode, "phrases": n, "answers": len(onsets), "player_events": player_notes,
            "agent_messages": len(sent_notes), "stuck_notes": len(open_), "lost_events": lost,
+           "lost_in": lost_in, "lost_out": lost_out, "echoes": li.echo.echoes if li.echo else 0,
            "closed_at_stop": len(closed), "dropped_late": eng.scheduler.dropped_late,
            "sched_err_p50_ms": pct(sched_err, 50), "sched_err_p99_ms": pct(sched_err, 99),
            "sched_err_max_ms": max(sched_err, default=None),

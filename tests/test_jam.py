@@ -228,3 +228,24 @@ def test_note_message_types():
     r.run_until(r.play([60], start_s=r.t0 + 0.1) + 2.0)
     assert {m.type for _, m in r.agent_notes()} == {"note_on", "note_off"}
     assert all(isinstance(m, mido.Message) and m.channel == 0 for _, m in r.agent_notes())
+
+
+def test_a_player_event_during_a_long_sampled_rest_rolls_back_into_the_rest():
+    r = Rig("accompany", silence_ms=3000.0, lookahead_ms=100.0,
+            script="NOTE_ON(72) SHIFT(3) NOTE_OFF(72) SHIFT(48)")
+    r.play([60], start_s=r.t0 + 0.1, note_s=0.05)
+    r.run_until(r.t0 + 0.6)  # inside the agent's 4-beat rest
+    rest_start = len(r.pred.fed)
+    while r.vocab.token(r.pred.fed[rest_start - 1]).kind != "SHIFT":
+        rest_start -= 1
+    rollbacks = r.jam.rollbacks
+    r.note(64, True, r.clock.now())
+    assert r.jam.rollbacks == rollbacks + 1
+    fed = [r.vocab.token(i) for i in r.pred.fed]
+    at = max(i for i, t in enumerate(fed) if str(t) == "NOTE_ON(64)")
+    assert fed[at - 1].kind == "SHIFT" and fed[at - 1].value < 48  # part of the rest, then the player's note
+    assert str(fed[at - 2]) == "NOTE_OFF(72)"  # the full rest sampled before was rolled back
+    r.run_until(r.clock.now() + 0.1)
+    r.note(64, False, r.clock.now())
+    r.run_until(r.clock.now() + 5.0)
+    assert paired(r.agent_notes()) and r.sched.late == 0 and r.sched.dropped_late == 0

@@ -44,10 +44,13 @@ def test_echo_of_our_own_output_is_not_the_players():
     li = Listener(jam, FakeClock(), echo=echo)
     echo.sent(mido.Message("note_on", note=72, velocity=90), 5.0, 5.0)
     echo.sent(mido.Message("note_off", note=72), 5.5, 5.5)
+    echo.sent(mido.Message("note_on", note=60, velocity=90), 6.0, 6.0)
     li.handle(mido.Message("note_on", note=72, velocity=90), 5.01)  # the loop brings it back
-    li.handle(mido.Message("note_on", note=72, velocity=90), 5.02)  # a second one is the player's
-    li.handle(mido.Message("note_off", note=72), 5.8)  # too late to be the echo
-    assert jam.notes == [(72, True, 5.02), (72, False, 5.8)] and echo.echoes == 1
+    li.handle(mido.Message("note_off", note=72), 5.51)  # and its note-off
+    li.handle(mido.Message("note_on", note=72, velocity=90), 5.6)  # a second one is the player's
+    li.handle(mido.Message("note_off", note=72), 5.8)
+    li.handle(mido.Message("note_on", note=60, velocity=70), 6.01)  # same pitch, the player's own velocity
+    assert jam.notes == [(72, True, 5.6), (72, False, 5.8), (60, True, 6.01)] and echo.echoes == 2
 
 
 def test_non_note_messages_are_ignored_without_crashing():
