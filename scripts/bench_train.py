@@ -3,9 +3,9 @@
 
     python scripts/bench_train.py [--json OUT] [--quick] [--model models/default] [--data data/prepared]
 
-Both schemes train the same model (size from --model's checkpoint if it has
-one, else scripts/train.py's defaults) on the same data (the train split),
-with the same batch size, optimizer (AdamW), loss and gradient clipping, one
+Both schemes train the same model (size, batch and chunk from --model's
+checkpoint if it has one, else scripts/train.py's defaults) on the same data
+(the train split), with the same batch size, optimizer (AdamW), loss and gradient clipping, one
 full training step (forward, backward, clip, step) at a time:
 
   ours    B parallel streams x a chunk of T tokens, the LSTM state carried
@@ -43,9 +43,13 @@ from agent.modeldir import ModelDir  # noqa: E402
 TRAIN_DEFAULTS = {"embedding": 128, "hidden": 256, "layers": 2, "dropout": 0.2}  # scripts/train.py's
 
 
-def model_args_for(model_dir: str | None, vocab_size: int, overrides: dict) -> tuple[dict, str]:
-    """The model size to benchmark: the checkpoint's if there is one, then explicit overrides."""
-    args, source = dict(TRAIN_DEFAULTS), "scripts/train.py defaults"
+def model_args_for(model_dir: str | None, vocab_size: int, overrides: dict) -> tuple[dict, str, dict]:
+    """The model size to benchmark, where it came from, and the checkpoint's training config.
+
+    The checkpoint's (if `model_dir` has one) wins over scripts/train.py's
+    defaults; explicit overrides win over both.
+    """
+    args, source, config = dict(TRAIN_DEFAULTS), "scripts/train.py defaults", {}
     if model_dir:
         try:
             ckpt = ModelDir.resolve(model_dir).checkpoint
@@ -54,15 +58,16 @@ def model_args_for(model_dir: str | None, vocab_size: int, overrides: dict) -> t
         if ckpt is not None and ckpt.exists():
             import torch
 
-            stored = torch.load(ckpt, map_location="cpu", weights_only=True)["model_args"]
-            args.update({k: stored[k] for k in TRAIN_DEFAULTS if k in stored})
+            stored = torch.load(ckpt, map_location="cpu", weights_only=True)
+            args.update({k: stored["model_args"][k] for k in TRAIN_DEFAULTS if k in stored["model_args"]})
+            config = dict(stored.get("config") or {})
             source = str(ckpt)
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         args.update(given)
         source += " with " + ", ".join(f"{k}={v}" for k, v in given.items())
     args["vocab_size"] = vocab_size
-    return args, source
+    return args, source, config
 
 
 class Trainer:
@@ -112,8 +117,10 @@ class Trainer:
         starts = self.rng.integers(0, len(self.flat) - self.window - 1, self.batch)
         idx = self.torch.as_tensor(starts)[:, None] + self.torch.arange(self.window + 1)
         seq = self.flat[idx]
-        logits, _ = self.model(seq[:, :-1])  # zero state: each window is its own sample
-        self._update(logits[:, -1:], seq[:, -1:])
+        m = self.model
+        y, _ = m.lstm(m.embed(seq[:, :-1]))  # zero state: each window is its own sample
+        # the output layer only where there is a target (Keras' return_sequences=False): the fair version
+        self._update(m.head(m.drop(y[:, -1:])), seq[:, -1:])
         return self.batch, self.batch * self.window
 
 
@@ -156,8 +163,11 @@ def run(args, log=print) -> dict:
                 break
         pieces = keep
     flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
-    margs, source = model_args_for(args.model, vocab.size, {"layers": args.layers, "hidden": args.hidden,
-                                                            "embedding": args.embedding})
+    margs, source, trained = model_args_for(args.model, vocab.size, {"layers": args.layers, "hidden": args.hidden,
+                                                                     "embedding": args.embedding})
+    # batch and chunk as the model was trained with, unless given
+    args.batch = args.batch or int(trained.get("batch") or 32)
+    args.chunk = args.chunk or int(trained.get("chunk") or 128)
     trainer = Trainer(margs, flat, args.batch, args.chunk, args.window, args.seed)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -207,8 +217,8 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int)
     ap.add_argument("--hidden", type=int)
     ap.add_argument("--embedding", type=int)
-    ap.add_argument("--batch", type=int, default=32, help="streams / windows per step (default %(default)s)")
-    ap.add_argument("--chunk", type=int, default=128, help="our BPTT chunk, tokens (default %(default)s)")
+    ap.add_argument("--batch", type=int, help="streams / windows per step (default: the checkpoint's, else 32)")
+    ap.add_argument("--chunk", type=int, help="our BPTT chunk, tokens (default: the checkpoint's, else 128)")
     ap.add_argument("--window", type=int, default=100, help="classic window length, tokens (default %(default)s)")
     ap.add_argument("--rounds", type=int, help="alternating rounds (default 6, quick 3)")
     ap.add_argument("--steps", type=int, help="steps of each scheme per round (default 5, quick 2)")

@@ -89,7 +89,8 @@ def test_model_size_comes_from_the_checkpoint(tmp_path):
     (tmp_path / "m").mkdir()
     torch.save({"model_args": m.model_args(), "vocab": VOCAB.to_dict(), "config": {}, "model": m.state_dict()},
                tmp_path / "m" / "checkpoint.pt")
-    args, source = bench.model_args_for(str(tmp_path / "m"), VOCAB.size, {"layers": None, "hidden": None})
+    args, source, config = bench.model_args_for(str(tmp_path / "m"), VOCAB.size, {"layers": None, "hidden": None})
     assert (args["embedding"], args["hidden"], args["layers"]) == (24, 40, 3) and "checkpoint.pt" in source
-    args, _ = bench.model_args_for(str(tmp_path / "none"), VOCAB.size, {"hidden": 64})
+    assert config == {}
+    args, _, _ = bench.model_args_for(str(tmp_path / "none"), VOCAB.size, {"hidden": 64})
     assert args["hidden"] == 64 and args["layers"] == bench.TRAIN_DEFAULTS["layers"]
