@@ -53,6 +53,12 @@ def test_writes_midi_musicxml_and_pianoroll_from_a_real_primer(model_dir, primer
     clefs = [type(p.recurse().getElementsByClass(clef.Clef)[0]) for p in score.parts]
     assert clefs == [clef.TrebleClef, clef.BassClef]
     assert len(score.flatten().pitches) >= len(prim)
+    measures = [m for part in score.parts for m in part.getElementsByClass("Measure")]
+    assert measures and not any(m.voices for m in measures)  # one voice per staff: chords and ties
+    assert {p.midi for p in score.flatten().pitches} == {n.pitch for n in piece.notes}
+    first = {p.midi for el in score.parts[1].getElementsByClass("Measure")[0].notes if el.offset == 0
+             for p in el.pitches}
+    assert first == {n.pitch for n in prim if n.start == 0 and n.pitch < 60}  # the bass of the first beat
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 

@@ -156,9 +156,10 @@ def write_musicxml(notes: list[Note], path: str | Path, *, bpm: float, beats_per
         part.insert(0, meter.TimeSignature(f"{beats_per_bar}/4"))
         if ns:
             for el in raw.chordify().flatten().notesAndRests:
+                at = el.offset  # read it here: a new Note below has no offset of its own
                 if isinstance(el, chord.Chord) and len(el.pitches) == 1:
                     el = note.Note(el.pitches[0], quarterLength=el.quarterLength, tie=el.tie)
-                part.insert(el.offset, el)
+                part.insert(at, el)
         else:
             part.insert(0, note.Rest(quarterLength=float(beats_per_bar)))
         return part
