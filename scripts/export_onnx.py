@@ -90,9 +90,17 @@ def export_model(model: LSTMModel, vocab: Vocab, out_dir: str | Path, *, int8: b
 
 def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantisation (weights int8, activations quantised per call)."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for CNNs with static shapes
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     _check_single_file(dst)
     return dst
 
