@@ -106,3 +106,17 @@ def test_cli_writes_folder_and_reports_parity(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["parity_max_abs_diff_200_steps"] <= 1e-4
     assert (tmp_path / "out" / "model.onnx").exists() and (tmp_path / "out" / "vocab.json").exists()
+
+
+DEFAULT = tiny.ROOT / "models" / "default"
+
+
+@pytest.mark.skipif(not (DEFAULT / "model.onnx").exists() or not (DEFAULT / "checkpoint.pt").exists(),
+                    reason="models/default has no checkpoint.pt + model.onnx")
+def test_shipped_default_export_matches_its_checkpoint():
+    from agent.events import Vocab
+    from agent.model import load_checkpoint
+
+    model, ckpt = load_checkpoint(DEFAULT / "checkpoint.pt")
+    assert Vocab.load(DEFAULT / "vocab.json") == Vocab.from_dict(ckpt["vocab"])
+    assert tiny.export_module().parity(model, DEFAULT / "model.onnx", steps=200, seed=2) <= 1e-4

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from agent.config import load_config
+from agent.events import Vocab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding:
 
     from agent.model import LSTMModel, ModelArgs
 
-    vocab = load_config().vocab()
+    vocab = Vocab()  # the default layout (config.toml's [tokens] mirrors it); no config file read here
     torch.manual_seed(seed)
     model = LSTMModel(ModelArgs(vocab.size, embedding=embedding, hidden=hidden, layers=layers)).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
