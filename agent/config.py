@@ -41,6 +41,7 @@ class MidiConfig:
     velocity_scale: float = _f(1.0, min=0.0, max=4.0)
     echo_filter: bool = _f(True)
     echo_window_ms: float = _f(100.0, min=0.0, max=2000.0)  # an input this soon after our own send is its echo
+    port_check_s: float = _f(2.0, min=0.0, max=3600.0)  # look for a lost input port this often; 0 = never
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class JamConfig:
     response_bars: float = _f(0.0, min=0.0, max=64.0)  # 0 = as long as the call
     align_to_bar: bool = _f(False)
     lookahead_ms: float = _f(200.0, min=0.0, max=5000.0)
+    prepare_ms: float = _f(50.0, min=0.0, max=5000.0)  # compose an answer's start this long before the pause ends
     end_phrase_cc: int = _f(-1, min=-1, max=127)  # -1 = none
     temperature_cc: int = _f(-1, min=-1, max=127)  # -1 = none
     context_tokens: int = _f(512, min=16, max=100000)

@@ -178,7 +178,22 @@ class Engine:
             self.output.close()
             raise
         self.listener.start()
+        if cfg.midi.port_check_s > 0:
+            threading.Thread(target=self._watch_input, args=(cfg.midi.port_check_s,),
+                             name="antiphon-port-watch", daemon=True).start()
         return self
+
+    def _watch_input(self, every_s: float) -> None:
+        """A lost input (keyboard unplugged, server gone) stops the engine, which closes every note."""
+        port = self.input
+        while not self.stopped.wait(every_s):
+            if port is not self.input or port is None:
+                return
+            if not self.ports.input_alive(port):
+                from .ports import PortLost
+
+                self._fail(PortLost(f"input port {port.name!r} is gone"))
+                return
 
     def stop(self) -> list[int]:
         """Stop the threads, close every open note, close the ports. Safe to call twice."""

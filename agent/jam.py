@@ -70,6 +70,8 @@ class Generation:
     end_t: float | None = None
     barged: bool = False
     pause_until: float = 0.0  # don't sample until the first note is out (see _generate)
+    base: tuple | None = None  # (predictor snapshot, frontier) before the answer: undone if the player plays on
+    onset: list = field(default_factory=list)  # the first onset's (pitch, velocity), held until it is complete
     snaps: deque = field(default_factory=deque)  # (due_s | None, predictor snapshot, frontier)
 
 
@@ -204,11 +206,12 @@ class Jam:
         p = self.phrase
         if p is not None and g is None and self.mode == "call" and not self.enc.sounding:
             thr = p.forced_t if p.forced_t is not None else p.last_t + self.silence_s()
-            if now >= thr:
+            prepare = thr - self.controls.cfg.jam.prepare_ms / 1000.0
+            if now >= prepare:  # compose the answer's start now; it is undone if the player plays on
                 self._start_answer(p, thr, now)
                 g = self.gen
             else:
-                wake.append(thr)
+                wake.append(prepare)
         elif p is not None and g is not None and g.kind == "accompany" and not self.enc.sounding:
             thr = p.last_t + self.silence_s()
             if now >= thr:
@@ -237,19 +240,27 @@ class Jam:
             length = round(j.response_bars * self.tempo.beats_per_bar * res)
         else:
             length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
-        self._catch_up(now)
-        self.gen = Generation("call", phrase=p, threshold_t=thr, length_ticks=length)
+        base = (self.predictor.snapshot(), self._frontier())
+        self._catch_up(thr)  # the pause as the model will have heard it when the answer starts
+        self.gen = Generation("call", phrase=p, threshold_t=thr, length_ticks=length, base=base)
         self.phrase = None
 
     def _begin(self, g: Generation, now: float) -> None:
-        """The answer's first note: fix its time and re-anchor the stream there."""
-        t0 = self.clock.now() + self.lead_s
+        """The answer's first note: fix its time and re-anchor the stream there.
+
+        Composed ahead (prepare_ms), it is due lead_s after the threshold; if
+        composing ran past that, lead_s after now."""
+        t0 = max(g.threshold_t, self.clock.now()) + self.lead_s
         if self.controls.cfg.jam.align_to_bar:
             t0 = self.tempo.next_bar(t0)
         g.started, g.t0 = True, t0
         self._anchor = (self.enc.tick, t0, self._spt())
         g.end_tick = self.enc.tick + g.length_ticks
         g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
+        for pitch, vel in g.onset:
+            self.scheduler.schedule(t0, mido.Message("note_on", channel=self.channel, note=pitch, velocity=vel))
+        if g.onset:
+            g.first_note_t = t0
 
     def _generate(self, now: float) -> None:
         g = self.gen
@@ -263,7 +274,7 @@ class Jam:
                 break
             due = self.time_of(self.enc.tick) if g.started else None
             g.snaps.append((due, self.predictor.snapshot(), self._frontier()))
-            self._emit(g, self.predictor.sample(self.sampling(lead=not g.started)), now)
+            self._emit(g, self.predictor.sample(self.sampling(lead=not g.started and not g.onset)), now)
             if g.pause_until and self.clock.now() < g.pause_until:
                 break  # the answer's first note (chord) is queued: let it go out before sampling on
         if self._resample_from is not None:
@@ -274,6 +285,8 @@ class Jam:
         tok = self.vocab.token(token_id)
         kind, v = tok.kind, tok.value
         if kind == "SHIFT":
+            if not g.started and g.onset:
+                self._begin(g, now)  # the first onset is complete: it goes out now
             if not g.started:
                 g.lead_ticks += v
                 self.enc.tick += v
@@ -281,8 +294,8 @@ class Jam:
                     self._begin(g, now)  # a bar of rest sampled: start the clock anyway
             else:
                 if g.kind == "call" and g.first_note_t is not None and not g.pause_until:
-                    # the answer's first onset is queued: sampling waits until it is sent, since
-                    # on a busy machine the sampling thread would delay that send (GIL, CPU)
+                    # the first onset is queued: sampling waits until it is sent, as on a
+                    # busy machine the sampling thread would delay that send (GIL, CPU)
                     g.pause_until = g.first_note_t + 0.0005
                 if g.end_tick is not None and self.enc.tick + v >= g.end_tick:
                     self.enc.tick = g.end_tick
@@ -292,23 +305,32 @@ class Jam:
         elif kind == "VEL":
             self.enc.velocity_bin = v
         elif kind == "NOTE_ON":
-            if not g.started:
-                self._begin(g, now)
-            due = self.time_of(self.enc.tick)
             vb = self.enc.velocity_bin
             vel = self.vocab.bin_velocity(vb) if vb is not None else 64
-            self.scheduler.schedule(due, mido.Message("note_on", channel=self.channel, note=v, velocity=vel))
             self.agent_sounding.add(v)
             g.notes += 1
+            if not g.started:
+                # an answer's first onset (a chord, maybe) is held until complete, then
+                # timed from when it is: notes sampled after t0 would be late
+                g.onset = [(p, x) for p, x in g.onset if p != v] + [(v, vel)]
+                return
+            due = self.time_of(self.enc.tick)
+            self.scheduler.schedule(due, mido.Message("note_on", channel=self.channel, note=v, velocity=vel))
             if g.first_note_t is None:
                 g.first_note_t = due
         elif kind == "NOTE_OFF":
-            if v in self.agent_sounding:
+            if not g.started and v in self.agent_sounding:  # a zero-length note in the held onset
+                g.onset = [(p, x) for p, x in g.onset if p != v]
+                self.agent_sounding.discard(v)
+            elif v in self.agent_sounding:
                 self.agent_sounding.discard(v)
                 self.scheduler.schedule(self.time_of(self.enc.tick),
                                         mido.Message("note_off", channel=self.channel, note=v))
-        elif g.kind == "call" and g.started:  # END (or START) despite the bias: the answer ends here
-            self._finish(g)
+        elif g.kind == "call":  # END (or START) despite the bias: the answer ends here
+            if not g.started and g.onset:
+                self._begin(g, now)
+            if g.started:
+                self._finish(g)
 
     def _close_agent_notes(self, at_s: float | None) -> None:
         """Feed NOTE_OFF for the agent's sounding notes; schedule them at at_s (None: cut already sent them)."""
@@ -352,6 +374,17 @@ class Jam:
 
     def _barge_in(self, now: float) -> None:
         g = self.gen
+        if g.base is not None and (g.t0 is None or now < g.t0):
+            # the player played on before the answer's first note: undo the answer
+            # entirely (the pause fed, what was sampled) and let the phrase go on
+            snap, (tick, vel, sounding, anchor) = g.base
+            self.scheduler.cut()
+            self.predictor.rollback(snap)
+            self.enc.tick, self.enc.velocity_bin, self._anchor = tick, vel, anchor
+            self.agent_sounding = set(sounding)
+            self.gen, self.phrase = None, g.phrase
+            self.phrase.forced_t = None
+            return
         self._rewind(now)
         self.scheduler.cut()
         self._close_agent_notes(None)

@@ -169,6 +169,16 @@ class Ports:
         have = ", ".join(repr(n) for n in names) or "none"
         raise PortError(f"no MIDI {kind} port matching {part!r} (have: {have})")
 
+    def input_alive(self, port) -> bool:
+        """Is an opened input still there? (rtmidi gives no disconnect callback, so we look.)"""
+        if self.is_loopback:
+            return not port._bus.broken
+        rt = getattr(port, "_rt", None)  # ask the port's own rtmidi client: opening a new
+        try:  # client (get_input_names) holds the GIL for tens of ms under JACK
+            return port.name in (rt.get_ports() if rt is not None else self.input_names())
+        except Exception:  # rtmidi errors, PortError: the MIDI system itself went away
+            return False
+
     def open_input(self, part: str, receiver: Receiver, *, virtual: bool = False):
         """Open the input whose name contains `part` ('' = the first one).
 

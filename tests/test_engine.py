@@ -143,3 +143,12 @@ def test_live_temperature_cc_reaches_the_controls():
     kbd.send(mido.Message("control_change", control=21, value=0))
     assert wait_for(lambda: eng.controls.sampling.temperature == pytest.approx(0.1))
     eng.stop()
+
+
+def test_a_lost_input_port_stops_the_engine_and_closes_its_notes():
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(48) NOTE_OFF(60)"),
+                                 mode="solo", extra=["midi.port_check_s=0.05"])
+    assert wait_for(lambda: eng.scheduler.open_notes)
+    loop.break_bus("keyboard")
+    assert eng.wait(10.0) and isinstance(eng.error, PortLost) and "keyboard" in str(eng.error)
+    assert eng.stop() == [60] and paired(heard)

@@ -101,7 +101,7 @@ def test_call_answers_after_the_silence_threshold_as_long_as_the_call():
     last_off = r.play([60, 62, 64, 65], start_s=r.t0 + 0.1)
     thr = last_off + 0.5
     r.run_until(thr - 0.001)
-    assert not r.agent_notes() and r.jam.gen is None  # not a note before the threshold
+    assert not r.agent_notes() and not r.jam.responses  # not a note before the threshold (composed ahead)
     r.run_until(thr + 5.0)
     sent = r.agent_notes()
     assert sent and paired(sent)
@@ -249,3 +249,20 @@ def test_a_player_event_during_a_long_sampled_rest_rolls_back_into_the_rest():
     r.note(64, False, r.clock.now())
     r.run_until(r.clock.now() + 5.0)
     assert paired(r.agent_notes()) and r.sched.late == 0 and r.sched.dropped_late == 0
+
+
+def test_playing_on_while_the_answer_is_being_prepared_undoes_it():
+    r = Rig("call", silence_ms=500.0, prepare_ms=100.0)
+    last_off = r.play([60, 62], start_s=r.t0 + 0.1)
+    fed_before = list(r.pred.fed)
+    r.run_until(last_off + 0.45)  # inside the prepare window: the answer's start is composed
+    assert r.jam.gen is not None and r.sched.pending() > 0
+    r.note(64, True, r.clock.now())
+    assert r.jam.gen is None and r.sched.pending() == 0 and not r.agent_notes()
+    assert r.pred.fed[:len(fed_before)] == fed_before and "NOTE_ON(64)" in r.vocab.names(r.pred.fed[-1:])
+    assert not any(r.vocab.token(i).kind == "NOTE_ON" and r.vocab.token(i).value not in (60, 62, 64)
+                   for i in r.pred.fed)  # nothing the agent sampled is left in the model's history
+    r.note(64, False, r.clock.now() + 0.1)
+    r.run_until(r.clock.now() + 3.0)
+    rec = r.jam.responses[0]
+    assert rec["heard_notes"] == 3 and r.jam.phrases == 1  # one phrase, answered once, after the third note
