@@ -98,6 +98,7 @@ class SchedulerConfig:
     spin_ms: float = _f(1.0, min=0.0, max=100.0)
     lead_ms: float = _f(2.0, min=0.0, max=1000.0)  # an answer's first note is due this long after it is sampled
     gil_switch_ms: float = _f(0.5, min=0.05, max=100.0)  # sys.setswitchinterval while the engine runs
+    rt_priority: int = _f(10, min=0, max=99)  # SCHED_FIFO priority for the output thread if allowed; 0 = never
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ class Engine:
         self.scheduler = Scheduler(self.output, self.clock, channel=cfg.midi.channel - 1,
                                    velocity_scale=cfg.midi.velocity_scale,
                                    late_tolerance_s=s.late_tolerance_ms / 1000, spin_s=s.spin_ms / 1000,
-                                   on_error=self._fail)
+                                   rt_priority=s.rt_priority, on_error=self._fail)
         self.jam = Jam(self.predictor, self.scheduler, self.tempo, self.controls, self.clock,
                        self.predictor.vocab, lead_s=s.lead_ms / 1000, channel=cfg.midi.channel - 1,
                        report=self.report)

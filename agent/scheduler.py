@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 from collections import deque
 from typing import Callable
@@ -34,7 +35,7 @@ SentHook = Callable[[mido.Message, float, float], None]  # (message, due_s, sent
 
 class Scheduler:
     def __init__(self, output, clock, *, channel: int = 0, velocity_scale: float = 1.0,
-                 late_tolerance_s: float = 0.020, spin_s: float = 0.001,
+                 late_tolerance_s: float = 0.020, spin_s: float = 0.001, rt_priority: int = 0,
                  on_error: Callable[[Exception], None] | None = None) -> None:
         """`channel` is 0-based (mido's); velocities are scaled then clipped to 1..127."""
         self.output = output
@@ -44,6 +45,8 @@ class Scheduler:
         self.late_tolerance_s = late_tolerance_s
         self.spin_s = spin_s
         self.on_error = on_error
+        self.rt_priority = rt_priority  # > 0: ask for SCHED_FIFO at this priority (Linux), else keep normal
+        self.rt_granted = False
         self.hooks: list[SentHook] = []
         self._heap: list[tuple[float, int, mido.Message]] = []
         self._seq = itertools.count()
@@ -191,7 +194,19 @@ class Scheduler:
             self._thread.join(timeout=2.0)
         return self.cut()
 
+    def _realtime(self) -> None:
+        """SCHED_FIFO for this thread only, if allowed: it then wakes on time on a busy
+        machine. It sleeps or spins at most spin_s per message, so it cannot starve others."""
+        if self.rt_priority <= 0 or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.rt_priority))  # 0: this thread
+            self.rt_granted = True
+        except (OSError, PermissionError) as exc:
+            log.info("no real-time priority for the scheduler thread (%s); running at normal priority", exc)
+
     def _run(self) -> None:
+        self._realtime()
         try:
             while True:
                 with self._cond:
