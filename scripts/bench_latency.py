@@ -74,7 +74,7 @@ def machine(args) -> dict:
     import onnxruntime
 
     return {"cpu": cpu, "cores": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
-            "jackd_running": jack_running(), "python": platform.python_version(),
+            "jackd_running": jack_running(), "nice": os.nice(0), "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__, "onnx_intra_op_threads": args.threads,
             "torch_threads": 1, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -307,7 +307,8 @@ def main(argv=None) -> int:
 def print_table(out: dict) -> None:
     m = out["machine"]
     print(f"model: {out['model']}")
-    print(f"machine: {m['cpu']}, {m['cores']} cores, load {m['loadavg_1m']}, jackd running: {m['jackd_running']}, "
+    print(f"machine: {m['cpu']}, {m['cores']} cores, load {m['loadavg_1m']}, nice {m['nice']}, "
+          f"jackd running: {m['jackd_running']}, "
           f"onnx threads {m['onnx_intra_op_threads']}, torch threads {m['torch_threads']}")
     cols = [("feed_p50_us", "feed p50"), ("feed_p99_us", "p99"), ("feed_max_us", "max"), ("feed_cpu_p99_us", "cpu p99"),
             ("sample_p50_us", "sample p50"), ("sample_p99_us", "p99"), ("sample_max_us", "max"),
