@@ -295,6 +295,10 @@ def main(argv=None) -> int:
         out["speedup"] = round(out["window100_p50_us"] / out["backends"]["onnx"]["feed_p50_us"], 1)
         out.update(bench_interleaved(p, model_dir, tokens, 10 if args.quick else 40))
         out["speedup_vs_torch_step"] = round(out["window100_p50_us"] / out["backends"]["torch-cpu"]["feed_p50_us"], 1)
+    budget_us = load_config().latency.step_budget_ms * 1e3
+    out["budget"] = {"step_budget_ms": budget_us / 1e3,  # config [latency]: one feed or sample must fit
+                     "onnx_feed_p99_within": out["backends"]["onnx"]["feed_p99_us"] <= budget_us,
+                     "onnx_sample_p99_within": out["backends"]["onnx"]["sample_p99_us"] <= budget_us}
     out["seconds"] = round(time.perf_counter() - t_start, 1)
     print_table(out)
     text = json.dumps(out, indent=2)
@@ -332,6 +336,9 @@ def print_table(out: dict) -> None:
     if "int8_nll" in out:
         n = out["int8_nll"]
         print(f"NLL float32 {n['float32_nats']} vs int8 {n['int8_nats']} nats/token over {n['tokens']} tokens")
+    b = out["budget"]
+    print(f"config step budget {b['step_budget_ms']} ms: onnx feed p99 within: {b['onnx_feed_p99_within']}, "
+          f"sample p99 within: {b['onnx_sample_p99_within']}")
     print(f"snapshot p50 {out['snapshot_us']['p50']} us, rollback p50 {out['rollback_us']['p50']} us, "
           f"re-prime from 512 tokens {out['reprime512_p50_ms']} ms; run took {out['seconds']} s")
 
