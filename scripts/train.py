@@ -65,6 +65,7 @@ ap.add_argument("--threads", type=int, default=0, help="torch threads per proces
 ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
 ap.add_argument("--no-test", action="store_true", help="skip the test-split NLL at the end")
 ap.add_argument("--quiet", action="store_true", help="no progress bar")
+ap.add_argument("--log-every", type=int, default=0, help="with --quiet, log a line every N steps (0 = never)")
 args = ap.parse_args()
 
 # -----------------------------------------------------------------------------
@@ -238,6 +239,10 @@ for epoch in range(start_epoch, args.epochs + 1):
             rate = tok_count * world / (time.perf_counter() - t_epoch)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}", lr=f"{lr_at(step):.1e}", refresh=False)
             bar.update(1)
+        elif args.log_every and step % args.log_every == 0:
+            rate = tok_count * world / (time.perf_counter() - t_epoch)
+            log(f"step {step} (epoch {epoch}, {i + 1}/{n_steps}): loss {loss.item():.3f}  {rate:,.0f} tok/s  "
+                f"lr {lr_at(step):.1e}")
         over = (time.perf_counter() - t_start > budget_s) or (args.max_steps and step >= args.max_steps)
         if ddp:  # all ranks stop together
             flag = torch.tensor([1.0 if over else 0.0], device=device)
