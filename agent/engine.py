@@ -139,6 +139,8 @@ class Engine:
         self.clock = clock or RealClock()
         self.report = report
         self.stopped = threading.Event()
+        self._port_lock = threading.Lock()  # the port watcher never looks at a port being closed
+        self._closing = False
         self.error: Exception | None = None
         self.input = self.output = None
         self.scheduler: Scheduler | None = None
@@ -187,9 +189,11 @@ class Engine:
         """A lost input (keyboard unplugged, server gone) stops the engine, which closes every note."""
         port = self.input
         while not self.stopped.wait(every_s):
-            if port is not self.input or port is None:
-                return
-            if not self.ports.input_alive(port):
+            with self._port_lock:
+                if self._closing or port is not self.input:
+                    return
+                alive = self.ports.input_alive(port)
+            if not alive:
                 from .ports import PortLost
 
                 self._fail(PortLost(f"input port {port.name!r} is gone"))
@@ -198,6 +202,8 @@ class Engine:
     def stop(self) -> list[int]:
         """Stop the threads, close every open note, close the ports. Safe to call twice."""
         closed: list[int] = []
+        with self._port_lock:
+            self._closing = True
         if self.listener is not None:
             self.listener.stop()
             if not self.listener.alive and self.jam is not None:  # its thread is gone: we own the jam now
