@@ -82,13 +82,17 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _baselines(eval_json: Path) -> dict | None:
+def _from_eval(eval_json: Path) -> tuple[dict | None, dict | None]:
+    """(baselines, model's own eval figures) from scripts/evaluate.py's report, if there is one."""
     if not eval_json.exists():
-        return None
+        return None, None
     rep = json.loads(eval_json.read_text())
-    base = rep.get("baselines") or {}
-    out = {k: {"test_nll": v["test_nll"]} for k, v in base.items() if isinstance(v, dict) and "test_nll" in v}
-    return out or None
+    keep = ("test_nll", "test_nll_per_note", "pitch_accuracy", "order", "smoothing")
+    base = {k: {f: v[f] for f in keep if f in v} for k, v in (rep.get("baselines") or {}).items()
+            if isinstance(v, dict) and "test_nll" in v}
+    own = {k: rep[k] for k in ("test_nll", "test_nll_per_note", "pitch_accuracy", "collapse_rate", "silent_rate",
+                               "in_key_ratio", "note_density", "pitch_class_distance", "sampling") if k in rep}
+    return base or None, own or None
 
 
 def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "") -> dict:
@@ -136,10 +140,13 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
         "test_targets": nll["test"][1],
         "nll_unit": "nats per token, each piece from a zero state, START excluded as a target",
     }
-    baselines = _baselines(out_dir / "eval.json")
+    baselines, own = _from_eval(out_dir / "eval.json")
     if baselines:
         card["baselines"] = baselines
-        card["baselines_from"] = "eval.json (scripts/evaluate.py)"
+        card["baselines_from"] = "eval.json (scripts/evaluate.py, same test split)"
+        card["test_nll_below_baseline"] = {k: round(v["test_nll"] - card["test_nll"], 4) for k, v in baselines.items()}
+    if own:
+        card["eval"] = own
     (out_dir / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
 

@@ -64,6 +64,19 @@ def test_train_loss_falls_checkpoint_reloads_and_resume_continues(tiny_data, tmp
     card = json.loads((out / "card.json").read_text())
     assert card["params"] == model.num_params() and card["test_nll"] > 0 and card["valid_nll"] > 0
     assert card["tokens_per_s"] > 0 and card["data"]["split_seed"] == 1234
+    assert "baselines" not in card  # no eval.json yet
+
+    # with scripts/evaluate.py's report beside it, the card takes the baselines from there
+    (out / "eval.json").write_text(json.dumps({
+        "test_nll": card["test_nll"], "collapse_rate": 0.0,
+        "baselines": {"unigram": {"test_nll": 3.5}, "ngram": {"test_nll": 2.0, "order": 4}}}))
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/train_report.py"), str(out), "--data", str(tiny_data)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert card["baselines"]["ngram"] == {"test_nll": 2.0, "order": 4}
+    assert card["test_nll_below_baseline"]["unigram"] == round(3.5 - card["test_nll"], 4)
+    assert card["eval"]["collapse_rate"] == 0.0
 
     # resume: two more epochs on top of the three, same step count going on
     steps_before = metrics["steps"]
