@@ -285,28 +285,37 @@ class Sampler:
         between; `temperature` scales the result, so at temperature 1 it stays
         within [adaptive_min, adaptive_max].
         """
+        z = np.asarray(z, dtype=np.float64)
+        d = z - z.max()
+        return self._temperature(d, np.exp(d), c)
+
+    @staticmethod
+    def _temperature(d: np.ndarray, e: np.ndarray, c: SamplingControls) -> float:
+        """`temperature` given d = z - max(z) and e = exp(d) (shared with the draw: fewer numpy calls)."""
         if not c.adaptive:
             return c.temperature
-        finite = np.isfinite(z)
-        n = int(finite.sum())
+        n = int(np.count_nonzero(e))  # masked tokens have e == 0
         if n < 2:
             return c.temperature * c.adaptive_max
-        p = np.exp(z[finite] - z[finite].max())
-        p /= p.sum()
-        nz = p[p > 0]
-        h_norm = float(-(nz * np.log(nz)).sum() / math.log(n))
-        return c.temperature * (c.adaptive_max - (c.adaptive_max - c.adaptive_min) * min(max(h_norm, 0.0), 1.0))
+        total = float(e.sum())
+        # H = log(sum e) - sum(e * d) / sum(e); -inf is clipped so that 0 * d stays 0
+        h = math.log(total) - float(np.dot(e, np.maximum(d, -1e300))) / total
+        h_norm = min(max(h / math.log(n), 0.0), 1.0)
+        return c.temperature * (c.adaptive_max - (c.adaptive_max - c.adaptive_min) * h_norm)
 
-    def distribution(self, logits, c: SamplingControls, ctx: SamplingContext = SamplingContext()) -> np.ndarray:
-        """The probabilities [vocab] the next draw uses (float64, sums to 1)."""
-        z = np.asarray(logits, dtype=np.float64).reshape(-1) + self.bias(c, ctx)
-        t = self.temperature(z, c)
-        self.last_temperature = t
+    def _weights(self, logits, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
+        """Unnormalised probabilities [vocab] (float64) after every control."""
+        z = self.bias(c, ctx) + np.asarray(logits).reshape(-1)  # float64: the bias is
         top = z.max()
-        if not np.isfinite(top):  # everything masked: cannot happen (SHIFTs never are), but be safe
+        if top == -np.inf:  # everything masked: cannot happen (SHIFTs never are), but be safe
             z = np.asarray(logits, dtype=np.float64).reshape(-1)
             top = z.max()
-        p = np.exp((z - top) / t)
+        z -= top
+        p = np.exp(z)
+        t = self._temperature(z, p, c)
+        self.last_temperature = t
+        if t != 1.0:
+            p **= 1.0 / t  # exp(d)^(1/t) == exp(d/t), without a second exp
         n = p.size
         if 0 < c.top_k < n:
             kth = np.partition(p, n - c.top_k)[n - c.top_k]
@@ -316,11 +325,15 @@ class Sampler:
             cs = np.cumsum(p[order])
             cut = int(np.searchsorted(cs, c.top_p * cs[-1]))  # smallest set holding top_p of the mass
             p[order[cut + 1:]] = 0.0
+        return p
+
+    def distribution(self, logits, c: SamplingControls, ctx: SamplingContext = SamplingContext()) -> np.ndarray:
+        """The probabilities [vocab] the next draw uses (float64, sums to 1)."""
+        p = self._weights(logits, c, ctx)
         return p / p.sum()
 
     def choose(self, logits, c: SamplingControls, ctx: SamplingContext = SamplingContext()) -> int:
         """One token id drawn from `distribution` with the seeded generator."""
-        p = self.distribution(logits, c, ctx)
-        cs = np.cumsum(p)
+        cs = np.cumsum(self._weights(logits, c, ctx))
         i = int(np.searchsorted(cs, self.rng.random() * cs[-1], side="right"))
-        return min(i, p.size - 1)
+        return min(i, cs.size - 1)
