@@ -54,7 +54,8 @@ def add_arguments(p) -> None:
     p.add_argument("--backend", help="onnx | torch-cpu | torch-cuda | auto (default: config model.backend)")
     p.add_argument("--bpm", type=float, help="tempo written to the files (default: the primer's, else config)")
     for opt, (_, typ, text) in CONTROL_OPTIONS.items():
-        p.add_argument(opt, type=typ, help=text, dest=opt[2:].replace("-", "_"))
+        metavar = {int: "N", float: "X"}.get(typ, "KEY")
+        p.add_argument(opt, type=typ, help=text, dest=opt[2:].replace("-", "_"), metavar=metavar)
     p.add_argument("--adaptive", action="store_true", default=None, help="entropy-adaptive temperature")
     common_options(p)
 
