@@ -268,7 +268,7 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     log(f"test: {len(test)} pieces, {sum(len(p) - 1 for p in test)} targets; train: {len(train)} pieces")
 
     report: dict = {"model": str(model_dir), "data": str(data_dir), "split": "test",
-                    "n_pieces": len(test), "params": model.num_params()}
+                    "n_pieces": len(test), "params": model.num_params(), "checkpoint_epoch": ckpt.get("epoch")}
     logp, tgt, correct = score_lstm(model, test, vocab)
     report.update(summarize(logp, tgt, correct, vocab))
     report["n_targets"] = int(len(tgt))
@@ -287,6 +287,10 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
             report["baselines"][name]["order"] = bl.order
             report["baselines"][name]["smoothing"] = "interpolated Kneser-Ney"
         log(f"{name}: {report['baselines'][name]['test_nll']:.4f} nats/token ({time.perf_counter() - t:.1f} s)")
+
+    # how far below each baseline the LSTM is, nats per token (positive = LSTM better)
+    report["nll_below_baselines"] = {k: round(v["test_nll"] - report["test_nll"], 4)
+                                     for k, v in report["baselines"].items()}
 
     t = time.perf_counter()
     openings, real = pick_openings(test, samples, prompt, length, seed)
