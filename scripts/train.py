@@ -275,6 +275,10 @@ for epoch in range(start_epoch, args.epochs + 1):
         s_per_step = epoch_s / (i + 1)
         left = budget_s - (time.perf_counter() - t_start)
         planned_steps = min(n_steps * args.epochs, step + max(0, int(left / s_per_step)))
+        if ddp:  # rank 0's plan for all: different learning rates would let the replicas drift apart
+            t = torch.tensor([planned_steps], device=device)
+            dist.broadcast(t, src=0)
+            planned_steps = int(t.item())
     if master:
         torch.save(checkpoint(epoch, with_optimizer=True), state_path)
         save_metrics()

@@ -99,7 +99,8 @@ def test_time_and_step_budgets_stop_the_run(tiny_data, tmp_path):
 def test_torchrun_two_processes(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
-    train(tiny_data, out, "--epochs", "2", "--patience", "10", launcher=launcher)
+    # --max-minutes (far off) so the ranks also agree on the re-planned LR schedule
+    train(tiny_data, out, "--epochs", "2", "--patience", "10", "--max-minutes", "30", launcher=launcher)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["world_size"] == 2 and len(metrics["epochs"]) == 2
     assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
