@@ -161,7 +161,8 @@ class Jam:
             if g.kind == "call":
                 if on:
                     self._barge_in(now)
-            elif self._rewind(max(t_s, now + self.lead_s)):  # what is due sooner can no longer be recalled
+            elif self._rewind(max(t_s, now + self.controls.cfg.jam.rollback_guard_ms / 1000.0)):
+                # what is due sooner than the guard stays as sampled: resampling it would make it late
                 self.rollbacks += 1
                 self._resample_from = time.perf_counter()
         if self.phrase is None and on:
@@ -177,9 +178,11 @@ class Jam:
             self.phrase.notes += on
         if on and self.gen is None and self.mode == "accompany":
             self.gen = Generation("accompany", started=True, t0=now + self.lead_s)
-        if self.gen is not None and self.gen.kind != "call" and self.time_of(self.enc.tick) < now + self.lead_s:
-            # the agent goes on from here, lead_s from now at the earliest: never scheduled in the past
-            self._anchor = (self.enc.tick, now + self.lead_s, self._spt())
+        floor = now + self.controls.cfg.jam.rollback_guard_ms / 1000.0
+        if self.gen is not None and self.gen.kind != "call" and self.time_of(self.enc.tick) < floor:
+            # the agent goes on from here, no sooner than the guard: what it samples next
+            # must not be due before it is sampled
+            self._anchor = (self.enc.tick, floor, self._spt())
 
     def phrase_end(self, t_s: float) -> None:
         if self.phrase is not None:
@@ -334,9 +337,11 @@ class Jam:
 
     def _close_agent_notes(self, at_s: float | None) -> None:
         """Feed NOTE_OFF for the agent's sounding notes; schedule them at at_s (None: cut already sent them)."""
-        for p in sorted(self.agent_sounding):
-            if at_s is not None:
+        pitches = sorted(self.agent_sounding)
+        if at_s is not None:  # all queued first: feeding the model takes time
+            for p in pitches:
                 self.scheduler.schedule(at_s, mido.Message("note_off", channel=self.channel, note=p))
+        for p in pitches:
             self.predictor.feed(self.vocab.note_off(p))
         self.agent_sounding.clear()
 
