@@ -7,63 +7,17 @@ output. Skipped, with the reason, only where jackd is missing or cannot start.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "runtime"))
 pytestmark = [pytest.mark.realmidi, pytest.mark.slow]
-JACK = "mido.backends.rtmidi/UNIX_JACK"
 
 
-def bench_module():
-    spec = importlib.util.spec_from_file_location("bench_realtime", ROOT / "scripts" / "bench_realtime.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = bench_module()
-
-
-@pytest.fixture(scope="module")
-def jack():
-    why = bench.JackServer.available()
-    if why:
-        pytest.skip(f"real-MIDI tier needs JACK: {why}")
-    srv = bench.JackServer(name=f"antiphon-test-{os.getpid()}")
-    try:
-        srv.start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"jackd cannot start on this machine: {exc}")
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    import tiny
-
-    return tiny.make_model_dir(tmp_path_factory.mktemp("realmidi_model"), hidden=64, embedding=32)
-
-
-@pytest.fixture
-def jack_env(jack, monkeypatch):
-    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack.name)
-    monkeypatch.setenv("MIDO_BACKEND", JACK)
-    monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
-    return {**os.environ}
-
-
-def test_phrases_played_by_another_process_are_answered_in_time_with_every_note_closed(jack_env, model_dir):
+def test_phrases_played_by_another_process_are_answered_in_time_with_every_note_closed(bench, jack_env, model_dir):
     res = bench.run_once("jack", "call", 3, str(model_dir), jack_env)
     assert res["answers"] == 3  # every phrase answered, as the reader process heard it
     assert res["stuck_notes"] == 0 and res["lost_events"] == 0
@@ -72,14 +26,14 @@ def test_phrases_played_by_another_process_are_answered_in_time_with_every_note_
     assert res["sched_err_max_ms"] < 50.0 and res["dropped_late"] == 0
 
 
-def test_accompany_over_jack_rolls_back_and_leaves_nothing_open(jack_env, model_dir):
+def test_accompany_over_jack_rolls_back_and_leaves_nothing_open(bench, jack_env, model_dir):
     res = bench.run_once("jack", "accompany", 2, str(model_dir), jack_env)
     assert res["agent_messages"] > 0 and res["rollback_fraction"] > 0
     assert res["stuck_notes"] == 0 and res["lost_events"] == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_antiphon_play_closes_every_note_on_a_signal(jack_env, model_dir, sig):
+def test_antiphon_play_closes_every_note_on_a_signal(bench, jack_env, model_dir, sig):
     player = bench.Child("player", "TestKeyboard", jack_env)  # a silent keyboard to listen to
     p = subprocess.Popen([sys.executable, "-m", "agent", "play", "--backend", "jack", "--in", "TestKeyboard",
                           "--virtual", "AntiphonSolo", "--mode", "solo", "--model", str(model_dir),
@@ -111,7 +65,7 @@ def test_antiphon_play_closes_every_note_on_a_signal(jack_env, model_dir, sig):
     assert "0 left open" in out
 
 
-def test_antiphon_ports_lists_the_jack_ports(jack_env):
+def test_antiphon_ports_lists_the_jack_ports(bench, jack_env):
     player = bench.Child("player", "ListedKeyboard", jack_env)
     try:
         r = subprocess.run([sys.executable, "-m", "agent", "ports", "--backend", "jack"], env=jack_env,
@@ -121,4 +75,3 @@ def test_antiphon_ports_lists_the_jack_ports(jack_env):
         player.result()
         player.say("quit")
     assert r.returncode == 0 and "UNIX_JACK" in r.stdout and "ListedKeyboard" in r.stdout
-    _ = json  # results from the child processes are JSON
