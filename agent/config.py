@@ -87,7 +87,7 @@ class JamConfig:
     align_to_bar: bool = _f(False)
     lookahead_ms: float = _f(200.0, min=0.0, max=5000.0)
     prepare_ms: float = _f(50.0, min=0.0, max=5000.0)  # compose an answer's start this long before the pause ends
-    rollback_guard_ms: float = _f(15.0, min=0.0, max=1000.0)  # accompany: output due this soon is kept on a rollback
+    rollback_guard_ms: float = _f(30.0, min=0.0, max=1000.0)  # accompany: output due this soon is kept on a rollback
     end_phrase_cc: int = _f(-1, min=-1, max=127)  # -1 = none
     temperature_cc: int = _f(-1, min=-1, max=127)  # -1 = none
     context_tokens: int = _f(512, min=16, max=100000)
