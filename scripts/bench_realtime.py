@@ -228,6 +228,7 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
            "agent_messages": len(sent_notes), "stuck_notes": len(open_), "lost_events": lost,
            "lost_in": lost_in, "lost_out": lost_out, "echoes": li.echo.echoes if li.echo else 0,
            "closed_at_stop": len(closed), "dropped_late": eng.scheduler.dropped_late,
+           "scheduler_sched_fifo": eng.scheduler.rt_granted,
            "sched_err_p50_ms": pct(sched_err, 50), "sched_err_p99_ms": pct(sched_err, 99),
            "sched_err_max_ms": max(sched_err, default=None),
            "send_err_p99_ms": pct(send_err, 99), "delivery_p50_ms": pct(delivery, 50),
@@ -279,6 +280,7 @@ def main(argv=None) -> int:
         if server:
             server.stop()
     res = {"transport": transport, "jack_period": 64 if transport == "jack" else None, "bpm": BPM,
+           "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg": os.getloadavg(),
            "silence_ms": SILENCE_MS, "model": a.model, "sets": a.sets, **call,
            "accompany": acc, "rollback_fraction": acc.get("rollback_fraction"),
            "resample_p50_ms": acc.get("resample_p50_ms"), "resample_p99_ms": acc.get("resample_p99_ms")}
