@@ -84,3 +84,16 @@ def test_bad_control_is_a_user_error(model_dir, tmp_path, capsys):
     assert gen(model_dir, tmp_path / "x.mid", "--temp", "0") == 2
     assert "temperature" in capsys.readouterr().err
     assert gen(model_dir, tmp_path / "x.mid", "--prime", str(tmp_path / "missing.mid")) == 2
+
+
+DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+@pytest.mark.skipif(not (DEFAULT / "model.onnx").exists(), reason="models/default has no model.onnx")
+def test_the_shipped_model_continues_a_chorale(primer, tmp_path):
+    out = tmp_path / "default.mid"
+    assert main(["generate", "--model", str(DEFAULT), "--prime", str(primer), "--prime-bars", "4", "--bars", "4",
+                 "--seed", "1", "--out", str(out), "--musicxml", str(tmp_path / "d.musicxml")]) == 0
+    notes = read_midi(out).notes
+    new = [n for n in notes if n.start >= 16]
+    assert len(new) >= 4  # a trained model plays notes, not just rests
