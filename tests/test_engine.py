@@ -152,3 +152,27 @@ def test_a_lost_input_port_stops_the_engine_and_closes_its_notes():
     loop.break_bus("keyboard")
     assert eng.wait(10.0) and isinstance(eng.error, PortLost) and "keyboard" in str(eng.error)
     assert eng.stop() == [60] and paired(heard)
+
+
+def test_midi_clock_in_sets_the_tempo_and_start_restarts_the_grid():
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab()), extra=["timing.midi_clock_in=true"])
+    t = time.perf_counter()
+    eng._on_transport("start", t)
+    assert eng.tempo.beat(t) == 0.0
+    eng._on_midi_tempo(150.0, t)
+    assert eng.tempo.bpm == 150.0
+    eng.controls.set("timing.bpm", 90.0)  # the REPL's way
+    assert eng.tempo.bpm == 90.0
+    eng.stop()
+
+
+def test_controls_refuse_what_cannot_change_while_playing():
+    from agent.engine import LiveControls
+    from agent.errors import AntiphonError
+
+    c = LiveControls(load_config())
+    with pytest.raises(AntiphonError, match="cannot change while playing"):
+        c.set("model.path", "elsewhere")
+    c.set("sampling.key", "D minor")  # text values parse like --set
+    c.set("jam.silence_ms", "250")
+    assert c.sampling.key == "D minor" and c.get("jam.silence_ms") == 250.0
