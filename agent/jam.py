@@ -69,6 +69,7 @@ class Generation:
     done: bool = False
     end_t: float | None = None
     barged: bool = False
+    stopped: bool = False  # cut by stop, panic or a mode change
     pause_until: float = 0.0  # don't sample until the first note is out (see _generate)
     base: tuple | None = None  # (predictor snapshot, frontier) before the answer: undone if the player plays on
     onset: list = field(default_factory=list)  # the first onset's (pitch, velocity), held until it is complete
@@ -408,7 +409,7 @@ class Jam:
         Returns the pitches that were sounding and got their note-off now."""
         if self.gen is not None:
             self._rewind(now)
-            self.gen.done, self.gen.end_t = True, now
+            self.gen.done, self.gen.end_t, self.gen.stopped = True, now, True
             self._retire(now)
         closed = self.scheduler.cut()
         self._close_agent_notes(None)
@@ -416,7 +417,7 @@ class Jam:
 
     def _retire(self, now: float) -> None:
         g, self.gen = self.gen, None
-        rec = {"kind": g.kind, "notes": g.notes, "barged": g.barged, "end_t": g.end_t,
+        rec = {"kind": g.kind, "notes": g.notes, "barged": g.barged, "stopped": g.stopped, "end_t": g.end_t,
                "first_note_t": g.first_note_t, "threshold_t": g.threshold_t}
         if g.phrase is not None:
             p = g.phrase
@@ -424,7 +425,8 @@ class Jam:
             rec.update(phrase=p.index, heard_notes=p.notes, heard_beats=(p.last_tick - p.first_tick) / res,
                        answer_beats=(g.length_ticks or 0) / res)
             onset = "" if g.first_note_t is None else f", first note {1e3 * (g.first_note_t - g.threshold_t):+.1f} ms after the pause"
-            how = "cut short by the player" if g.barged else f"{g.notes} notes over {rec['answer_beats']:.1f} beats"
+            how = ("cut short by the player" if g.barged else "stopped" if g.stopped
+                   else f"{g.notes} notes over {rec['answer_beats']:.1f} beats")
             self.report(f"phrase {p.index}: heard {p.notes} notes over {rec['heard_beats']:.1f} beats; "
                         f"answered {how}{onset}")
         elif g.kind != "solo":
