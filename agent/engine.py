@@ -129,12 +129,14 @@ class Engine:
     """Listener + jam + scheduler over one input and one output port."""
 
     def __init__(self, cfg: Config, predictor, *, ports, input_name: str = "", output_name: str = "",
-                 virtual_name: str | None = None, extra_outputs=(), clock=None, report=print) -> None:
+                 virtual_name: str | None = None, virtual_input: bool = False, extra_outputs=(), clock=None,
+                 report=print) -> None:
         self.cfg = cfg
         self.controls = LiveControls(cfg)
         self.predictor = predictor
         self.ports = ports
         self.input_name, self.output_name, self.virtual_name = input_name, output_name, virtual_name
+        self.virtual_input = virtual_input  # input_name is then a virtual port to create
         self.extra_outputs = list(extra_outputs)
         self.clock = clock or RealClock()
         self.report = report
@@ -174,13 +176,13 @@ class Engine:
                                  on_transport=self._on_transport, on_error=self._fail)
         self.scheduler.start()
         try:
-            self.input = self.ports.open_input(self.input_name, self.listener.receive)
+            self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input)
         except Exception:
             self.scheduler.stop()
             self.output.close()
             raise
         self.listener.start()
-        if cfg.midi.port_check_s > 0:
+        if cfg.midi.port_check_s > 0 and not self.virtual_input:  # our own port cannot go away
             threading.Thread(target=self._watch_input, args=(cfg.midi.port_check_s,),
                              name="antiphon-port-watch", daemon=True).start()
         return self

@@ -13,7 +13,9 @@ HELP = "play along live: listen on a MIDI input, answer on a virtual or named ou
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--in", dest="inp", metavar="NAME", help="input port (part of its name; default: the first input)")
+    inp = p.add_mutually_exclusive_group()
+    inp.add_argument("--in", dest="inp", metavar="NAME", help="input port (part of its name; default: the first input)")
+    inp.add_argument("--virtual-in", metavar="NAME", help="create a virtual input port with this name to play into")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--out", metavar="NAME", help="send to this existing output port (part of its name)")
     out.add_argument("--virtual", metavar="NAME", help="create a virtual output port with this name")
@@ -77,7 +79,7 @@ def run(args) -> int:
     cfg = configure(args)
     predictor = load_predictor(cfg)
     ports = Ports(cfg.midi.backend)
-    inp = args.inp if args.inp is not None else cfg.midi.input
+    inp = args.inp if args.inp is not None else (args.virtual_in or cfg.midi.input)
     if not inp and not ports.is_loopback:
         names = ports.input_names()
         if not names:
@@ -86,7 +88,8 @@ def run(args) -> int:
         print(f"no --in given: using the first input, {inp!r}")
     out = args.out if args.out is not None else cfg.midi.output
     virtual = None if out else (args.virtual or cfg.midi.virtual_name)
-    engine = Engine(cfg, predictor, ports=ports, input_name=inp, output_name=out or "", virtual_name=virtual)
+    engine = Engine(cfg, predictor, ports=ports, input_name=inp, output_name=out or "", virtual_name=virtual,
+                    virtual_input=bool(args.virtual_in))
     engine.start()
     print(f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
           f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.", flush=True)

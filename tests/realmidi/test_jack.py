@@ -75,3 +75,29 @@ def test_antiphon_ports_lists_the_jack_ports(bench, jack_env):
         player.result()
         player.say("quit")
     assert r.returncode == 0 and "UNIX_JACK" in r.stdout and "ListedKeyboard" in r.stdout
+
+
+def test_play_with_a_virtual_input_hears_a_connected_keyboard(bench, jack_env, model_dir):
+    p = subprocess.Popen([sys.executable, "-m", "agent", "play", "--backend", "jack", "--virtual-in", "AntiphonIn",
+                          "--virtual", "AntiphonOut", "--model", str(model_dir), "--set", "jam.silence_ms=200.0",
+                          "--set", "timing.bpm=240.0"],
+                         env={**jack_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    player = bench.Child("player", "VKeyboard", jack_env)
+    try:
+        assert "listening on 'AntiphonIn'" in p.stdout.readline()
+        ports = subprocess.run(["jack_lsp"], env=jack_env, capture_output=True, text=True).stdout.split("\n")
+        src = next(x for x in ports if x.endswith(":VKeyboard"))
+        dst = next(x for x in ports if x.endswith(":AntiphonIn"))
+        subprocess.run(["jack_connect", src, dst], env=jack_env, check=True, timeout=10)
+        player.say(f"{time.perf_counter() + 0.2} 1")  # one phrase, then the answer
+        player.result()
+        line = p.stdout.readline()
+        assert line.startswith("phrase 1: heard 4 notes"), line
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0 and "0 left open" in out, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+        player.say("quit")
