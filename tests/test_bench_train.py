@@ -4,26 +4,17 @@ No assertion here depends on speed (the ratio itself is recorded in BENCHMARKS.m
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from agent import dataset
 from agent.events import Vocab, encode
 from agent.sources import notes_from_music21
 
-ROOT = Path(__file__).resolve().parent.parent
 VOCAB = Vocab()
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "scripts" / "bench_train.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +30,7 @@ def data_dir(tmp_path_factory):
 
 
 def test_quick_run_writes_the_contract_keys_and_counts_targets(tmp_path, data_dir):
-    bench = load_script()
+    bench = load_script("bench_train")
     out = tmp_path / "bench.json"
     rc = bench.main(["--quick", "--data", str(data_dir), "--model", str(tmp_path / "no-model"), "--json", str(out),
                      "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch", "4", "--chunk", "50",
@@ -59,7 +50,7 @@ def test_both_schemes_learn(data_dir):
     """The steps are real training steps: a few of each lower the loss on what they train on."""
     import torch
 
-    bench = load_script()
+    bench = load_script("bench_train")
     pieces = dataset.load_split(data_dir, "train")
     margs = {"vocab_size": VOCAB.size, "embedding": 16, "hidden": 32, "layers": 1, "dropout": 0.0}
     tr = bench.Trainer(margs, np.concatenate(pieces), batch=4, chunk=40, window=100, seed=0)
@@ -84,7 +75,7 @@ def test_model_size_comes_from_the_checkpoint(tmp_path):
 
     from agent.model import LSTMModel, ModelArgs
 
-    bench = load_script()
+    bench = load_script("bench_train")
     m = LSTMModel(ModelArgs(VOCAB.size, embedding=24, hidden=40, layers=3))
     (tmp_path / "m").mkdir()
     torch.save({"model_args": m.model_args(), "vocab": VOCAB.to_dict(), "config": {}, "model": m.state_dict()},

@@ -1,28 +1,20 @@
 """scripts/evaluate.py and agent.metrics on known inputs and on real Bach chorales."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from agent import dataset, metrics
 from agent.events import Note, Vocab, encode
 from agent.sources import notes_from_music21
 
-ROOT = Path(__file__).resolve().parent.parent
 VOCAB = Vocab()
 N_CHORALES = 24
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")

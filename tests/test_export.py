@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 import tiny  # noqa: E402
+from helpers import ROOT  # noqa: E402
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -108,7 +109,7 @@ def test_cli_writes_folder_and_reports_parity(tmp_path, capsys):
     assert (tmp_path / "out" / "model.onnx").exists() and (tmp_path / "out" / "vocab.json").exists()
 
 
-DEFAULT = tiny.ROOT / "models" / "default"
+DEFAULT = ROOT / "models" / "default"
 
 
 @pytest.mark.skipif(not (DEFAULT / "model.onnx").exists() or not (DEFAULT / "checkpoint.pt").exists(),

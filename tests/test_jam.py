@@ -19,21 +19,9 @@ from agent.config import load_config
 from agent.engine import LiveControls
 from agent.jam import Jam
 from agent.scheduler import Scheduler
+from helpers import ListOut
 
 BPM = 120.0  # 0.5 s a beat, 1/24 s a tick at resolution 12
-
-
-class ListOut:
-    name = "list"
-
-    def __init__(self, clock):
-        self.clock, self.sent = clock, []
-
-    def send(self, msg):
-        self.sent.append((self.clock.now(), msg))
-
-    def close(self):
-        pass
 
 
 class Rig:

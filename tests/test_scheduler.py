@@ -9,19 +9,7 @@ import pytest
 from agent.clock import FakeClock, RealClock
 from agent.ports import Loopback, LoopbackOutput, PortLost
 from agent.scheduler import Scheduler
-
-
-class ListOut:
-    name = "list"
-
-    def __init__(self, clock):
-        self.clock, self.sent = clock, []
-
-    def send(self, msg):
-        self.sent.append((self.clock.now(), msg))
-
-    def close(self):
-        pass
+from helpers import ListOut
 
 
 def on(n, v=100):

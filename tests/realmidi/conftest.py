@@ -1,12 +1,12 @@
 """Fixtures for the real-MIDI tier: a JACK dummy server of our own, a small model, the bench's helpers."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 JACK = "mido.backends.rtmidi/UNIX_JACK"
@@ -14,10 +14,7 @@ JACK = "mido.backends.rtmidi/UNIX_JACK"
 
 def bench_module():
     """scripts/bench_realtime.py as a module: its JackServer and player/reader processes."""
-    spec = importlib.util.spec_from_file_location("bench_realtime", ROOT / "scripts" / "bench_realtime.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_realtime")
 
 
 @pytest.fixture(scope="session")

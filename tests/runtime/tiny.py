@@ -6,20 +6,16 @@ the real export. Import torch only inside these functions.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from agent.events import Vocab
+from helpers import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def export_module():
     """scripts/export_onnx.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "scripts" / "export_onnx.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("export_onnx")
 
 
 def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding: int = 16, seed: int = 0):

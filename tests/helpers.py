@@ -1,0 +1,30 @@
+"""Small helpers several test modules share (tests/ is on pytest's pythonpath)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class ListOut:
+    """An output port that records (clock time, message) for every send."""
+
+    name = "list"
+
+    def __init__(self, clock):
+        self.clock, self.sent = clock, []
+
+    def send(self, msg):
+        self.sent.append((self.clock.now(), msg))
+
+    def close(self):
+        pass
