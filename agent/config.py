@@ -67,8 +67,8 @@ class SamplingConfig:
     adaptive: bool = _f(False)  # entropy-adaptive temperature
     adaptive_min: float = _f(0.6, min=0.01, max=10.0)
     adaptive_max: float = _f(1.5, min=0.01, max=10.0)
-    key: str = _f("none")  # "none", "auto" (estimate from context) or e.g. "D minor"
-    key_strength: float = _f(0.0, min=0.0, max=100.0)  # logit penalty off-scale; inf-like = hard mask
+    key: str = _f("auto")  # "none", "auto" (estimate from context) or e.g. "D minor"
+    key_strength: float = _f(2.0, min=0.0, max=100.0)  # logit penalty off-scale; inf-like = hard mask
     pitch_min: int = _f(21, min=0, max=127)
     pitch_max: int = _f(108, min=0, max=127)
     max_polyphony: int = _f(8, min=1, max=88)
