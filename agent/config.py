@@ -147,20 +147,22 @@ def _section_types() -> dict[str, type]:
     return {name: hints[name] for name in SECTIONS}
 
 
-def _check_value(cls: type, name: str, value: Any, where: str) -> Any:
+def _check_value(cls: type, name: str, value: Any, source: str, section: str) -> Any:
+    """`value` converted to the field's type, or a ConfigError naming the file, section.key and value."""
     f = {f.name: f for f in fields(cls)}[name]
     want = get_type_hints(cls)[name]
+    key = f"{section}.{name}"
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if want is int and isinstance(value, bool) or not isinstance(value, want):
-        raise ConfigError(f"{where}: {name} = {value!r} should be {want.__name__}, not {type(value).__name__}")
+        raise ConfigError(f"{source}: {key} = {value!r} should be {want.__name__}, not {type(value).__name__}")
     m = f.metadata
     if m.get("choices") is not None and value not in m["choices"]:
-        raise ConfigError(f"{where}: {name} = {value!r} is not one of {', '.join(map(repr, m['choices']))}")
+        raise ConfigError(f"{source}: {key} = {value!r} is not one of {', '.join(map(repr, m['choices']))}")
     if m.get("min") is not None and value < m["min"]:
-        raise ConfigError(f"{where}: {name} = {value!r} is below the minimum {m['min']}")
+        raise ConfigError(f"{source}: {key} = {value!r} is below the minimum {m['min']}")
     if m.get("max") is not None and value > m["max"]:
-        raise ConfigError(f"{where}: {name} = {value!r} is above the maximum {m['max']}")
+        raise ConfigError(f"{source}: {key} = {value!r} is above the maximum {m['max']}")
     return value
 
 
@@ -178,7 +180,7 @@ def _build(data: dict, source: str) -> Config:
         for key, value in table.items():
             if key not in known:
                 raise ConfigError(f"{source}: unknown key {sec}.{key} (known in [{sec}]: {', '.join(sorted(known))})")
-            vals[key] = _check_value(cls, key, value, f"{source}: {sec}")
+            vals[key] = _check_value(cls, key, value, source, sec)
         sections[sec] = cls(**vals)
     cfg = Config(**sections, source=source)
     _check_cross(cfg)
@@ -238,7 +240,7 @@ def set_value(cfg: Config, section: str, name: str, value: Any, source: str = "s
     cls = types[section]
     if name not in {f.name for f in fields(cls)}:
         raise ConfigError(f"{source}: unknown key {section}.{name}")
-    value = _check_value(cls, name, value, f"{source}: {section}")
+    value = _check_value(cls, name, value, source, section)
     new = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
     _check_cross(replace(new, source=source))
     return new

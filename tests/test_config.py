@@ -27,9 +27,9 @@ def test_every_dataclass_field_is_in_config_toml():
 @pytest.mark.parametrize("text, match", [
     ("[midi]\nchanel = 2\n", r"unknown key midi\.chanel"),
     ("[mdi]\nchannel = 2\n", r"unknown section \[mdi\]"),
-    ("[sampling]\ntemperature = \"hot\"\n", r"temperature = 'hot' should be float"),
-    ("[midi]\nchannel = 17\n", r"channel = 17 is above the maximum 16"),
-    ("[jam]\nmode = \"jazz\"\n", r"mode = 'jazz' is not one of"),
+    ("[sampling]\ntemperature = \"hot\"\n", r"sampling.temperature = 'hot' should be float"),
+    ("[midi]\nchannel = 17\n", r"midi.channel = 17 is above the maximum 16"),
+    ("[jam]\nmode = \"jazz\"\n", r"jam.mode = 'jazz' is not one of"),
     ("[midi]\nchannel = true\n", r"channel = True should be int"),
     ("[sampling]\npitch_min = 90\npitch_max = 80\n", r"pitch_min = 90 is above sampling.pitch_max"),
     ("[midi\n", r"not valid TOML"),
