@@ -54,6 +54,17 @@ def test_tokens_on_a_real_file_and_round_trip(music21_midi_dir, tmp_path):
     assert len(mido.MidiFile(out).tracks) >= 2
 
 
+def test_round_trip_reports_notes_outside_the_pitch_range(music21_midi_dir, tmp_path):
+    # test04.mid: 18 tracks, two notes at MIDI pitch 11, below the piano's A0 (21)
+    src, out = music21_midi_dir / "test04.mid", tmp_path / "rt.mid"
+    msg = antiphon("tokens", str(src), "--roundtrip", str(out)).stdout
+    assert "2 outside the pitch range 21..108 left out" in msg
+    v = Vocab()
+    q = lambda ns: sorted((a, b, p, v.velocity_bin(x)) for a, b, p, x in quantize(ns, v.resolution)  # noqa: E731
+                          if v.in_range(p))
+    assert q(read_midi(out).notes) == q(read_midi(src).notes)
+
+
 def test_tokens_bad_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "garbage.mid"
     bad.write_bytes(b"not midi at all")

@@ -58,7 +58,9 @@ def run(args) -> int:
     if args.roundtrip:
         back = decode(ids, vocab)
         out = write_midi(back, Path(args.roundtrip), bpm=bpm)
-        distinct = len(quantize(notes, vocab.resolution))
-        print(f"wrote {out}: {len(back)} notes ({len(notes)} read, {distinct} after quantizing to "
-              f"1/{vocab.resolution} beat and merging unisons)")
+        q = quantize(notes, vocab.resolution)
+        outside = sum(1 for _, _, pitch, _ in q if not vocab.in_range(pitch))
+        dropped = f", {outside} outside the pitch range {vocab.pitch_lo}..{vocab.pitch_hi} left out" if outside else ""
+        print(f"wrote {out}: {len(back)} notes ({len(notes)} read, {len(q)} after quantizing to "
+              f"1/{vocab.resolution} beat and merging unisons{dropped})")
     return 0
