@@ -9,6 +9,7 @@ Each field may carry metadata: `min`, `max` (inclusive) and `choices`.
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -56,7 +57,7 @@ class ModelConfig:
     path: str = _f("models/default")  # relative paths are from the project root
     backend: str = _f("auto", choices=["auto", "onnx", "torch-cpu", "torch-cuda"])
     threads: int = _f(1, min=1, max=64)  # intra-op threads for the CPU backends
-    quantized: bool = _f(False)  # use model.int8.onnx if present
+    quantized: bool = _f(False)  # use model.int8.onnx (onnx backend; the model folder must have it)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ def _check_value(cls: type, name: str, value: Any, source: str, section: str) ->
         value = float(value)
     if want is int and isinstance(value, bool) or not isinstance(value, want):
         raise ConfigError(f"{source}: {key} = {value!r} should be {want.__name__}, not {type(value).__name__}")
+    if want is float and not math.isfinite(value):  # TOML has nan and inf; no range check would catch nan
+        raise ConfigError(f"{source}: {key} = {value!r} should be a finite number")
     m = f.metadata
     if m.get("choices") is not None and value not in m["choices"]:
         raise ConfigError(f"{source}: {key} = {value!r} is not one of {', '.join(map(repr, m['choices']))}")
@@ -209,6 +212,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{p}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, a binary file
+            raise ConfigError(f"{p}: cannot read it: {exc}") from None
         source = str(p)
     cfg = _build(data, source)
     return apply_overrides(cfg, overrides or [])
@@ -262,12 +267,6 @@ def to_toml(cfg: Config) -> str:
                 text = repr(v)
             lines.append(f"{f.name} = {text}")
     return "\n".join(lines) + "\n"
-
-
-def field_doc(section: str, name: str) -> dict:
-    cls = _section_types()[section]
-    f = {f.name: f for f in fields(cls)}[name]
-    return dict(f.metadata)
 
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "set_value", "to_toml", "DEFAULT_CONFIG"]

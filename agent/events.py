@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .errors import AntiphonError
 
@@ -121,6 +121,10 @@ class Vocab:
             raise ValueError(f"velocity bin {bin_} outside 0..{self.velocity_bins - 1}")
         return self.velocity_base + bin_
 
+    def ticks(self, token_id: int) -> int:
+        """The ticks a token advances time by: k for SHIFT(k), 0 for any other token."""
+        return token_id - self.shift_base + 1 if self.shift_base <= token_id < self.velocity_base else 0
+
     def token(self, token_id: int) -> Token:
         i = int(token_id)
         if i == self.START:
@@ -175,11 +179,16 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocab":
+        if not isinstance(d, dict):
+            raise VocabMismatch(f"a vocabulary is a table of fields, not {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names - {"size"}
         if unknown:
             raise VocabMismatch(f"unknown vocabulary fields {sorted(unknown)}")
-        vocab = cls(**{k: int(v) for k, v in d.items() if k in names})
+        try:
+            vocab = cls(**{k: int(v) for k, v in d.items() if k in names})
+        except (TypeError, ValueError) as exc:  # a non-number, or a layout __post_init__ refuses
+            raise VocabMismatch(f"bad vocabulary {d}: {exc}") from None
         if "size" in d and int(d["size"]) != vocab.size:
             raise VocabMismatch(f"vocabulary says size {d['size']} but its layout gives {vocab.size}")
         return vocab
@@ -279,8 +288,8 @@ def quantize(notes: Iterable[Note], resolution: int) -> list[tuple[int, int, int
         ns.sort()
         kept: list[list[int]] = []
         for on, off, vel in ns:
-            if kept and kept[-1][0] == on:  # same onset: one note, the longer
-                kept[-1][1] = max(kept[-1][1], off)
+            if kept and kept[-1][0] == on:  # same onset: one note, the longer (sorted: this one)
+                kept[-1][1:] = [off, vel]
                 continue
             if kept and kept[-1][1] > on:
                 kept[-1][1] = on
@@ -347,7 +356,7 @@ def decode(ids: Iterable[int], vocab: Vocab, *, start_tick: int = 0) -> list[Not
 
 def duration_ticks(ids: Iterable[int], vocab: Vocab) -> int:
     """Total SHIFT ticks in a token stream."""
-    return sum(vocab.token(i).value for i in ids if vocab.shift_base <= i < vocab.velocity_base)
+    return sum(vocab.ticks(i) for i in ids)
 
 
 def token_ids_from_names(text: str, vocab: Vocab) -> list[int]:
@@ -361,14 +370,3 @@ def token_ids_from_names(text: str, vocab: Vocab) -> list[int]:
             out.append(vocab.id(Token(word)))
     return out
 
-
-def iter_pieces(ids: Iterable[int], vocab: Vocab) -> Iterator[list[int]]:
-    """Split a stream on END tokens (each piece keeps its START/END)."""
-    cur: list[int] = []
-    for i in ids:
-        cur.append(int(i))
-        if i == vocab.END:
-            yield cur
-            cur = []
-    if cur:
-        yield cur

@@ -220,6 +220,7 @@ class Sampler:
         self._key_est: tuple[int, str] | None = None
         self._static_for: SamplingControls | None = None
         self._static = np.zeros(v.size)
+        self._auto_key = False  # the cached controls' key is "auto" (however it was spelt)
         self.last_temperature = 1.0  # the temperature the last draw used (for the REPL)
 
     # -- bias ----------------------------------------------------------------
@@ -240,7 +241,7 @@ class Sampler:
             if not 0 <= token_id < v.size:
                 raise SamplingError(f"sampling.token_bias: token id {token_id} outside the vocabulary (size {v.size})")
             b[token_id] += offset
-        self._static_for, self._static = c, b
+        self._static_for, self._static, self._auto_key = c, b, key == "auto"
         return b
 
     def _key_penalty(self, key: tuple[int, str], strength: float) -> np.ndarray:
@@ -250,6 +251,7 @@ class Sampler:
         """Additive logit bias [vocab] (float64, -inf = masked) for these controls and context."""
         v = self.vocab
         b = self._static_bias(c).copy()
+        auto_key = self._auto_key and c.key_strength > 0
         on, off = b[self._on], b[self._off]  # views into b
         sounding = np.fromiter((p - v.pitch_lo for p in ctx.sounding), np.int64, len(ctx.sounding))
         not_sounding = np.ones(v.n_pitches, bool)
@@ -257,12 +259,12 @@ class Sampler:
         off[not_sounding] = -np.inf  # a NOTE_OFF for a silent pitch says nothing
         if len(sounding) >= c.max_polyphony:
             on[not_sounding] = -np.inf  # re-striking a sounding pitch keeps the count
-        if ctx.pitches and (c.repeat_penalty > 0 or c.key == "auto"):
+        if ctx.pitches and (c.repeat_penalty > 0 or auto_key):
             recent = np.fromiter(ctx.pitches, np.int64, len(ctx.pitches))
             if c.repeat_penalty > 0:
                 counts = np.bincount(recent[-c.repeat_window:] - v.pitch_lo, minlength=v.n_pitches)
                 on -= c.repeat_penalty * counts
-            if c.key == "auto" and c.key_strength > 0:
+            if auto_key:
                 window = recent[-KEY_WINDOW:]
                 stamp = window.tobytes()
                 if stamp != self._key_for:  # the estimate changes only when the notes do

@@ -112,19 +112,20 @@ def to_messages(notes: Iterable[Note], bpm: float, *, channel: int = 0, offset_b
     """Notes -> note_on/note_off messages with times in beats and seconds.
 
     At one instant note-offs come before note-ons, so a repeated pitch is
-    released before it sounds again.
+    released before it sounds again; a note of no length (end <= start) is
+    the exception: its own note-off follows its note-on, or it would never end.
     """
     spb = 60.0 / bpm
     evs = []
     for n in notes:
         evs.append((n.start, 1, n.pitch, n.velocity))
-        evs.append((n.end, 0, n.pitch, 0))
+        evs.append((n.end, 0, n.pitch, 0) if n.end > n.start else (n.start, 2, n.pitch, 0))
     evs.sort()
     out = []
-    for beat, is_on, pitch, vel in evs:
+    for beat, order, pitch, vel in evs:
         b = beat + offset_beats
-        kind = "note_on" if is_on else "note_off"
-        msg = mido.Message(kind, channel=channel, note=pitch, velocity=vel if is_on else 0)
+        kind = "note_on" if order == 1 else "note_off"
+        msg = mido.Message(kind, channel=channel, note=pitch, velocity=vel)
         out.append(TimedMessage(b, b * spb, msg))
     return out
 

@@ -64,3 +64,21 @@ def test_effective_config_text_parses_back(tmp_path):
 def test_missing_file_is_an_error():
     with pytest.raises(ConfigError, match="no such config file"):
         load_config("/nonexistent/antiphon.toml")
+
+
+def test_nan_and_inf_are_refused_by_name(tmp_path):
+    with pytest.raises(ConfigError, match="timing.bpm = nan should be a finite number"):
+        load_config(None, ["timing.bpm=nan"])
+    p = tmp_path / "inf.toml"
+    p.write_text("[jam]\nsilence_ms = inf\n")
+    with pytest.raises(ConfigError, match="inf.toml: jam.silence_ms = inf"):
+        load_config(p)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read it"):
+        load_config(tmp_path)  # a folder
+    p = tmp_path / "binary.toml"
+    p.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="binary.toml"):
+        load_config(p)

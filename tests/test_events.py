@@ -116,3 +116,22 @@ def test_vocab_saved_and_checked(tmp_path):
 
 def test_token_str():
     assert str(Token("NOTE_ON", 60)) == "NOTE_ON(60)" and str(Token("START")) == "START"
+
+
+def test_bad_vocab_file_is_a_vocab_error_not_a_traceback(tmp_path):
+    p = tmp_path / "vocab.json"
+    for bad, match in (({"resolution": 0}, "bad vocabulary"), ({"resolution": "x"}, "bad vocabulary"),
+                       ([], "table of fields")):
+        p.write_text(json.dumps(bad))
+        with pytest.raises(VocabMismatch, match=match):
+            Vocab.load(p)
+
+
+def test_two_onsets_on_one_tick_keep_the_longer_note_and_its_velocity():
+    notes = [Note(60, 0, 1, 100), Note(60, 0, 2, 30)]
+    assert quantize(notes, V.resolution) == [(0, 24, 60, 30)]
+
+
+def test_ticks_counts_only_shifts():
+    assert [V.ticks(i) for i in (V.shift(1), V.shift(V.max_shift), V.note_on(60), V.velocity(0), V.END)] == \
+        [1, V.max_shift, 0, 0, 0]

@@ -97,3 +97,25 @@ def test_the_shipped_model_continues_a_chorale(primer, tmp_path):
     notes = read_midi(out).notes
     new = [n for n in notes if n.start >= 16]
     assert len(new) >= 4  # a trained model plays notes, not just rests
+
+
+def test_new_notes_keep_the_primers_velocity_until_the_model_changes_it():
+    """VEL is sent only on a change, so a continuation without VEL plays at the primer's velocity."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scripted import ScriptedPredictor
+
+    from agent.commands.generate import generate
+    from agent.events import Note, Vocab
+    from agent.sampler import SamplingControls
+
+    v = Vocab()
+    pred = ScriptedPredictor(v, "NOTE_ON(67) SHIFT(12) NOTE_OFF(67)")
+    g = generate(pred, SamplingControls(), [Note(60, 0, 1, 110)], bars=0.25, beats_per_bar=4)
+    assert [(n.pitch, n.start, n.velocity) for n in g.primer] == [(60, 0, v.bin_velocity(v.velocity_bin(110)))]
+    assert [(n.pitch, n.start, n.velocity) for n in g.generated] == [(67, 1, v.bin_velocity(v.velocity_bin(110)))]
+    assert g.start_beat == 1
+
+
+def test_bad_bpm_is_a_user_error(model_dir, tmp_path, capsys):
+    assert gen(model_dir, tmp_path / "x.mid", "--bpm", "-90") == 2
+    assert "--bpm" in capsys.readouterr().err

@@ -192,3 +192,10 @@ def test_context_from_tokens_tracks_sounding_and_recent_pitches():
     ids = [V.START, on(60), on(64), V.shift(6), V.note_off(60), on(67)]
     ctx = SamplingContext.from_tokens(ids, V)
     assert ctx.pitches == (60, 64, 67) and ctx.sounding == {64, 67}
+
+
+def test_auto_key_works_however_it_is_spelt():
+    ctx = SamplingContext((60, 62, 64, 65, 67, 69, 71, 72) * 2, frozenset())
+    for spelling in ("auto", "Auto", " AUTO "):
+        p = dist(BASE.replace(key=spelling, key_strength=100.0), ctx)
+        assert p[on(61)] == 0 and p[on(62)] > 0, spelling

@@ -4,7 +4,7 @@ from __future__ import annotations
 import mido
 import pytest
 
-from agent.events import Vocab, decode, encode, quantize
+from agent.events import Note, Vocab, decode, encode, quantize
 from agent.sources import MidiReadError, notes_from_music21, read_midi, to_messages, write_midi
 
 V = Vocab()
@@ -67,3 +67,9 @@ def test_messages_have_beats_and_seconds():
     assert [m.beat for m in msgs] == sorted(m.beat for m in msgs)
     ons = sum(m.message.type == "note_on" for m in msgs)
     assert ons == len(notes) == sum(m.message.type == "note_off" for m in msgs)
+
+
+def test_a_note_of_no_length_is_switched_on_then_off():
+    msgs = to_messages([Note(60, 1.0, 1.0, 90), Note(62, 1.0, 2.0, 90)], 120)
+    sixty = [m.message.type for m in msgs if m.message.note == 60]
+    assert sixty == ["note_on", "note_off"]  # the other order would leave it sounding

@@ -83,10 +83,13 @@ def generate(predictor, controls: SamplingControls, primer: list[Note], bars: fl
     while ticks < target and len(out) < limit:
         t = predictor.sample(controls)
         out.append(t)
-        if v.shift_base <= t < v.velocity_base:
-            ticks += t - v.shift_base + 1
-    notes = decode(out, v, start_tick=start_tick)
-    return Generation(primer_ids, out, decode(primer_ids, v), notes, start_tick / v.resolution)
+        ticks += v.ticks(t)
+    # One decode of the whole stream, so the primer's last VEL carries into the new notes (VEL is sent
+    # only on a change). The primer closes every note by its last tick, so onsets split the two cleanly.
+    notes = decode(primer_ids + out, v)
+    start_beat = start_tick / v.resolution
+    return Generation(primer_ids, out, [n for n in notes if n.start < start_beat],
+                      [n for n in notes if n.start >= start_beat], start_beat)
 
 
 def controls_from(args, cfg) -> SamplingControls:
@@ -108,6 +111,8 @@ def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.bars <= 0:
         raise AntiphonError(f"--bars {args.bars}: must be > 0")
+    if args.bpm is not None and args.bpm <= 0:
+        raise AntiphonError(f"--bpm {args.bpm}: must be > 0")
     controls = controls_from(args, cfg)
     seed = cfg.sampling.seed if args.seed is None else args.seed
     bpm = cfg.timing.bpm

@@ -15,6 +15,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from ..modeldir import ModelDir
 from .base import Backend, BackendError
 
 BACKENDS = ("auto", "onnx", "torch-cpu", "torch-cuda")
@@ -33,7 +34,7 @@ def resolve_backend(name: str, model_dir: str | Path) -> str:
         raise BackendError(f"model.backend = {name!r} is not one of {', '.join(BACKENDS)}")
     if name != "auto":
         return name
-    if cuda_likely() and (Path(model_dir) / "checkpoint.pt").exists():
+    if cuda_likely() and ModelDir(Path(model_dir)).checkpoint.exists():
         import torch  # only reached where a GPU driver exists
 
         if torch.cuda.is_available():
@@ -44,17 +45,16 @@ def resolve_backend(name: str, model_dir: str | Path) -> str:
 def load_backend(model_dir: str | Path, backend: str = "auto", *, threads: int = 1,
                  quantized: bool = False, seed: int | None = None) -> Backend:
     """Build the backend for a model folder (model.onnx / model.int8.onnx / checkpoint.pt)."""
-    d = Path(model_dir)
-    name = resolve_backend(backend, d)
+    md = ModelDir(Path(model_dir))
+    name = resolve_backend(backend, md.path)
     if name == "onnx":
         from .onnx_backend import OnnxBackend
 
-        path = d / ("model.int8.onnx" if quantized else "model.onnx")
-        return OnnxBackend(path, threads=threads)
+        return OnnxBackend(md.onnx_int8 if quantized else md.onnx, threads=threads)
     from .torch_backend import TorchBackend
 
     device = "cuda" if name == "torch-cuda" else "cpu"
-    return TorchBackend(d / "checkpoint.pt", device=device, threads=threads, seed=seed)
+    return TorchBackend(md.checkpoint, device=device, threads=threads, seed=seed)
 
 
 __all__ = ["Backend", "BackendError", "BACKENDS", "load_backend", "resolve_backend", "cuda_likely"]

@@ -10,8 +10,8 @@ CUDA path, and why:
   replayed, so a step is one launch instead of a dozen small ones;
 - the draw (bias, temperature, top-k, top-p, multinomial) runs on the GPU
   too, and only the chosen token id crosses to the host (`.item()`, the one
-  sync per sampled token); the chosen id is written straight into the
-  graph's token input, so the next step needs no host-to-device copy of it.
+  sync per sampled token); the next step writes it into the graph's token
+  input with `fill_` (a kernel argument, not a host-to-device copy).
   The bias vector ([vocab] floats) is uploaded only when it changes.
 Not measured on this project's machines (no GPU); see BENCHMARKS.md.
 """
@@ -140,6 +140,4 @@ class TorchBackend(Backend):
                 zs = zs.masked_fill(before >= c.top_p, -math.inf)
                 z = torch.empty_like(z).scatter_(0, order, zs)
             tok = torch.multinomial(torch.softmax(z, 0), 1, generator=self._gen)
-            if self._graph is not None:
-                self._tok.copy_(tok)  # device to device: the next feed's input is already there
             return int(tok.item())  # the only device-to-host transfer
