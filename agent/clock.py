@@ -71,11 +71,17 @@ class TempoMap:
 
     def beat(self, t_s: float) -> float:
         with self._lock:
-            return self._anchor_beat + (t_s - self._anchor_s) * self.bpm / 60.0
+            return self._beat(t_s)
 
     def time(self, beat: float) -> float:
         with self._lock:
-            return self._anchor_s + (beat - self._anchor_beat) * 60.0 / self.bpm
+            return self._time(beat)
+
+    def _beat(self, t_s: float) -> float:  # callers hold the lock
+        return self._anchor_beat + (t_s - self._anchor_s) * self.bpm / 60.0
+
+    def _time(self, beat: float) -> float:
+        return self._anchor_s + (beat - self._anchor_beat) * 60.0 / self.bpm
 
     def seconds_per_beat(self) -> float:
         return 60.0 / self.bpm
@@ -83,9 +89,8 @@ class TempoMap:
     def set_bpm(self, bpm: float, at_s: float) -> None:
         if bpm <= 0:
             raise ValueError(f"tempo must be > 0 bpm, not {bpm}")
-        b = self.beat(at_s)
-        with self._lock:
-            self._anchor_s, self._anchor_beat, self.bpm = float(at_s), b, float(bpm)
+        with self._lock:  # read and re-anchor in one step: a restart between them would be lost
+            self._anchor_s, self._anchor_beat, self.bpm = float(at_s), self._beat(at_s), float(bpm)
 
     def restart(self, at_s: float) -> None:
         """Beat 0 is now (MIDI clock start)."""
@@ -94,9 +99,9 @@ class TempoMap:
 
     def next_bar(self, t_s: float) -> float:
         """The time of the first bar line at or after t_s (seconds)."""
-        b = self.beat(t_s)
-        bar = math.ceil(b / self.beats_per_bar - 1e-9) * self.beats_per_bar
-        return self.time(bar)
+        with self._lock:  # one tempo for both conversions
+            bar = math.ceil(self._beat(t_s) / self.beats_per_bar - 1e-9) * self.beats_per_bar
+            return self._time(bar)
 
 
 class MidiClockIn:

@@ -20,6 +20,7 @@ from .config import Config, parse_value, set_value
 from .errors import AntiphonError
 from .jam import Jam
 from .listener import EchoFilter, Listener
+from .ports import PortLost
 from .sampler import SamplingControls
 from .scheduler import Scheduler
 
@@ -78,12 +79,21 @@ class Tee:
         self.name = " + ".join(o.name for o in outputs)
 
     def send(self, msg) -> None:
-        for o in self.outputs:
-            o.send(msg)
+        """Every output gets msg even if one fails (a note-off must still reach the others); then it raises."""
+        self._each(lambda o: o.send(msg))
 
     def close(self) -> None:
+        self._each(lambda o: o.close())
+
+    def _each(self, fn) -> None:
+        error = None
         for o in self.outputs:
-            o.close()
+            try:
+                fn(o)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
 
 class SessionRecorder:
@@ -158,6 +168,14 @@ class Engine:
         # default) before the scheduler thread may send: shorten it while we play.
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(cfg.scheduler.gil_switch_ms / 1000)
+        try:
+            self._open(cfg)
+        except BaseException:  # undo what was done (threads, ports, the switch interval), then say why
+            self.stop()
+            raise
+        return self
+
+    def _open(self, cfg: Config) -> None:
         out = self.ports.open_output(self.output_name, virtual_name=self.virtual_name)
         self.output = Tee(out, *self.extra_outputs) if self.extra_outputs else out
         s = cfg.scheduler
@@ -175,17 +193,11 @@ class Engine:
                                  on_control=self._on_cc, on_tempo=self._on_midi_tempo,
                                  on_transport=self._on_transport, on_error=self._fail)
         self.scheduler.start()
-        try:
-            self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input)
-        except Exception:
-            self.scheduler.stop()
-            self.output.close()
-            raise
+        self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input)
         self.listener.start()
         if cfg.midi.port_check_s > 0 and not self.virtual_input:  # our own port cannot go away
             threading.Thread(target=self._watch_input, args=(cfg.midi.port_check_s,),
                              name="antiphon-port-watch", daemon=True).start()
-        return self
 
     def _watch_input(self, every_s: float) -> None:
         """A lost input (keyboard unplugged, server gone) stops the engine, which closes every note."""
@@ -196,8 +208,6 @@ class Engine:
                     return
                 alive = self.ports.input_alive(port)
             if not alive:
-                from .ports import PortLost
-
                 self._fail(PortLost(f"input port {port.name!r} is gone"))
                 return
 

@@ -105,7 +105,7 @@ class Jam:
 
     # -- time ----------------------------------------------------------------
     def _spt(self) -> float:
-        return 60.0 / (self.tempo.bpm * self.vocab.resolution)
+        return self.tempo.seconds_per_beat() / self.vocab.resolution
 
     def time_of(self, tick: int) -> float:
         a_tick, a_t, spt = self._anchor
@@ -120,7 +120,7 @@ class Jam:
 
     def silence_s(self) -> float:
         j = self.controls.cfg.jam
-        return j.silence_beats * 60.0 / self.tempo.bpm if j.silence_beats > 0 else j.silence_ms / 1000.0
+        return j.silence_beats * self.tempo.seconds_per_beat() if j.silence_beats > 0 else j.silence_ms / 1000.0
 
     def sampling(self, lead: bool = False):
         """The live sampling controls, START/END pushed down (cached per change).
@@ -156,13 +156,14 @@ class Jam:
     # -- player input --------------------------------------------------------
     def player_note(self, pitch: int, velocity: int, on: bool, t_s: float) -> None:
         now = self.clock.now()
+        floor = now + self.controls.cfg.jam.rollback_guard_ms / 1000.0
         self.player_events += 1
         g = self.gen
         if g is not None:
             if g.kind == "call":
                 if on:
                     self._barge_in(now)
-            elif self._rewind(max(t_s, now + self.controls.cfg.jam.rollback_guard_ms / 1000.0)):
+            elif self._rewind(max(t_s, floor)):
                 # what is due sooner than the guard stays as sampled: resampling it would make it late
                 self.rollbacks += 1
                 self._resample_from = time.perf_counter()
@@ -172,6 +173,8 @@ class Jam:
             tick = max(self.enc.tick, self.tick_at(t_s))
             self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick)
         tick = max(self.enc.tick, self.tick_at(t_s))
+        if pitch in self.agent_sounding and (on or pitch in self.enc.sounding):
+            self._yield_pitch(pitch, tick, now)
         ids = self.enc.note_on(pitch, velocity, tick) if on else self.enc.note_off(pitch, tick)
         self._feed(ids)
         if self.phrase is not None:
@@ -179,11 +182,24 @@ class Jam:
             self.phrase.notes += on
         if on and self.gen is None and self.mode == "accompany":
             self.gen = Generation("accompany", started=True, t0=now + self.lead_s)
-        floor = now + self.controls.cfg.jam.rollback_guard_ms / 1000.0
         if self.gen is not None and self.gen.kind != "call" and self.time_of(self.enc.tick) < floor:
             # the agent goes on from here, no sooner than the guard: what it samples next
             # must not be due before it is sampled
             self._anchor = (self.enc.tick, floor, self._spt())
+
+    def _yield_pitch(self, pitch: int, tick: int, now: float) -> None:
+        """The player plays (or releases) a pitch the agent holds: the agent's note ends here.
+
+        The model has one stream with one voice per pitch: once it has the
+        player's NOTE_OFF it masks its own, so the agent's note would sound
+        until the run ends. Its note-off is due no sooner than any queued
+        message, so it cannot overtake the note-on it closes."""
+        self._feed(self.enc.advance(tick))
+        if pitch not in self.enc.sounding:  # a note-on the encoder will not close first
+            self.predictor.feed(self.vocab.note_off(pitch))
+        self.agent_sounding.discard(pitch)
+        self.scheduler.schedule(max(self.time_of(tick), now),
+                                mido.Message("note_off", channel=self.channel, note=pitch))
 
     def phrase_end(self, t_s: float) -> None:
         if self.phrase is not None:

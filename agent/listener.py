@@ -153,7 +153,10 @@ class Listener:
             if bpm is not None and self.on_tempo:
                 self.on_tempo(bpm, t_s)
         elif kind in ("start", "continue", "stop"):
-            self.midi_clock.start() if kind != "stop" else self.midi_clock.stop()
+            if kind == "stop":
+                self.midi_clock.stop()
+            else:
+                self.midi_clock.start()
             if self.on_transport:
                 self.on_transport(kind, t_s)
         else:

@@ -76,10 +76,6 @@ class Scheduler:
         with self._cond:
             return self._heap[0][0] if self._heap else None
 
-    def last_due(self) -> float | None:
-        with self._cond:
-            return max((d for d, _, _ in self._heap), default=None)
-
     def cancel_after(self, t_s: float) -> int:
         """Drop every queued message due after t_s; open notes stay open (the caller resamples)."""
         with self._cond:

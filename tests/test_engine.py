@@ -176,3 +176,31 @@ def test_controls_refuse_what_cannot_change_while_playing():
     c.set("sampling.key", "D minor")  # text values parse like --set
     c.set("jam.silence_ms", "250")
     assert c.sampling.key == "D minor" and c.get("jam.silence_ms") == 250.0
+
+
+def test_a_tee_still_sends_to_the_others_when_one_output_fails():
+    from agent.engine import Tee
+
+    loop = Loopback()
+    ports = Ports("loopback", loop=loop)
+    got = []
+    ports.open_input("synth", lambda m, t: got.append(m))
+    loop.break_bus("gone")
+    tee = Tee(ports.open_output("gone"), ports.open_output("synth"))
+    with pytest.raises(PortLost):
+        tee.send(mido.Message("note_off", note=60))
+    assert [m.note for m in got] == [60]  # the note-off reached the synth: no stuck note there
+
+
+def test_a_failed_start_undoes_everything_it_started():
+    class NoInput(Ports):
+        def open_input(self, *a, **kw):
+            raise PortLost("no keyboard")
+
+    before = sys.getswitchinterval()
+    eng = Engine(load_config(overrides=FAST), ScriptedPredictor(load_config().vocab()),
+                 ports=NoInput("loopback", loop=Loopback()), report=lambda line: None)
+    with pytest.raises(PortLost):
+        eng.start()
+    assert sys.getswitchinterval() == before and eng.output is None
+    assert not eng.scheduler._thread.is_alive()

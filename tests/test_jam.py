@@ -254,3 +254,21 @@ def test_playing_on_while_the_answer_is_being_prepared_undoes_it():
     r.run_until(r.clock.now() + 3.0)
     rec = r.jam.responses[0]
     assert rec["heard_notes"] == 3 and r.jam.phrases == 1  # one phrase, answered once, after the third note
+
+
+def test_the_player_taking_a_pitch_the_agent_holds_ends_the_agents_note():
+    # the model has one voice per pitch: after the player's NOTE_OFF(72) it would never close the agent's 72
+    r = Rig("solo", script="NOTE_ON(72) SHIFT(48) NOTE_OFF(72)")
+    r.run_until(r.t0 + 0.5)  # inside the agent's two-second 72
+    assert (0, 72) in r.sched.open_notes
+    t_in = r.clock.now()
+    r.note(72, True, t_in)
+    r.run_until(t_in + 0.1)
+    assert (0, 72) not in r.sched.open_notes  # closed when the player struck it, not two seconds later
+    fed = r.vocab.names(r.pred.fed).split()
+    at = max(i for i, name in enumerate(fed) if name == "NOTE_ON(72)")
+    assert "NOTE_OFF(72)" in fed[at - 2:at]  # the stream closes the agent's 72 before the player's
+    r.note(72, False, r.clock.now())
+    r.run_until(r.clock.now() + 3.0)
+    r.jam.cut(r.clock.now())
+    assert paired(r.agent_notes()) and r.sched.late == 0

@@ -85,3 +85,15 @@ def test_demo_without_a_model_names_the_missing_file(tmp_path):
     (tmp_path / "vocab.json").write_text("{}")
     r = antiphon("demo", "--model", str(tmp_path))
     assert r.returncode == 2 and f"{tmp_path} has no model.onnx" in r.stderr
+
+
+def test_play_phrase_releases_each_note_after_it_starts():
+    # a short note late in a phrase: its note-off must not fall before its own note-on
+    from agent.clock import FakeClock
+    from agent.commands.demo import play_phrase
+
+    clock, sent = FakeClock(0.0), []
+    play_phrase(lambda m: sent.append((clock.now(), m)), [(60, 0, 1), (62, 7.5, 0.25)], 1.0, 0.5, clock)
+    assert [(m.type, m.note, m.velocity > 0) for _, m in sent] == [
+        ("note_on", 60, True), ("note_off", 60, False), ("note_on", 62, True), ("note_off", 62, False)]
+    assert sent[-1][0] == pytest.approx(1.0 + (7.5 + 0.25 * 0.95) * 0.5)

@@ -70,7 +70,7 @@ def play_phrase(send, phrase, start_s: float, spb: float, clock) -> float:
     events = []
     for pitch, b, d in phrase:
         events.append((start_s + b * spb, 1, pitch))
-        events.append((start_s + (b + d) * spb * 0.95, 0, pitch))  # a little detached, as people play
+        events.append((start_s + (b + d * 0.95) * spb, 0, pitch))  # a little detached, as people play
     events.sort()
     for t, on, pitch in events:
         clock.sleep_until(t)
