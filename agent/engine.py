@@ -188,7 +188,7 @@ class Engine:
                        report=self.report)
         echo = EchoFilter(cfg.midi.echo_window_ms / 1000) if cfg.midi.echo_filter else None
         if echo:
-            self.scheduler.hooks.append(echo.sent)
+            self.scheduler.sending_hooks.append(echo.sending)
         self.listener = Listener(self.jam, self.clock, echo=echo, end_phrase_cc=cfg.jam.end_phrase_cc,
                                  on_control=self._on_cc, on_tempo=self._on_midi_tempo,
                                  on_transport=self._on_transport, on_error=self._fail)

@@ -38,7 +38,7 @@ MAX_IDLE_S = 0.05  # the thread looks at stop requests and controls at least thi
 class EchoFilter:
     """Recognises input that is the agent's own output coming back.
 
-    The scheduler reports every note it sends (`sent`). An incoming note-on
+    The scheduler reports every note just before it sends it (`sending`). An incoming note-on
     with the same channel, pitch *and velocity* within `window_s` of such a
     send is taken to be that message echoed and is consumed (one echo per
     send); the next note-off of that pitch is then the echo's too. A
@@ -53,10 +53,11 @@ class EchoFilter:
         self._lock = threading.Lock()
         self.echoes = 0
 
-    def sent(self, msg: mido.Message, due_s: float, sent_s: float) -> None:
+    def sending(self, msg: mido.Message, t_s: float) -> None:
+        """The scheduler is about to send msg (called before the send, so the echo can never come first)."""
         if msg.type == "note_on" and msg.velocity > 0:
             with self._lock:
-                self._sent.append((sent_s, msg.channel, msg.note, msg.velocity))
+                self._sent.append((t_s, msg.channel, msg.note, msg.velocity))
 
     def is_echo(self, msg: mido.Message, t_s: float) -> bool:
         key = (msg.channel, msg.note)

@@ -31,6 +31,7 @@ import mido
 
 log = logging.getLogger(__name__)
 SentHook = Callable[[mido.Message, float, float], None]  # (message, due_s, sent_s)
+SendingHook = Callable[[mido.Message, float], None]  # (message, now_s), just before it goes out
 
 
 class Scheduler:
@@ -48,6 +49,9 @@ class Scheduler:
         self.rt_priority = rt_priority  # > 0: ask for SCHED_FIFO at this priority (Linux), else keep normal
         self.rt_granted = False
         self.hooks: list[SentHook] = []
+        # told before the send: a loop back to our input (loopback, a DAW) can deliver the message
+        # before output.send returns, so whoever must recognise it (the echo filter) has to know first
+        self.sending_hooks: list[SendingHook] = []
         self._heap: list[tuple[float, int, mido.Message]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()  # guards the heap, open notes AND sending
@@ -102,6 +106,8 @@ class Scheduler:
         return msg
 
     def _send(self, msg: mido.Message, due_s: float) -> None:
+        for h in self.sending_hooks:
+            h(msg, self.clock.now())
         self.output.send(msg)
         sent_s = self.clock.now()
         self.sent += 1

@@ -5,6 +5,7 @@ import mido
 
 from agent.clock import FakeClock
 from agent.listener import EchoFilter, Listener
+from agent.scheduler import Scheduler
 
 
 class RecJam:
@@ -42,15 +43,38 @@ def test_echo_of_our_own_output_is_not_the_players():
     jam = RecJam()
     echo = EchoFilter(window_s=0.1)
     li = Listener(jam, FakeClock(), echo=echo)
-    echo.sent(mido.Message("note_on", note=72, velocity=90), 5.0, 5.0)
-    echo.sent(mido.Message("note_off", note=72), 5.5, 5.5)
-    echo.sent(mido.Message("note_on", note=60, velocity=90), 6.0, 6.0)
+    echo.sending(mido.Message("note_on", note=72, velocity=90), 5.0)
+    echo.sending(mido.Message("note_off", note=72), 5.5)
+    echo.sending(mido.Message("note_on", note=60, velocity=90), 6.0)
     li.handle(mido.Message("note_on", note=72, velocity=90), 5.01)  # the loop brings it back
     li.handle(mido.Message("note_off", note=72), 5.51)  # and its note-off
     li.handle(mido.Message("note_on", note=72, velocity=90), 5.6)  # a second one is the player's
     li.handle(mido.Message("note_off", note=72), 5.8)
     li.handle(mido.Message("note_on", note=60, velocity=70), 6.01)  # same pitch, the player's own velocity
     assert jam.notes == [(72, True, 5.6), (72, False, 5.8), (60, True, 6.01)] and echo.echoes == 2
+
+
+def test_an_echo_that_arrives_before_the_send_returns_is_still_ours():
+    # a loop that delivers inside output.send (loopback; a fast DAW thru): the listener sees the
+    # echo before the scheduler's send has returned, so the filter must have been told before it
+    clock, jam, echo = FakeClock(), RecJam(), EchoFilter(window_s=0.1)
+    li = Listener(jam, clock, echo=echo)
+
+    class LoopOut:
+        name = "loop"
+
+        def send(self, msg):
+            li.handle(msg, clock.now())
+
+    sched = Scheduler(LoopOut(), clock)
+    sched.sending_hooks.append(echo.sending)
+    t0 = clock.now()
+    sched.schedule(t0, mido.Message("note_on", note=67, velocity=100))
+    sched.schedule(t0 + 0.5, mido.Message("note_off", note=67))
+    sched.pump()
+    clock.advance(0.5)
+    sched.pump()
+    assert jam.notes == [] and echo.echoes == 2
 
 
 def test_non_note_messages_are_ignored_without_crashing():
