@@ -74,7 +74,7 @@ class SamplingConfig:
     pitch_max: int = _f(108, min=0, max=127)
     max_polyphony: int = _f(8, min=1, max=88)
     repeat_penalty: float = _f(0.0, min=0.0, max=100.0)
-    repeat_window: int = _f(16, min=1, max=1024)
+    repeat_window: int = _f(16, min=1, max=256)  # the predictor keeps the last 256 note-ons
     rest_bias: float = _f(0.0, min=-20.0, max=20.0)  # added to long-SHIFT logits
     seed: int = _f(-1, min=-1)  # -1 = not seeded
 
@@ -198,6 +198,12 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source}: sampling.adaptive_min = {s.adaptive_min} is above sampling.adaptive_max = {s.adaptive_max}")
     if cfg.tokens.pitch_lo > cfg.tokens.pitch_hi:
         raise ConfigError(f"{cfg.source}: tokens.pitch_lo = {cfg.tokens.pitch_lo} is above tokens.pitch_hi = {cfg.tokens.pitch_hi}")
+    from .sampler import SamplingError, parse_key  # here, not at the top: sampler is numpy's, config is not
+
+    try:
+        parse_key(s.key)
+    except SamplingError as exc:  # "key 'H major': expected ..."
+        raise ConfigError(f"{cfg.source}: sampling.{exc}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

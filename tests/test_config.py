@@ -30,6 +30,8 @@ def test_every_dataclass_field_is_in_config_toml():
     ("[sampling]\ntemperature = \"hot\"\n", r"sampling.temperature = 'hot' should be float"),
     ("[midi]\nchannel = 17\n", r"midi.channel = 17 is above the maximum 16"),
     ("[jam]\nmode = \"jazz\"\n", r"jam.mode = 'jazz' is not one of"),
+    ("[sampling]\nkey = \"H major\"\n", r"sampling.key 'H major': expected 'none', 'auto'"),
+    ("[sampling]\nrepeat_window = 300\n", r"sampling.repeat_window = 300 is above the maximum 256"),
     ("[midi]\nchannel = true\n", r"channel = True should be int"),
     ("[sampling]\npitch_min = 90\npitch_max = 80\n", r"pitch_min = 90 is above sampling.pitch_max"),
     ("[midi\n", r"not valid TOML"),
