@@ -130,6 +130,13 @@ def pitch_span(ids, vocab: Vocab) -> tuple[int, int] | None:
     return int(rel.min()) + vocab.pitch_lo, int(rel.max()) + vocab.pitch_lo
 
 
+def lowest_transposition(ids, vocab: Vocab) -> np.ndarray:
+    """`ids` transposed so its lowest pitch is vocab.pitch_lo: the same array for every
+    transposition of a piece (a copy of `ids` if it has no notes)."""
+    span = pitch_span(ids, vocab)
+    return transpose(ids, vocab.pitch_lo - span[0] if span else 0, vocab)
+
+
 def allowed_shifts(ids, vocab: Vocab, max_semitones: int) -> list[int]:
     """Transpositions in [-max, +max] that keep every pitch of `ids` in range."""
     span = pitch_span(ids, vocab)

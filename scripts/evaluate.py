@@ -62,39 +62,15 @@ def summarize(logp: np.ndarray, targets: np.ndarray, onset_correct: int, vocab: 
 
 
 def score_lstm(model, pieces: list[np.ndarray], vocab: Vocab, batch: int = 32, chunk: int = 256):
-    """Teacher-forced log P(target) for every target of every piece, state carried across chunks.
+    """Teacher-forced log P(target) for every target of every piece (agent.model.score_pieces).
 
     Returns (logp [n_targets] in piece order, targets, number of onsets whose
-    argmax over NOTE_ON logits is right). Pieces are batched by length;
-    padding positions are masked out.
+    argmax over NOTE_ON logits is right).
     """
-    import torch
+    from agent.model import score_pieces
 
-    order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i]))
-    logps: list[np.ndarray | None] = [None] * len(pieces)
-    correct = 0
-    on_lo, on_hi = vocab.note_on_base, vocab.note_off_base
-    with torch.no_grad():
-        for b in range(0, len(order), batch):
-            idx = order[b:b + batch]
-            width = len(pieces[idx[0]]) - 1
-            x = torch.full((len(idx), width), vocab.END, dtype=torch.long)
-            y = torch.full((len(idx), width), -1, dtype=torch.long)
-            for r, i in enumerate(idx):
-                p = torch.as_tensor(np.asarray(pieces[i], dtype=np.int64))
-                x[r, :len(p) - 1], y[r, :len(p) - 1] = p[:-1], p[1:]
-            out = torch.zeros(len(idx), width)
-            state = None
-            for s in range(0, width, chunk):
-                logits, state = model(x[:, s:s + chunk], state)
-                yy = y[:, s:s + chunk]
-                lp = torch.log_softmax(logits.float(), dim=-1)
-                out[:, s:s + chunk] = lp.gather(-1, yy.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-                onset = (yy >= on_lo) & (yy < on_hi)
-                guess = logits[..., on_lo:on_hi].argmax(-1) + on_lo
-                correct += int(((guess == yy) & onset).sum())
-            for r, i in enumerate(idx):
-                logps[i] = out[r, :len(pieces[i]) - 1].numpy().astype(np.float64)
+    logps, correct = score_pieces(model, pieces, batch=batch, chunk=chunk,
+                                  argmax_range=(vocab.note_on_base, vocab.note_off_base))
     targets = np.concatenate([np.asarray(p[1:], np.int64) for p in pieces])
     return np.concatenate(logps), targets, correct
 

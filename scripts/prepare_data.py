@@ -10,7 +10,10 @@ that fails to parse is reported by name, recorded in the manifest and
 skipped; the run goes on. Then all pieces are deduplicated, filtered and
 split train/valid/test by piece with a fixed seed (a hash of the piece's
 tokens, so a piece lands in the same split whatever else is in the data) and
-written with agent.dataset.write_split. Transposition happens later, in
+written with agent.dataset.write_split. Pieces that are transpositions of one
+another (the same tune printed in two keys, in two books) share the split of
+the one with the smallest hash, since training transposes pieces and would
+otherwise learn a test tune from its twin. Transposition happens later, in
 training, so it can never carry a piece across splits.
 """
 from __future__ import annotations
@@ -152,16 +155,17 @@ def save_cache(path: Path, vocab: Vocab, entries: dict) -> None:
 
 
 def parse_source(name: str, kind: str, files: list[Path], base: Path, vocab: Vocab, cache_dir: Path,
-                 workers: int, use_cache: bool, pool) -> dict:
+                 use_cache: bool, pool) -> dict:
     """Parse (or reuse from cache) every file of one source; returns the cache entries."""
     from tqdm import tqdm
 
     cache_path = cache_dir / f"{name}.npz"
     old = load_cache(cache_path, vocab) if use_cache else {}
-    entries, jobs = {}, []
+    entries, jobs, stats = {}, [], {}
     for p in files:
-        key, stat = str(p), _stat(p)
-        if key in old and old[key]["stat"] == stat:
+        key = str(p)
+        stats[key] = _stat(p)  # as before parsing: a file changed meanwhile is parsed again next run
+        if key in old and old[key]["stat"] == stats[key]:
             entries[key] = old[key]
         else:
             display = f"{name}/{p.relative_to(base).as_posix()}"
@@ -174,10 +178,10 @@ def parse_source(name: str, kind: str, files: list[Path], base: Path, vocab: Voc
         for path, pieces, error in tqdm(results, total=len(jobs), desc=name, unit="file", file=sys.stderr):
             if error:
                 tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
-            entries[path] = {"stat": _stat(Path(path)), "error": error, "pieces": pieces}
+            entries[path] = {"stat": stats[path], "error": error, "pieces": pieces}
         save_cache(cache_path, vocab, entries)
     for path, e in entries.items():
-        if e["error"] and path in old:
+        if e["error"] and e is old.get(path):
             print(f"skipped {path}: {e['error']} (cached)", file=sys.stderr)
     return entries
 
@@ -188,20 +192,23 @@ def split_of(digest: str, seed: int, valid: float, test: float) -> str:
     return "test" if u < test else "valid" if u < test + valid else "train"
 
 
+def _sha1(ids: np.ndarray) -> str:
+    return hashlib.sha1(np.asarray(ids, dtype=np.int32).tobytes()).hexdigest()
+
+
 def assemble(sources: dict[str, dict], args, vocab: Vocab) -> dict:
-    """Dedupe, filter, split; write the splits and the manifest. Returns the manifest."""
+    """Dedupe, filter, split; write the splits. Returns the manifest (main writes it)."""
     seen: set[str] = set()
-    splits: dict[str, list] = {s: [] for s in dataset.SPLITS}
-    names: dict[str, list] = {s: [] for s in dataset.SPLITS}
+    kept = []  # (source, name, ids, digest, digest of its lowest transposition)
     per_source: dict[str, dict] = {}
     filtered = {"too_short": 0, "off_grid": 0, "duplicate": 0}
     skipped = []
     for src, entries in sources.items():
-        counts = {"files": len(entries), "skipped_files": 0, "pieces": 0, "tokens": 0,
-                  **{s: 0 for s in dataset.SPLITS}}
+        per_source[src] = {"files": len(entries), "skipped_files": 0, "pieces": 0, "tokens": 0,
+                           **{s: 0 for s in dataset.SPLITS}}
         for path, e in sorted(entries.items()):
             if e["error"]:
-                counts["skipped_files"] += 1
+                per_source[src]["skipped_files"] += 1
                 skipped.append({"file": path, "source": src, "reason": e["error"]})
             for p in e["pieces"]:
                 if p["notes"] < args.min_notes:
@@ -211,31 +218,37 @@ def assemble(sources: dict[str, dict], args, vocab: Vocab) -> dict:
                     filtered["off_grid"] += 1
                     continue
                 ids = np.asarray(p["ids"], dtype=np.int32)
-                digest = hashlib.sha1(ids.tobytes()).hexdigest()
+                digest = _sha1(ids)
                 if digest in seen:  # O'Neill's ranges overlap; some tunes are in two books
                     filtered["duplicate"] += 1
                     continue
                 seen.add(digest)
-                split = split_of(digest, args.seed, args.valid, args.test)
-                splits[split].append(ids)
-                names[split].append(p["name"])
-                counts["pieces"] += 1
-                counts["tokens"] += len(ids)
-                counts[split] += 1
-        per_source[src] = counts
+                kept.append((src, p["name"], ids, digest, _sha1(dataset.lowest_transposition(ids, vocab))))
+    # a piece without a transposed twin is split by its own digest; twins by their smallest
+    group_digest: dict[str, str] = {}
+    for *_, digest, key in kept:
+        group_digest[key] = min(digest, group_digest.get(key, digest))
+    splits: dict[str, list] = {s: [] for s in dataset.SPLITS}
+    names: dict[str, list] = {s: [] for s in dataset.SPLITS}
+    for src, name, ids, _, key in kept:
+        split = split_of(group_digest[key], args.seed, args.valid, args.test)
+        splits[split].append(ids)
+        names[split].append(name)
+        counts = per_source[src]
+        counts["pieces"] += 1
+        counts["tokens"] += len(ids)
+        counts[split] += 1
     out = Path(args.out)
     totals = {}
     for s in dataset.SPLITS:
         n, t = dataset.write_split(out, s, splits[s])
         totals[s] = {"pieces": n, "tokens": t}
-    manifest = {
+    return {
         "vocab": vocab.to_dict(), "seed": args.seed, "fractions": {"valid": args.valid, "test": args.test},
         "filters": {"min_notes": args.min_notes, "grid_filter": args.grid_filter}, "filtered": filtered,
         "counts": {"sources": per_source, "splits": totals},
         "pieces": names, "skipped": skipped,
     }
-    dataset.write_manifest(out, manifest)
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     pool = mp.get_context("fork").Pool(args.workers) if args.workers > 1 else None
     try:
-        sources = {name: parse_source(name, kind, files, base, vocab, Path(args.cache), args.workers,
-                                      not args.no_cache, pool)
+        sources = {name: parse_source(name, kind, files, base, vocab, Path(args.cache), not args.no_cache, pool)
                    for name, kind, files, base in plan}
     finally:
         if pool:

@@ -210,7 +210,7 @@ for epoch in range(start_epoch, args.epochs + 1):
     if n_steps == 0:
         sys.exit(f"train split too small for --batch {args.batch} x --chunk {args.chunk} (per process)")
     if planned_steps == 0:  # first guess: every epoch this long; refined below once speed is known
-        planned_steps = n_steps * args.epochs
+        planned_steps = min(n_steps * args.epochs, args.max_steps or math.inf)
     model.train()
     state = None
     loss_sum, tok_count, t_epoch = 0.0, 0, time.perf_counter()
@@ -274,7 +274,8 @@ for epoch in range(start_epoch, args.epochs + 1):
     if budget_s < math.inf and i > 0:
         s_per_step = epoch_s / (i + 1)
         left = budget_s - (time.perf_counter() - t_start)
-        planned_steps = min(n_steps * args.epochs, step + max(0, int(left / s_per_step)))
+        planned_steps = min(n_steps * args.epochs, args.max_steps or math.inf,
+                            step + max(0, int(left / s_per_step)))
         if ddp:  # rank 0's plan for all: different learning rates would let the replicas drift apart
             t = torch.tensor([planned_steps], device=device)
             dist.broadcast(t, src=0)

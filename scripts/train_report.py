@@ -15,49 +15,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent import dataset  # noqa: E402
-from agent.model import LSTMModel, load_checkpoint  # noqa: E402
+from agent.model import LSTMModel, load_checkpoint, score_pieces  # noqa: E402
 
 
-@torch.no_grad()
 def evaluate_pieces(model: LSTMModel, pieces: list, device="cpu", batch: int = 64,
                     chunk: int = 512) -> tuple[float, int]:
-    """(sum of NLL in nats, number of targets) over pieces, each from a zero state.
-
-    Pieces are sorted by length and padded into batches; long pieces run in
-    chunks with the state carried, so memory stays bounded.
-    """
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
-    for b in range(0, len(order), batch):
-        group = [np.asarray(pieces[i], dtype=np.int64) for i in order[b:b + batch]]
-        length = max(len(p) for p in group)
-        x = np.zeros((len(group), length), dtype=np.int64)
-        mask = np.zeros((len(group), length), dtype=bool)
-        for r, p in enumerate(group):
-            x[r, :len(p)] = p
-            mask[r, :len(p)] = True
-        x, mask = torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)
-        state = None
-        for a in range(0, length - 1, chunk):
-            inp, tgt = x[:, a:a + chunk], x[:, a + 1:a + chunk + 1]
-            inp = inp[:, :tgt.size(1)]
-            logits, state = model(inp, state)
-            nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none")
-            m = mask[:, a + 1:a + chunk + 1].reshape(-1)
-            total += float(nll[m].sum())
-            count += int(m.sum())
-    model.train(was_training)
-    return total, count
+    """(sum of NLL in nats, number of targets) over pieces, each from a zero state."""
+    logps, _ = score_pieces(model, pieces, device=device, batch=batch, chunk=chunk)
+    return -float(sum(lp.sum() for lp in logps)), sum(len(lp) for lp in logps)
 
 
 def plot_losses(history: list[dict], path: Path) -> None:

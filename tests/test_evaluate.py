@@ -182,3 +182,17 @@ def test_vocab_mismatch_is_a_user_error(tmp_path, data_dir):
     model_dir = write_model(tmp_path / "model")
     dataset.write_manifest(data_dir, {"vocab": Vocab(resolution=4).to_dict()})
     assert ev.main([str(model_dir), "--data", str(data_dir)]) == 2
+
+
+def test_card_and_evaluate_score_the_same_nll(tmp_path, chorales):
+    """train_report (valid/test NLL on the card) and evaluate.py share agent.model.score_pieces."""
+    from agent.model import load_checkpoint
+
+    ev, tr = load_script("evaluate"), load_script("train_report")
+    model, _ = load_checkpoint(write_model(tmp_path / "m", seed=3) / "checkpoint.pt")
+    pieces = chorales[:5]
+    total, n = tr.evaluate_pieces(model, pieces, batch=2, chunk=37)
+    logp, tgt, _ = ev.score_lstm(model, pieces, VOCAB)
+    assert n == len(tgt) == sum(len(p) - 1 for p in pieces)
+    assert total == pytest.approx(-logp.sum(), rel=1e-6)
+    assert tr.evaluate_pieces(model, []) == (0.0, 0)  # a DDP rank with no valid pieces

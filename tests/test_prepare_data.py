@@ -114,3 +114,31 @@ def test_essen_test_and_variant_files_are_skipped(prep):
     names = [p.name for p in prep.corpus_files("essen")]
     assert len(names) == 26 and not [n for n in names if n.startswith(("test", "variant"))]
     assert not [p for p in prep.corpus_files("bach") if p.suffix == ".rntxt"]
+
+
+def test_transposed_twins_share_a_split(prep, tmp_path):
+    """Training transposes pieces, so a tune and its transposition in another book must not straddle splits."""
+    import argparse
+    import hashlib
+
+    from agent.events import Note, encode
+
+    vocab = Vocab()
+    tune = np.asarray(encode([Note(60 + d, i, i + 1) for i, d in enumerate((0, 2, 4, 5, 7, 5, 4, 2, 0))], vocab),
+                      np.int32)
+    twin = dataset.transpose(tune, 5, vocab)
+    other = dataset.transpose(encode([Note(60, i, i + 1) for i in range(9)], vocab), 0, vocab)
+    digest = {n: hashlib.sha1(np.asarray(a, np.int32).tobytes()).hexdigest()
+              for n, a in (("tune", tune), ("twin", twin), ("other", other))}
+    # a seed under which the two would land in different splits if each were split by its own hash
+    seed = next(s for s in range(1000) if prep.split_of(digest["tune"], s, 0.3, 0.3)
+                != prep.split_of(digest["twin"], s, 0.3, 0.3))
+    piece = lambda name, ids: {"name": name, "ids": ids, "notes": 9, "off_grid": False}  # noqa: E731
+    sources = {"a": {"a/1": {"stat": [0, 0], "error": None, "pieces": [piece("tune", tune), piece("other", other)]}},
+               "b": {"b/1": {"stat": [0, 0], "error": None, "pieces": [piece("twin", twin)]}}}
+    args = argparse.Namespace(min_notes=4, grid_filter=False, seed=seed, valid=0.3, test=0.3, out=str(tmp_path))
+    m = prep.assemble(sources, args, vocab)
+    where = {n: s for s in dataset.SPLITS for n in m["pieces"][s]}
+    assert where["tune"] == where["twin"] == prep.split_of(min(digest["tune"], digest["twin"]), seed, 0.3, 0.3)
+    assert where["other"] == prep.split_of(digest["other"], seed, 0.3, 0.3)  # no twin: its own hash, as before
+    assert sum(len(v) for v in m["pieces"].values()) == 3 and m["filtered"]["duplicate"] == 0

@@ -89,9 +89,11 @@ def test_train_loss_falls_checkpoint_reloads_and_resume_continues(tiny_data, tmp
 
 def test_time_and_step_budgets_stop_the_run(tiny_data, tmp_path):
     out = tmp_path / "model"
-    train(tiny_data, out, "--epochs", "50", "--max-steps", "7", "--no-test")
+    train(tiny_data, out, "--epochs", "50", "--max-steps", "7", "--warmup", "2", "--min-lr", "1e-4", "--no-test")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 7 and len(metrics["epochs"]) == 1
+    # the cosine schedule is planned over the step budget, so it has run (nearly) down by the last step
+    assert metrics["epochs"][-1]["lr"] < 0.1 * 1e-2
     assert (out / "checkpoint.pt").exists() and not (out / "card.json").exists()
 
 
