@@ -97,3 +97,29 @@ def test_play_phrase_releases_each_note_after_it_starts():
     assert [(m.type, m.note, m.velocity > 0) for _, m in sent] == [
         ("note_on", 60, True), ("note_off", 60, False), ("note_on", 62, True), ("note_off", 62, False)]
     assert sent[-1][0] == pytest.approx(1.0 + (7.5 + 0.25 * 0.95) * 0.5)
+
+
+def test_a_second_ctrl_c_while_stopping_does_not_cut_the_stop_short():
+    # an impatient musician presses Ctrl-C again while the engine is closing its notes
+    import threading
+
+    from agent.commands.play import run_until_stopped
+
+    class SlowToStop:
+        def __init__(self):
+            self.stopped, self.error, self.finished = threading.Event(), None, False
+
+        def stop(self):
+            os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, mid-stop
+            time.sleep(0.05)  # Python runs the handler between these bytecodes
+            self.finished = True  # the note-offs went out
+            self.stopped.set()
+            return []
+
+        def stats(self):
+            return {"phrases": 0, "answers": 0, "sent": 0, "dropped_late": 0, "open_notes": 0}
+
+    eng = SlowToStop()
+    eng.stopped.set()  # already failed/finished: straight to the stop
+    assert run_until_stopped(eng) == 0 and eng.finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again after

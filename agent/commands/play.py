@@ -47,11 +47,30 @@ def load_predictor(cfg):
     return Predictor.from_config(cfg)
 
 
-def run_until_stopped(engine, seconds: float | None = None) -> int:
-    """Wait for Ctrl-C, SIGTERM, the time limit or an engine failure; always stop the engine."""
+def _ignore_sigint():
+    """SIGINT ignored (main thread only; elsewhere a no-op). Returns what to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _restore_sigint(old) -> None:
+    if old is not None:
+        signal.signal(signal.SIGINT, old)
+
+
+def run_until_stopped(engine, seconds: float | None = None, banner: str | None = None) -> int:
+    """Wait for Ctrl-C, SIGTERM, the time limit or an engine failure; always stop the engine.
+
+    Call it straight after engine.start(): `banner` is printed inside, so a
+    Ctrl-C at any moment still reaches the stop. A second Ctrl-C while the
+    engine stops is ignored, so the note-offs always go out.
+    """
     done = threading.Event()
     old = signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
+        if banner:
+            print(banner, flush=True)
         limit = threading.Timer(seconds, done.set) if seconds else None
         if limit:
             limit.daemon = True
@@ -62,7 +81,11 @@ def run_until_stopped(engine, seconds: float | None = None) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, old)
-        closed = engine.stop()
+        old_int = _ignore_sigint()
+        try:
+            closed = engine.stop()
+        finally:
+            _restore_sigint(old_int)
         st = engine.stats()
         print(f"stopped: {st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
               f"{st['dropped_late']} late note-ons dropped, {len(closed)} notes closed at stop, "
@@ -91,6 +114,6 @@ def run(args) -> int:
     engine = Engine(cfg, predictor, ports=ports, input_name=inp, output_name=out or "", virtual_name=virtual,
                     virtual_input=bool(args.virtual_in))
     engine.start()
-    print(f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
-          f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.", flush=True)
-    return run_until_stopped(engine, args.seconds)
+    return run_until_stopped(engine, args.seconds,
+                             f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
+                             f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.")
