@@ -132,7 +132,13 @@ def role_reader(part: str) -> None:
     names = [n for n in mido.get_input_names() if part in n]
     port = mido.open_input(names[0], callback=lambda m: got.append((time.perf_counter(), m.bytes())))
     print("ready", flush=True)
-    sys.stdin.readline()
+    # "stop N": the engine sent N note messages; wait (up to 2 s) until they are all here, so the
+    # note-offs sent at the very end are not missed on a loaded machine
+    words = sys.stdin.readline().split()
+    want = int(words[1]) if len(words) > 1 else 0
+    deadline = time.perf_counter() + 2.0
+    while time.perf_counter() < deadline and sum(1 for _, b in got if b[0] & 0xF0 in (0x80, 0x90)) < want:
+        time.sleep(0.01)
     time.sleep(0.05)
     port.close()
     print(json.dumps(got), flush=True)
@@ -184,7 +190,7 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
         played = player.result()
         time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
         closed = eng.stop()
-        reader.say("stop")
+        reader.say(f"stop {sum(1 for s in sends if s[0][0] & 0xF0 in (0x80, 0x90))}")
         got = reader.result()
         player.say("quit")
         for c in (player, reader):
