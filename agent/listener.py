@@ -63,6 +63,8 @@ class EchoFilter:
         key = (msg.channel, msg.note)
         with self._lock:
             if msg.type == "note_on" and msg.velocity > 0:
+                while self._sent and t_s - self._sent[0][0] > self.window_s:  # too old to come back now
+                    self._sent.popleft()
                 for i, (ts, ch, note, vel) in enumerate(self._sent):
                     if (ch, note, vel) == (*key, msg.velocity) and -0.001 <= t_s - ts <= self.window_s:
                         del self._sent[i]

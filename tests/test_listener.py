@@ -117,3 +117,12 @@ def test_the_thread_feeds_queued_messages_in_order_and_stops():
         time.sleep(0.01)
     li.stop()
     assert [n for n, _, _ in jam.notes] == list(range(40, 60)) and not li.alive
+
+
+def test_the_echo_filter_forgets_sends_too_old_to_come_back():
+    echo = EchoFilter(window_s=0.1)
+    for k in range(100):
+        echo.sending(mido.Message("note_on", note=60 + k % 12, velocity=90), k * 0.01)
+    # a note long after: nothing it could be an echo of is kept, and it is the player's
+    assert not echo.is_echo(mido.Message("note_on", note=60, velocity=90), 5.0)
+    assert len(echo._sent) == 0
