@@ -1,6 +1,7 @@
 """antiphon play: run the engine headless until Ctrl-C or SIGTERM (both close every note)."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
@@ -47,15 +48,12 @@ def load_predictor(cfg):
     return Predictor.from_config(cfg)
 
 
-def _ignore_sigint():
-    """SIGINT ignored (main thread only; elsewhere a no-op). Returns what to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _restore_sigint(old) -> None:
-    if old is not None:
+@contextlib.contextmanager
+def _sigint_ignored():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
         signal.signal(signal.SIGINT, old)
 
 
@@ -81,11 +79,8 @@ def run_until_stopped(engine, seconds: float | None = None, banner: str | None =
         pass
     finally:
         signal.signal(signal.SIGTERM, old)
-        old_int = _ignore_sigint()
-        try:
+        with _sigint_ignored():
             closed = engine.stop()
-        finally:
-            _restore_sigint(old_int)
         st = engine.stats()
         print(f"stopped: {st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
               f"{st['dropped_late']} late note-ons dropped, {len(closed)} notes closed at stop, "
