@@ -19,6 +19,8 @@ of it needs torch.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,8 @@ from .events import Vocab
 SPLITS = ("train", "valid", "test")
 DEFAULT_DATA_DIR = Path("data/prepared")
 MANIFEST = "manifest.json"
+QUICK_DATA_DIR = Path("data/quick")  # what --quick runs use when there is no prepared data
+QUICK_CHORALES = 120  # ~30 s to parse on 2 cores; the split rule puts a handful in valid and test
 
 
 class DataError(AntiphonError):
@@ -90,6 +94,31 @@ def load_manifest(data_dir: str | Path) -> dict:
         raise DataError(f"{path}: no manifest (run scripts/prepare_data.py first)") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON: {exc}") from None
+
+
+def data_for_quick(data_dir: str | Path, log=print, *, quick_dir: str | Path = QUICK_DATA_DIR,
+                   chorales: int = QUICK_CHORALES) -> Path:
+    """The prepared data a `--quick` run uses: data_dir if it has a manifest, else a small set.
+
+    On a fresh clone there is no data/prepared, so a quick benchmark or
+    evaluation builds (once; later runs reuse it) data/quick from the first
+    `chorales` (QUICK_CHORALES) Bach chorales of music21's corpus, with
+    scripts/prepare_data.py. Its split rule is the full run's (a hash of each
+    piece's tokens), so a test piece here is a test piece of the full set too.
+    """
+    data_dir = Path(data_dir)
+    if (data_dir / MANIFEST).is_file():
+        return data_dir
+    quick = Path(quick_dir).resolve()
+    if not (quick / MANIFEST).is_file():
+        log(f"no prepared data at {data_dir}: building {quick_dir} from {chorales} Bach chorales (once)")
+        script = Path(__file__).resolve().parent.parent / "scripts" / "prepare_data.py"
+        r = subprocess.run([sys.executable, str(script), "--corpus", "bach", "--limit", str(chorales),
+                            "--out", str(quick), "--cache", str(quick / "cache")], capture_output=True, text=True)
+        if r.returncode != 0 or not (quick / MANIFEST).is_file():
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise DataError(f"could not build {quick_dir} for a quick run: {tail[0]}")
+    return quick
 
 
 def vocab_of(data_dir: str | Path) -> Vocab:

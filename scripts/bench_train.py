@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.dataset import DEFAULT_DATA_DIR, load_split, vocab_of  # noqa: E402
+from agent.dataset import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
 from agent.modeldir import ModelDir  # noqa: E402
 
@@ -230,6 +230,8 @@ def main(argv=None) -> int:
     args.rounds = args.rounds or (3 if args.quick else 6)
     args.steps = args.steps or (2 if args.quick else 5)
     try:
+        if args.quick:  # a fresh clone has no data/prepared: a small set from the chorales will do
+            args.data = str(data_for_quick(args.data, log=lambda m: print(m, file=sys.stderr)))
         r = run(args, log=lambda m: print(m, file=sys.stderr))
     except AntiphonError as exc:
         print(f"bench_train: error: {exc}", file=sys.stderr)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import metrics  # noqa: E402
-from agent.dataset import DEFAULT_DATA_DIR, load_split, vocab_of  # noqa: E402
+from agent.dataset import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
 from agent.events import Vocab, decode  # noqa: E402
 from agent.modeldir import ModelDir  # noqa: E402
@@ -330,19 +330,22 @@ def _finite(x):
     return x
 
 
+SIZES = {"samples": (64, 8), "length": (512, 256), "limit": (0, 8)}  # option: (default, with --quick)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="model folder (checkpoint.pt + vocab.json)")
     ap.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="prepared data folder (default %(default)s)")
     ap.add_argument("--json", metavar="OUT", help="write the report here")
-    ap.add_argument("--samples", type=int, default=64, help="continuations to sample (default %(default)s)")
+    ap.add_argument("--samples", type=int, help="continuations to sample (default 64, quick 8)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--prompt", type=int, default=64, help="opening length, tokens (default %(default)s)")
-    ap.add_argument("--length", type=int, default=512, help="continuation length, tokens (default %(default)s)")
+    ap.add_argument("--length", type=int, help="continuation length, tokens (default 512, quick 256)")
     ap.add_argument("--ngram-order", type=int, default=4, help="order of the `ngram` baseline (default %(default)s)")
     ap.add_argument("--extra-orders", type=int, nargs="*", default=[6], metavar="N",
                     help="more Kneser-Ney baselines reported as ngramN (default: 6; none: --extra-orders)")
-    ap.add_argument("--limit", type=int, default=0, help="score only the first N test pieces (0 = all)")
+    ap.add_argument("--limit", type=int, help="score only the first N test pieces (default 0 = all, quick 8)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: fastest for batch-1 steps on shared cores; 0 = torch's default)")
@@ -351,11 +354,18 @@ def main(argv=None) -> int:
                          "plain: batched torch temperature sampling")
     ap.add_argument("--backend", default="auto", help="live sampler's backend (default: onnx if model.onnx, else torch-cpu)")
     ap.add_argument("--plots", metavar="DIR", help="write pitch_histograms.png and piano_roll.png here")
+    ap.add_argument("--quick", action="store_true", help="a minute's check: fewer pieces and samples; "
+                                                         "with no prepared data, a small set from the Bach chorales")
     args = ap.parse_args(argv)
+    for name, (full, quick) in SIZES.items():  # an option given explicitly wins over --quick
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.samples < 1 or args.temperature <= 0 or args.prompt < 1 or args.length < 1:
         print("evaluate: --samples, --prompt, --length must be >= 1 and --temperature > 0", file=sys.stderr)
         return 2
     try:
+        if args.quick:
+            args.data = str(data_for_quick(args.data, log=lambda m: print(m, file=sys.stderr)))
         r = evaluate(args.model, args.data, samples=args.samples, temperature=args.temperature,
                      prompt=args.prompt, length=args.length, ngram_order=args.ngram_order,
                      extra_orders=args.extra_orders, limit=args.limit,

@@ -5,6 +5,7 @@ No assertion here depends on speed (the ratio itself is recorded in BENCHMARKS.m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,14 @@ def test_model_size_comes_from_the_checkpoint(tmp_path):
     assert config == {}
     args, _, _ = bench.model_args_for(str(tmp_path / "none"), VOCAB.size, {"hidden": 64})
     assert args["hidden"] == 64 and args["layers"] == bench.TRAIN_DEFAULTS["layers"]
+
+
+def test_quick_run_needs_no_prepared_data(tmp_path):
+    bench = load_script("bench_train")
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--quick", "--data", str(tmp_path / "no-prepared-data"), "--model", str(tmp_path / "no-model"),
+                     "--json", str(out), "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch", "4",
+                     "--chunk", "50", "--rounds", "1", "--steps", "2", "--threads", "1"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert Path(r["data"]).name == "quick" and r["data_tokens"] > 10_000 and r["ours"]["targets"] > 0

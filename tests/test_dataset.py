@@ -76,3 +76,24 @@ def test_transpose_refuses_to_leave_the_range():
     assert dataset.transpose(ids, -3, vocab) is None
     assert dataset.pitch_span(ids, vocab) == (50, 70)
     assert dataset.allowed_shifts(ids, vocab, 6) == [-2, -1, 0, 1, 2]
+
+
+def test_quick_data_is_built_from_real_chorales_when_there_is_none(tmp_path):
+    missing, quick = tmp_path / "no-such-prepared", tmp_path / "quick"
+    lines = []
+    got = dataset.data_for_quick(missing, log=lines.append, quick_dir=quick, chorales=24)
+    assert got == quick.resolve() and "building" in lines[0]
+    manifest = dataset.load_manifest(got)
+    assert manifest["counts"]["sources"]["bach"]["pieces"] >= 20  # real chorales, parsed by music21
+    train = dataset.load_split(got, "train")
+    assert train and all(p[0] == Vocab().START and p[-1] == Vocab().END for p in train)
+    # a second call reuses what was built; a folder with its own manifest is used as it is
+    assert dataset.data_for_quick(missing, log=lines.append, quick_dir=quick) == got and len(lines) == 1
+    assert dataset.data_for_quick(got, log=lines.append, quick_dir=tmp_path / "other") == got
+
+
+def test_quick_data_says_why_it_could_not_be_built(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(dataset.DataError, match="could not build"):
+        dataset.data_for_quick(tmp_path / "none", quick_dir=blocker / "quick", chorales=2)

@@ -196,3 +196,14 @@ def test_card_and_evaluate_score_the_same_nll(tmp_path, chorales):
     assert n == len(tgt) == sum(len(p) - 1 for p in pieces)
     assert total == pytest.approx(-logp.sum(), rel=1e-6)
     assert tr.evaluate_pieces(model, []) == (0.0, 0)  # a DDP rank with no valid pieces
+
+
+def test_quick_evaluation_of_the_shipped_model_needs_no_prepared_data(tmp_path):
+    """A fresh clone has no data/prepared: --quick builds data/quick from the chorales and scores the model."""
+    ev = load_script("evaluate")
+    out = tmp_path / "eval.json"
+    rc = ev.main(["models/default", "--quick", "--data", str(tmp_path / "no-prepared-data"), "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert Path(r["data"]).name == "quick" and r["n_pieces"] <= 8 and r["sampling"]["samples"] == 8
+    assert r["test_nll"] < r["baselines"]["ngram"]["test_nll"]  # the trained model beats the n-gram on chorales
