@@ -49,6 +49,15 @@ def test_auto_is_onnx_without_a_gpu(model_dir):
         resolve_backend("tensorrt", model_dir)
 
 
+def test_auto_is_onnx_even_where_cuda_looks_available(model_dir, monkeypatch):
+    """auto means measured-best: onnx on the CPU, until the CUDA path is measured."""
+    import agent.runtime as rt
+
+    monkeypatch.setattr(rt, "cuda_likely", lambda: True)
+    assert (model_dir / "checkpoint.pt").exists()
+    assert resolve_backend("auto", model_dir) == "onnx"
+
+
 def test_onnx_session_is_single_threaded_and_sequential(model_dir):
     import onnxruntime as ort
 
