@@ -2,8 +2,9 @@
 
 The backend comes from config `[midi] backend`, else the MIDO_BACKEND
 environment variable, else rtmidi's default API. Inputs are always opened
-with a callback that only stamps `perf_counter()` time and hands the message
-on (the listener enqueues it): under JACK the callback runs in JACK's
+with a callback that only stamps the arrival time on the clock it is given
+(`open_input(..., clock=)`, default the real perf_counter clock) and hands
+the message on (the listener enqueues it): under JACK the callback runs in JACK's
 real-time thread, so nothing else may happen there.
 
 The loopback backend is a set of named in-process buses: whatever is sent on
@@ -28,7 +29,7 @@ RTMIDI_APIS = {
     "coremidi": "MACOSX_CORE",
     "winmm": "WINDOWS_MM",
 }
-Receiver = Callable[[mido.Message, float], None]  # (message, arrival time in perf_counter seconds)
+Receiver = Callable[[mido.Message, float], None]  # (message, arrival time in the clock's seconds)
 
 
 class PortError(AntiphonError):
@@ -43,7 +44,7 @@ class PortLost(PortError, OSError):
 class _Bus:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.receivers: list[Receiver] = []
+        self.receivers: list[Callable[[mido.Message], None]] = []
         self.broken = False
         self.lock = threading.Lock()
 
@@ -82,23 +83,22 @@ class LoopbackOutput:
     def send(self, msg: mido.Message) -> None:
         if self.closed or self._bus.broken:
             raise PortLost(f"loopback port {self.name!r} is gone")
-        t = time.perf_counter()
         with self._bus.lock:
             receivers = list(self._bus.receivers)
         for r in receivers:
-            r(msg, t)
+            r(msg)
 
     def close(self) -> None:
         self.closed = True
 
 
 class LoopbackInput:
-    def __init__(self, loop: Loopback, name: str, receiver: Receiver) -> None:
+    def __init__(self, loop: Loopback, name: str, receiver: Receiver, now: Callable[[], float] = time.perf_counter) -> None:
         self.name = name
         self._bus = loop.bus(name)
-        self._receiver = receiver
+        self._receiver = lambda msg: receiver(msg, now())  # stamped on arrival, like a real port
         with self._bus.lock:
-            self._bus.receivers.append(receiver)
+            self._bus.receivers.append(self._receiver)
         self.closed = False
 
     def close(self) -> None:
@@ -179,17 +179,19 @@ class Ports:
         except Exception:  # rtmidi errors, PortError: the MIDI system itself went away
             return False
 
-    def open_input(self, part: str, receiver: Receiver, *, virtual: bool = False):
+    def open_input(self, part: str, receiver: Receiver, *, virtual: bool = False, clock=None):
         """Open the input whose name contains `part` ('' = the first one).
 
         `receiver(msg, t_s)` is called on the backend's thread with the arrival
-        time already stamped. Returns the port (it has `.name` and `.close()`).
+        time already stamped on `clock` (default: perf_counter, the real
+        clock's time). Returns the port (it has `.name` and `.close()`).
         """
+        now = clock.now if clock is not None else time.perf_counter
         if self.is_loopback:
-            return LoopbackInput(self.loop, part or "keyboard", receiver)
+            return LoopbackInput(self.loop, part or "keyboard", receiver, now)
 
         def stamp(msg: mido.Message) -> None:
-            receiver(msg, time.perf_counter())
+            receiver(msg, now())
 
         if virtual:
             return self._guard(f"creating virtual input {part!r}",

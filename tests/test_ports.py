@@ -45,3 +45,17 @@ def test_loopback_delivers_stamped_messages_and_reports_a_lost_port():
 def test_virtual_output_names_the_port():
     ports = Ports("loopback", loop=Loopback())
     assert ports.open_output(virtual_name="Antiphon").name == "Antiphon"
+
+
+def test_arrivals_are_stamped_on_the_clock_passed_in():
+    from agent.clock import FakeClock
+
+    clock = FakeClock(123.0)
+    ports = Ports("loopback", loop=Loopback())
+    got = []
+    ports.open_input("kbd", lambda m, t: got.append(t), clock=clock)
+    out = ports.open_output("kbd")
+    out.send(mido.Message("note_on", note=60))
+    clock.advance(0.5)
+    out.send(mido.Message("note_on", note=61))
+    assert got == [123.0, 123.5]
