@@ -76,6 +76,7 @@ class SamplingConfig:
     repeat_penalty: float = _f(0.0, min=0.0, max=100.0)
     repeat_window: int = _f(16, min=1, max=256)  # the predictor keeps the last 256 note-ons
     rest_bias: float = _f(0.0, min=-20.0, max=20.0)  # added to long-SHIFT logits
+    max_note_beats: float = _f(4.0, min=0.25, max=64.0)  # an agent note is closed after this long
     seed: int = _f(-1, min=-1)  # -1 = not seeded
 
 
@@ -92,6 +93,8 @@ class JamConfig:
     end_phrase_cc: int = _f(-1, min=-1, max=127)  # -1 = none
     temperature_cc: int = _f(-1, min=-1, max=127)  # -1 = none
     context_tokens: int = _f(512, min=16, max=100000)
+    reprime_tokens: int = _f(1024, min=0, max=1000000)  # re-prime the state from the context this often; 0 = never
+    held_note_timeout_s: float = _f(10.0, min=0.5, max=3600.0)  # a player's note held longer leaves the context
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_TOKENS_PER_TICK = 64  # a model that emits notes without ever moving time cannot hog the thread
 MAX_GAP_BEATS = 4.0  # longer pauses are fed as this much rest (the model never saw minutes of silence)
 BOUNDARY_BIAS = -30.0  # logit offset on START/END: a live stream has no piece boundaries
+HISTORY = 10_000  # responses and resample times kept for reports (a long session must not grow without bound)
 
 
 @dataclass
@@ -95,10 +96,16 @@ class Jam:
         self.phrase: Phrase | None = None
         self.gen: Generation | None = None
         self.phrases = 0
-        self.responses: list[dict] = []  # one per finished answer / run, for reports and benchmarks
+        self.responses: deque[dict] = deque(maxlen=HISTORY)  # the latest finished answers / runs, for reports
+        self.answers = 0  # every answer / run retired (responses keeps only the latest)
         self.player_events = 0
         self.rollbacks = 0
-        self.resample_s: list[float] = []
+        self.resample_s: deque[float] = deque(maxlen=HISTORY)
+        self.agent_onset: dict[int, int] = {}  # pitch -> tick of the agent's latest note-on (max_note_beats)
+        self.player_onset: dict[int, float] = {}  # pitch -> when the player pressed it, while held
+        self.notes_limited = 0  # agent notes closed at max_note_beats
+        self.held_released = 0  # player notes dropped from the context after held_note_timeout_s
+        self.reprimes = 0
         self._resample_from: float | None = None
         self._ctrl_src = None
         self._ctrl = None
@@ -158,6 +165,10 @@ class Jam:
         now = self.clock.now()
         floor = now + self.controls.cfg.jam.rollback_guard_ms / 1000.0
         self.player_events += 1
+        if on:
+            self.player_onset[pitch] = t_s
+        else:
+            self.player_onset.pop(pitch, None)
         g = self.gen
         if g is not None:
             if g.kind == "call":
@@ -215,6 +226,11 @@ class Jam:
         if abs(self._anchor[2] - self._spt()) > 1e-12:  # tempo changed: keep the frontier's time
             self._anchor = (self.enc.tick, self.time_of(self.enc.tick), self._spt())
         wake = [now + 0.05]
+        if self.player_onset:
+            wake.append(self._release_held(now))
+        every = cfg.jam.reprime_tokens
+        if every and self.predictor.steps >= every:
+            self.reprime()
         g = self.gen
         if g is not None and g.done and now >= g.end_t:
             self._retire(now)
@@ -250,6 +266,40 @@ class Jam:
             wake.append(g.end_t)
         return min(wake)
 
+    def _release_held(self, now: float) -> float:
+        """A player's note held past held_note_timeout_s (a stuck key, a lost note-off) is
+        released as if the player had let go now, so the agent is never silenced by it.
+        Returns when the next held note times out."""
+        timeout = self.controls.cfg.jam.held_note_timeout_s
+        for p, t in sorted(self.player_onset.items()):
+            if now - t >= timeout:
+                self.held_released += 1
+                log.warning("pitch %d held for %.1f s: released from the context", p, now - t)
+                self.player_note(p, 0, False, now)
+        return min(self.player_onset.values(), default=now) + timeout
+
+    def reprime(self) -> None:
+        """Re-prime the model state from the rolling context, so it cannot drift for minutes."""
+        self.predictor.reprime()
+        self.reprimes += 1
+
+    def _limit_notes(self) -> None:
+        """Close every agent note held max_note_beats or longer, at that length.
+
+        At a high temperature the state drifts and may never emit a note's
+        NOTE_OFF (and once max_polyphony notes sound, no new note may start):
+        the NOTE_OFF is fed here as if the model had sampled it."""
+        limit = max(1, round(self.controls.cfg.sampling.max_note_beats * self.vocab.resolution))
+        tick = self.enc.tick
+        for p in sorted(self.agent_sounding):
+            on = min(self.agent_onset.get(p, tick), tick)  # after a rollback the latest onset may be ahead
+            if tick - on >= limit:
+                self.agent_sounding.discard(p)
+                self.predictor.feed(self.vocab.note_off(p))
+                self.scheduler.schedule(self.time_of(on + limit),
+                                        mido.Message("note_off", channel=self.channel, note=p))
+                self.notes_limited += 1
+
     def lookahead_s(self) -> float:
         return self.controls.cfg.jam.lookahead_ms / 1000.0
 
@@ -278,6 +328,7 @@ class Jam:
         g.end_tick = self.enc.tick + g.length_ticks
         g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
         for pitch, vel in g.onset:
+            self.agent_onset[pitch] = self.enc.tick
             self.scheduler.schedule(t0, mido.Message("note_on", channel=self.channel, note=pitch, velocity=vel))
         if g.onset:
             g.first_note_t = t0
@@ -322,6 +373,7 @@ class Jam:
                     self._finish(g)
                 else:
                     self.enc.tick += v
+                    self._limit_notes()
         elif kind == "VEL":
             self.enc.velocity_bin = v
         elif kind == "NOTE_ON":
@@ -335,6 +387,7 @@ class Jam:
                 g.onset = [(p, x) for p, x in g.onset if p != v] + [(v, vel)]
                 return
             due = self.time_of(self.enc.tick)
+            self.agent_onset[v] = self.enc.tick
             self.scheduler.schedule(due, mido.Message("note_on", channel=self.channel, note=v, velocity=vel))
             if g.first_note_t is None:
                 g.first_note_t = due
@@ -431,6 +484,17 @@ class Jam:
         self._close_agent_notes(None)
         return closed
 
+    def recover(self, now: float) -> None:
+        """After an exception on the engine thread: close the agent's notes, drop the answer
+        in progress and the phrase, re-prime the model from the context; the show goes on."""
+        self.scheduler.cut()
+        self.gen, self.phrase = None, None
+        pitches, self.agent_sounding = sorted(self.agent_sounding), set()
+        for p in pitches:
+            self.predictor.feed(self.vocab.note_off(p))
+        self.reprime()
+        self._anchor = (self.enc.tick, max(now, self.time_of(self.enc.tick)), self._spt())
+
     def _retire(self, now: float) -> None:
         g, self.gen = self.gen, None
         rec = {"kind": g.kind, "notes": g.notes, "barged": g.barged, "stopped": g.stopped, "end_t": g.end_t,
@@ -448,3 +512,4 @@ class Jam:
         elif g.kind != "solo":
             self.report(f"{g.kind}: played {g.notes} notes")
         self.responses.append(rec)
+        self.answers += 1

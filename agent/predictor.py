@@ -152,8 +152,21 @@ class Predictor:
         self.feed_many(tokens)
 
     def reprime(self) -> None:
-        """Re-prime from the rolling context (after a model reload, or against drift)."""
-        self.prime(list(self.history))
+        """Re-prime from the rolling context (after a model reload, or against drift).
+
+        Pitches sounding now whose NOTE_ON has left the context are opened at
+        its start (the sampler masks the NOTE_OFF of a pitch not sounding, so
+        they could never end otherwise); the pitch memory is kept as it was."""
+        v = self.vocab
+        tokens = list(self.history)
+        if tokens and tokens[0] == v.START:
+            tokens = tokens[1:]
+        opened = {t - v.note_on_base + v.pitch_lo for t in tokens if v.note_on_base <= t < v.note_off_base}
+        lead = [v.note_on(p) for p in sorted(self.sounding - opened)]
+        pitches = list(self.pitches)
+        self.prime([v.START, *lead, *tokens])
+        self.pitches.clear()
+        self.pitches.extend(pitches)
 
     def describe(self) -> dict:
         return self.backend.describe()

@@ -20,6 +20,8 @@ class ScriptedPredictor:
         self.sounding: set[int] = set()
         self.fail_after = fail_after  # raise on the n-th sample (an exception path)
         self.samples = 0
+        self.steps = 0  # model steps since the last reset or re-prime, as the real predictor counts them
+        self.reprimes = 0
 
     def feed(self, token: int) -> None:
         t = self.vocab.token(token)
@@ -28,6 +30,7 @@ class ScriptedPredictor:
         elif t.kind == "NOTE_OFF":
             self.sounding.discard(t.value)
         self.fed.append(int(token))
+        self.steps += 1
 
     def feed_many(self, tokens) -> None:
         for t in tokens:
@@ -54,6 +57,11 @@ class ScriptedPredictor:
         self.fed.clear()
         self.sounding.clear()
         self.feed(self.vocab.START)
+
+    def reprime(self) -> None:
+        """The state is rebuilt from the context: the stream the test reads (`fed`) is unchanged."""
+        self.reprimes += 1
+        self.steps = 0
 
     def prime(self, tokens) -> None:
         self.reset()
