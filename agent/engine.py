@@ -191,9 +191,11 @@ class Engine:
             self.scheduler.sending_hooks.append(echo.sending)
         self.listener = Listener(self.jam, self.clock, echo=echo, end_phrase_cc=cfg.jam.end_phrase_cc,
                                  on_control=self._on_cc, on_tempo=self._on_midi_tempo,
-                                 on_transport=self._on_transport, on_error=self._fail)
+                                 on_transport=self._on_transport, on_error=self._fail,
+                                 on_fault=lambda exc: self.report(f"error, notes cut, playing on: {type(exc).__name__}: {exc}"))
         self.scheduler.start()
-        self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input)
+        self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input,
+                                          clock=self.clock)
         self.listener.start()
         if cfg.midi.port_check_s > 0 and not self.virtual_input:  # our own port cannot go away
             threading.Thread(target=self._watch_input, args=(cfg.midi.port_check_s,),
@@ -289,4 +291,4 @@ class Engine:
         return {"sent": s.sent, "late": s.late, "dropped_late": s.dropped_late, "open_notes": len(s.open_notes),
                 "received": li.received, "player_notes": li.notes_in, "ignored": dict(li.ignored),
                 "echoes": li.echo.echoes if li.echo else 0, "phrases": j.phrases,
-                "answers": len(j.responses), "rollbacks": j.rollbacks}
+                "answers": j.answers, "rollbacks": j.rollbacks}

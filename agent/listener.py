@@ -17,6 +17,12 @@ messages off the queue and turns them into calls on the jam policy:
 Between messages the thread wakes at the time the jam policy asks for
 (`jam.tick(now)` returns its next deadline), so a phrase end is detected
 within the queue's wake-up latency, not a polling period.
+
+Bounds: the inbox holds at most INBOX_MAX messages; in a flood the callback
+drops what does not fit and counts it (`overflow`), it never blocks JACK's
+thread. An exception on the thread cuts the agent's notes, re-primes the
+model and goes on (`jam.recover`); only one that keeps coming back (see
+faults.Fuse) stops the engine.
 """
 from __future__ import annotations
 
@@ -29,10 +35,13 @@ from typing import Callable
 import mido
 
 from .clock import MidiClockIn
+from .faults import Fuse
 
 log = logging.getLogger(__name__)
 _WAKE = object()  # put on the queue to make the thread look at its controls now
 MAX_IDLE_S = 0.05  # the thread looks at stop requests and controls at least this often
+INBOX_MAX = 2048  # messages waiting for the engine thread; a flood beyond this is dropped and counted
+CALL_WAIT_S = 1.0  # call() waits this long for room in a full inbox
 
 
 class EchoFilter:
@@ -86,7 +95,8 @@ class Listener:
                  on_control: Callable[[int, int, float], None] | None = None,
                  on_tempo: Callable[[float, float], None] | None = None,
                  on_transport: Callable[[str, float], None] | None = None,
-                 on_error: Callable[[Exception], None] | None = None) -> None:
+                 on_error: Callable[[Exception], None] | None = None,
+                 on_fault: Callable[[Exception], None] | None = None) -> None:
         self.jam = jam
         self.clock = clock
         self.echo = echo
@@ -94,8 +104,12 @@ class Listener:
         self.on_control = on_control
         self.on_tempo = on_tempo
         self.on_transport = on_transport
-        self.on_error = on_error
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.on_error = on_error  # the engine thread gave up (the error kept coming back)
+        self.on_fault = on_fault  # an error the thread survived (notes cut, model re-primed)
+        self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_MAX)
+        self.overflow = 0  # messages dropped because the inbox was full
+        self.faults = 0
+        self.fuse = Fuse()
         self.midi_clock = MidiClockIn()
         self.pedal_down = False
         self.held_by_pedal: set[int] = set()
@@ -109,14 +123,23 @@ class Listener:
 
     # -- the callback: stamp (already done by the port) and enqueue, nothing else
     def receive(self, msg: mido.Message, t_s: float) -> None:
-        self.inbox.put((msg, t_s))
+        try:
+            self.inbox.put_nowait((msg, t_s))
+        except queue.Full:  # a flood: never block the MIDI thread
+            self.overflow += 1
 
     def wake(self) -> None:
-        self.inbox.put(_WAKE)
+        try:
+            self.inbox.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # the thread has plenty to wake it
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run fn on the engine thread (the predictor's and the jam's owner), soon."""
-        self.inbox.put(fn)
+        try:
+            self.inbox.put(fn, timeout=CALL_WAIT_S)
+        except queue.Full:
+            log.error("engine thread busy: %s dropped", getattr(fn, "__name__", fn))
 
     # -- message handling (engine thread) -------------------------------------
     def _note(self, pitch: int, velocity: int, on: bool, t_s: float, msg: mido.Message) -> None:
@@ -185,7 +208,7 @@ class Listener:
         self._thread.start()
         return self
 
-    def stop(self, timeout_s: float = 2.0) -> None:
+    def stop(self, timeout_s: float = 0.4) -> None:
         self._running = False
         self.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -196,15 +219,31 @@ class Listener:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            wake_at = self.clock.now()
-            while self._running:
+        wake_at = self.clock.now()
+        while self._running:
+            try:
                 self.step(min(wake_at - self.clock.now(), MAX_IDLE_S))
                 if not self._running:
                     break
                 wake_at = self.jam.tick(self.clock.now())
-        except Exception as exc:  # a bug or a model failure: stop this engine, close notes
-            self.error = exc
-            log.exception("listener stopped")
-            if self.on_error:
-                self.on_error(exc)
+            except Exception as exc:  # stop the voice, not the show (unless it keeps failing)
+                now = self.clock.now()
+                self.faults += 1
+                log.exception("engine thread: %s", exc)
+                if self.fuse.blow(now) or not self._recover(now):
+                    self.error = exc
+                    log.error("engine thread stopped: the error keeps coming back")
+                    if self.on_error:
+                        self.on_error(exc)
+                    return
+                if self.on_fault:
+                    self.on_fault(exc)
+                wake_at = now
+
+    def _recover(self, now: float) -> bool:
+        try:
+            self.jam.recover(now)
+            return True
+        except Exception:
+            log.exception("engine thread: recovering failed")
+            return False

@@ -15,6 +15,17 @@ barge-in), `panic()`, `stop()` and a failing port all send the matching
 note-offs. A note-on for a pitch already sounding first sends its note-off,
 so one note-off always closes one note.
 
+Locks: `_cond` guards the queue and the open notes and is never held
+across `output.send` or a hook, so a slow send (a DAW, a blocked port) never
+holds up the model thread's `schedule()`; `_send_lock` lets one sender at a
+time go out, so a note-on and the note-off that closes it keep their order.
+`stop()` and `cut()` wait at most `send_wait_s` for a send that never
+returns, then give up on the output (the notes are counted in `unclosed`).
+
+An exception in the thread (a bug, a failing send) closes the open notes and
+the thread goes on; a lost port, or errors that keep coming (see faults.Fuse),
+stop it and tell the engine.
+
 Tests drive it without the thread: `pump(now_s)` sends whatever is due.
 """
 from __future__ import annotations
@@ -29,9 +40,14 @@ from typing import Callable
 
 import mido
 
+from .faults import Fuse
+from .ports import PortLost
+
 log = logging.getLogger(__name__)
 SentHook = Callable[[mido.Message, float, float], None]  # (message, due_s, sent_s)
 SendingHook = Callable[[mido.Message, float], None]  # (message, now_s), just before it goes out
+SEND_WAIT_S = 0.25  # stop()/cut() wait this long for a send in progress, then give up on the output
+JOIN_S = 0.25  # stop() waits this long for the thread
 
 
 class Scheduler:
@@ -54,7 +70,10 @@ class Scheduler:
         self.sending_hooks: list[SendingHook] = []
         self._heap: list[tuple[float, int, mido.Message]] = []
         self._seq = itertools.count()
-        self._cond = threading.Condition()  # guards the heap, open notes AND sending
+        self._cond = threading.Condition()  # guards the heap and open notes; never held across a send
+        self._send_lock = threading.Lock()  # one sender at a time (keeps note-on/note-off order)
+        self.send_wait_s = SEND_WAIT_S
+        self.fuse = Fuse()
         self._open: set[tuple[int, int]] = set()  # (channel, note) sounding now
         self._thread: threading.Thread | None = None
         self._running = False
@@ -64,6 +83,8 @@ class Scheduler:
         self.late = 0  # sent later than the tolerance (note-offs, controllers)
         self.dropped_late = 0  # note-ons dropped for lateness
         self.cancelled = 0
+        self.unclosed = 0  # notes whose note-off could not be sent (the output failed or blocked)
+        self.faults = 0  # exceptions the thread survived
         self.errors_s: deque[float] = deque(maxlen=200_000)  # sent - due, seconds
 
     # -- queue -------------------------------------------------------------
@@ -96,7 +117,7 @@ class Scheduler:
         with self._cond:
             return set(self._open)
 
-    # -- sending (always under self._cond) ---------------------------------
+    # -- sending ------------------------------------------------------------
     def _prepare(self, msg: mido.Message) -> mido.Message:
         if msg.type == "note_on" and msg.velocity > 0:
             v = min(127, max(1, round(msg.velocity * self.velocity_scale)))
@@ -106,6 +127,7 @@ class Scheduler:
         return msg
 
     def _send(self, msg: mido.Message, due_s: float) -> None:
+        """Hooks, output.send, hooks: with _send_lock held and _cond NOT held."""
         for h in self.sending_hooks:
             h(msg, self.clock.now())
         self.output.send(msg)
@@ -115,7 +137,8 @@ class Scheduler:
         for h in self.hooks:
             h(msg, due_s, sent_s)
 
-    def _deliver(self, due_s: float, msg: mido.Message) -> None:
+    def _deliver(self, due_s: float, msg: mido.Message) -> list[mido.Message]:
+        """The open-note bookkeeping for one due message (under _cond); returns what to send."""
         msg = self._prepare(msg)
         lateness = self.clock.now() - due_s
         key = (getattr(msg, "channel", 0), getattr(msg, "note", -1))
@@ -123,62 +146,90 @@ class Scheduler:
             if lateness > self.late_tolerance_s:
                 self.dropped_late += 1
                 log.warning("dropped note-on %d, %.1f ms late", msg.note, lateness * 1e3)
-                return
+                return []
             if key in self._open:  # re-strike: close it first so offs and ons pair up
-                self._send(mido.Message("note_off", channel=key[0], note=key[1]), due_s)
+                return [mido.Message("note_off", channel=key[0], note=key[1]), msg]
             self._open.add(key)
-        elif msg.type == "note_off":
+            return [msg]
+        if msg.type == "note_off":
             if lateness > self.late_tolerance_s:
                 self.late += 1
             if key not in self._open:
-                return  # its note-on was dropped or already cut: nothing sounds
+                return []  # its note-on was dropped or already cut: nothing sounds
             self._open.discard(key)
         elif lateness > self.late_tolerance_s:
             self.late += 1
-        self._send(msg, due_s)
+        return [msg]
 
-    def _close_open(self) -> list[int]:
+    def _send_offs(self, keys: list[tuple[int, int]]) -> list[int]:
+        """Note-offs for keys (with _send_lock held); a failing output loses none of the others."""
         closed = []
         now = self.clock.now()
-        for ch, note in sorted(self._open):
+        for ch, note in keys:
             try:
                 self._send(mido.Message("note_off", channel=ch, note=note), now)
             except Exception as exc:  # a lost port: nothing more we can do for it
+                self.unclosed += 1
                 log.error("note-off %d could not be sent: %s", note, exc)
             closed.append(note)
-        self._open.clear()
         return closed
 
     def pump(self, now_s: float | None = None) -> int:
         """Send every message due by now_s (default: the clock's now). Returns how many."""
         n = 0
-        with self._cond:
-            now = self.clock.now() if now_s is None else now_s
-            while self._heap and self._heap[0][0] <= now:
-                due, _, msg = heapq.heappop(self._heap)
-                self._deliver(due, msg)
+        with self._send_lock:
+            while True:
+                with self._cond:  # pop under the lock, send outside it
+                    now = self.clock.now() if now_s is None else now_s
+                    if not self._heap or self._heap[0][0] > now:
+                        return n
+                    due, _, msg = heapq.heappop(self._heap)
+                    out = self._deliver(due, msg)
+                for m in out:
+                    self._send(m, due)
                 n += 1
-        return n
 
-    def cut(self) -> list[int]:
-        """Drop the queue and close every open note now. Returns the pitches closed."""
+    def _take_all(self) -> list[tuple[int, int]]:
+        """Drop the queue and forget the open notes (under _cond); returns them, sorted."""
         with self._cond:
             self.cancelled += len(self._heap)
             self._heap.clear()
-            return self._close_open()
+            keys = sorted(self._open)
+            self._open.clear()
+            self._cond.notify()
+            return keys
+
+    def cut(self) -> list[int]:
+        """Drop the queue and close every open note now. Returns the pitches closed.
+
+        If a send in progress does not return within send_wait_s, the output
+        is taken as blocked: the queue is still dropped, the notes counted in
+        `unclosed`, and cut() returns [] rather than hang."""
+        if not self._send_lock.acquire(timeout=self.send_wait_s):
+            keys = self._take_all()
+            self.unclosed += len(keys)
+            log.error("output blocked: %d note(s) could not be closed", len(keys))
+            return []
+        try:
+            return self._send_offs(self._take_all())
+        finally:
+            self._send_lock.release()
 
     def panic(self) -> None:
         """cut(), then all-notes-off (CC123) and all-sound-off (CC120) on all 16 channels."""
-        with self._cond:
-            self.cut()
+        self.cut()
+        if not self._send_lock.acquire(timeout=self.send_wait_s):
+            log.error("output blocked: panic could not send")
+            return
+        try:
             now = self.clock.now()
             for ch in range(16):
                 for cc in (123, 120):
-                    try:
-                        self._send(mido.Message("control_change", channel=ch, control=cc, value=0), now)
-                    except Exception as exc:
-                        log.error("panic could not send: %s", exc)
-                        return
+                    self._send(mido.Message("control_change", channel=ch, control=cc, value=0), now)
+        except Exception as exc:
+            log.error("panic could not send: %s", exc)
+        finally:
+            self._send_lock.release()
 
     # -- thread ------------------------------------------------------------
     def start(self) -> "Scheduler":
@@ -188,12 +239,14 @@ class Scheduler:
         return self
 
     def stop(self) -> list[int]:
-        """Stop the thread and close every open note (queued messages are dropped)."""
+        """Stop the thread and close every open note (queued messages are dropped).
+
+        Returns within about JOIN_S + send_wait_s even if a send never returns."""
         with self._cond:
             self._running = False
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
+            self._thread.join(timeout=JOIN_S)
         return self.cut()
 
     def _realtime(self) -> None:
@@ -207,30 +260,41 @@ class Scheduler:
         except (OSError, PermissionError) as exc:
             log.info("no real-time priority for the scheduler thread (%s); running at normal priority", exc)
 
+    def _wait_and_send(self) -> bool:
+        """Sleep until the earliest message is due, then send what is due. False: stopped."""
+        with self._cond:
+            if not self._running:
+                return False
+            if not self._heap:
+                self._cond.wait()
+                return True
+            due = self._heap[0][0]
+            wait = due - self.clock.now() - self.spin_s
+            if wait > 0:
+                self._cond.wait(timeout=wait)
+                return True  # re-check: an earlier message may have arrived
+        # spin without the lock, so schedule() and cut() are never held up
+        while self.clock.now() < due:
+            pass
+        self.pump()
+        return True
+
     def _run(self) -> None:
         self._realtime()
-        try:
-            while True:
-                with self._cond:
-                    if not self._running:
-                        return
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    due = self._heap[0][0]
-                    wait = due - self.clock.now() - self.spin_s
-                    if wait > 0:
-                        self._cond.wait(timeout=wait)
-                        continue  # re-check: an earlier message may have arrived
-                # spin without the lock, so schedule() and cut() are never held up
-                while self.clock.now() < due:
-                    pass
-                self.pump()
-        except Exception as exc:  # a lost port or a bug: close what we can, tell the engine
-            self.error = exc
-            log.error("scheduler stopped: %s", exc)
-            with self._cond:
-                self._heap.clear()
-                self._close_open()
-            if self.on_error:
-                self.on_error(exc)
+        while True:
+            try:
+                if not self._wait_and_send():
+                    return
+            except Exception as exc:  # a bug or a failing send: close what we can; go on unless it repeats
+                self.faults += 1
+                fatal = isinstance(exc, PortLost) or self.fuse.blow(self.clock.now())
+                log.error("scheduler: %s: %s%s", type(exc).__name__, exc, "; stopping" if fatal else "; notes cut, going on")
+                try:
+                    self.cut()
+                except Exception as exc2:
+                    log.error("scheduler: closing notes failed too: %s", exc2)
+                if fatal:
+                    self.error = exc
+                    if self.on_error:
+                        self.on_error(exc)
+                    return
