@@ -41,7 +41,7 @@ class MidiConfig:
     channel: int = _f(1, min=1, max=16)  # output channel, 1-based as musicians count
     velocity_scale: float = _f(1.0, min=0.0, max=4.0)
     echo_filter: bool = _f(True)
-    echo_window_ms: float = _f(100.0, min=0.0, max=2000.0)  # an input this soon after our own send is its echo
+    echo_window_ms: float = _f(20.0, min=0.0, max=2000.0)  # an input this soon after our own send is its echo
     port_check_s: float = _f(2.0, min=0.0, max=3600.0)  # look for a lost input port this often; 0 = never
 
 

@@ -47,44 +47,43 @@ CALL_WAIT_S = 1.0  # call() waits this long for room in a full inbox
 class EchoFilter:
     """Recognises input that is the agent's own output coming back.
 
-    The scheduler reports every note just before it sends it (`sending`). An incoming note-on
-    with the same channel, pitch *and velocity* within `window_s` of such a
-    send is taken to be that message echoed and is consumed (one echo per
-    send); the next note-off of that pitch is then the echo's too. A
-    player's note rarely has the agent's exact velocity at the same moment,
-    which keeps accompany mode (both playing at once) from losing notes.
+    The scheduler reports every note message just before it sends it
+    (`sending`). An incoming note-on with the same channel, pitch *and
+    velocity* within `window_s` after such a send is taken to be that
+    message echoed, and so is an incoming note-off of the same channel and
+    pitch within `window_s` after a sent note-off; each send is consumed by
+    one echo. A MIDI loop brings a message back in about one period (JACK:
+    ~1.3 ms; a DAW's thru: a buffer), so the window is short (default
+    20 ms): a player's unison with the agent is only lost if it matches the
+    velocity *and* lands within it. A player's note-off is never taken for
+    the echo of an agent's note-on.
     """
 
-    def __init__(self, window_s: float = 0.1) -> None:
+    def __init__(self, window_s: float = 0.02) -> None:
         self.window_s = window_s
-        self._sent: deque[tuple[float, int, int, int]] = deque(maxlen=512)  # (sent_s, channel, note, velocity)
-        self._echoed: set[tuple[int, int]] = set()  # (channel, note) whose note-on was an echo
+        # (sent_s, on, channel, note, velocity); bounded: at most this many sends in one window
+        self._sent: deque[tuple[float, bool, int, int, int]] = deque(maxlen=512)
         self._lock = threading.Lock()
         self.echoes = 0
 
     def sending(self, msg: mido.Message, t_s: float) -> None:
         """The scheduler is about to send msg (called before the send, so the echo can never come first)."""
-        if msg.type == "note_on" and msg.velocity > 0:
+        if msg.type in ("note_on", "note_off"):
+            on = msg.type == "note_on" and msg.velocity > 0
             with self._lock:
-                self._sent.append((t_s, msg.channel, msg.note, msg.velocity))
+                self._sent.append((t_s, on, msg.channel, msg.note, msg.velocity if on else 0))
 
     def is_echo(self, msg: mido.Message, t_s: float) -> bool:
-        key = (msg.channel, msg.note)
+        on = msg.type == "note_on" and msg.velocity > 0
+        want = (on, msg.channel, msg.note, msg.velocity if on else 0)
         with self._lock:
-            if msg.type == "note_on" and msg.velocity > 0:
-                while self._sent and t_s - self._sent[0][0] > self.window_s:  # too old to come back now
-                    self._sent.popleft()
-                for i, (ts, ch, note, vel) in enumerate(self._sent):
-                    if (ch, note, vel) == (*key, msg.velocity) and -0.001 <= t_s - ts <= self.window_s:
-                        del self._sent[i]
-                        self._echoed.add(key)
-                        self.echoes += 1
-                        return True
-                return False
-            if key in self._echoed:
-                self._echoed.discard(key)
-                self.echoes += 1
-                return True
+            while self._sent and t_s - self._sent[0][0] > self.window_s:  # too old to come back now
+                self._sent.popleft()
+            for i, (ts, *key) in enumerate(self._sent):
+                if tuple(key) == want and -0.001 <= t_s - ts <= self.window_s:
+                    del self._sent[i]
+                    self.echoes += 1
+                    return True
         return False
 
 

@@ -126,3 +126,22 @@ def test_the_echo_filter_forgets_sends_too_old_to_come_back():
     # a note long after: nothing it could be an echo of is kept, and it is the player's
     assert not echo.is_echo(mido.Message("note_on", note=60, velocity=90), 5.0)
     assert len(echo._sent) == 0
+
+
+def test_the_players_unison_with_the_agent_is_not_taken_for_an_echo():
+    """Accompany: the player hits the agent's pitch (even at its velocity) 40 ms after the agent."""
+    jam = RecJam()
+    echo = EchoFilter()  # the default window
+    li = Listener(jam, FakeClock(), echo=echo)
+    echo.sending(mido.Message("note_on", note=64, velocity=90), 5.0)
+    li.handle(mido.Message("note_on", note=64, velocity=90), 5.001)  # the loop brings the agent's note back
+    li.handle(mido.Message("note_on", note=64, velocity=90), 5.04)  # the player's own, in unison
+    li.handle(mido.Message("note_off", note=64), 5.3)  # the player lets go; the agent still holds it
+    assert jam.notes == [(64, True, 5.04), (64, False, 5.3)] and echo.echoes == 1
+    echo.sending(mido.Message("note_off", note=64), 5.5)
+    li.handle(mido.Message("note_off", note=64), 5.501)  # the agent's note-off, echoed
+    assert len(jam.notes) == 2 and echo.echoes == 2
+    # no MIDI loop at all (the usual rig): a unison 40 ms after the agent's note is the player's
+    echo.sending(mido.Message("note_on", note=67, velocity=90), 6.0)
+    li.handle(mido.Message("note_on", note=67, velocity=90), 6.04)
+    assert jam.notes[-1] == (67, True, 6.04) and echo.echoes == 2
