@@ -288,7 +288,7 @@ class Engine:
 
     def stats(self) -> dict:
         s, j, li = self.scheduler, self.jam, self.listener
-        return {"sent": s.sent, "late": s.late, "dropped_late": s.dropped_late, "open_notes": len(s.open_notes),
+        return {"sent": s.sent, "late": s.late, "dropped_late": s.dropped_late, "open_notes": len(s.open_notes) + s.unclosed,
                 "received": li.received, "player_notes": li.notes_in, "ignored": dict(li.ignored),
                 "echoes": li.echo.echoes if li.echo else 0, "phrases": j.phrases,
                 "answers": j.answers, "rollbacks": j.rollbacks}

@@ -186,8 +186,20 @@ class Scheduler:
                     due, _, msg = heapq.heappop(self._heap)
                     out = self._deliver(due, msg)
                 for m in out:
-                    self._send(m, due)
+                    try:
+                        self._send(m, due)
+                    except Exception:
+                        self._unsent(m)
+                        raise
                 n += 1
+
+    def _unsent(self, msg: mido.Message) -> None:
+        """A send failed: a note-on did not sound; a note-off left its note sounding (counted)."""
+        with self._cond:
+            if msg.type == "note_on" and msg.velocity > 0:
+                self._open.discard((msg.channel, msg.note))
+            elif msg.type in ("note_on", "note_off"):
+                self.unclosed += 1
 
     def _take_all(self) -> list[tuple[int, int]]:
         """Drop the queue and forget the open notes (under _cond); returns them, sorted."""
