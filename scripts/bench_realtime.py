@@ -13,8 +13,12 @@ Measured: (a) response onset, bar alignment off: from the moment the silence
 threshold is reached (the player's last note-off as the engine stamped it,
 plus the threshold) to the first agent note-on the reader receives;
 (b) scheduling error: reader's receive time minus the scheduler's due time,
-every agent message; (c) stuck notes (note-ons the reader never saw closed)
-and lost events (sent by one side, not received by the other);
+every agent message, each received message paired with the one sent by
+identity (its bytes, in order among equal ones), so one lost message does
+not misalign the rest; (c) stuck notes: notes still sounding at the reader
+after the run, counted BEFORE the engine's stop() closes them (a note held
+for minutes is stuck even if stop() ends it), and `left_open_after_stop`;
+lost events (sent by one side, not received by the other);
 (d) accompany mode: fraction of player events that rolled the predictor
 back, and the time to resample up to the lookahead.
 """
@@ -132,14 +136,24 @@ def role_reader(part: str) -> None:
     names = [n for n in mido.get_input_names() if part in n]
     port = mido.open_input(names[0], callback=lambda m: got.append((time.perf_counter(), m.bytes())))
     print("ready", flush=True)
-    # "stop N": the engine sent N note messages; wait (up to 2 s) until they are all here, so the
-    # note-offs sent at the very end are not missed on a loaded machine
-    words = sys.stdin.readline().split()
-    want = int(words[1]) if len(words) > 1 else 0
-    deadline = time.perf_counter() + 2.0
-    while time.perf_counter() < deadline and sum(1 for _, b in got if b[0] & 0xF0 in (0x80, 0x90)) < want:
-        time.sleep(0.01)
-    time.sleep(0.05)
+
+    def wait_for(want: int) -> None:  # up to 2 s for the note messages the engine says it sent
+        deadline = time.perf_counter() + 2.0
+        while time.perf_counter() < deadline and sum(1 for _, b in got if b[0] & 0xF0 in (0x80, 0x90)) < want:
+            time.sleep(0.01)
+        time.sleep(0.05)
+
+    # "mark N": the engine has sent N note messages so far (before its stop()): once they are
+    # here, answer how many messages had arrived, so stuck notes are counted before stop() closes them.
+    # "stop N": the same, then the whole log, and the reader ends.
+    while True:
+        words = sys.stdin.readline().split()
+        want = int(words[1]) if len(words) > 1 else 0
+        wait_for(want)
+        if words and words[0] == "mark":
+            print(json.dumps(len(got)), flush=True)
+            continue
+        break
     port.close()
     print(json.dumps(got), flush=True)
 
@@ -166,6 +180,38 @@ def pct(xs, q):
     return None if not xs else xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
+def note_count(sends) -> int:
+    return sum(1 for s in sends if s[0][0] & 0xF0 in (0x80, 0x90))
+
+
+def sounding(got) -> set[tuple[int, int]]:
+    """(channel, pitch) still sounding at a reader after the messages got [(t, bytes)]."""
+    open_: set[tuple[int, int]] = set()
+    for _, b in got:
+        kind, key = b[0] & 0xF0, (b[0] & 0x0F, b[1])
+        if kind == 0x90 and b[2] > 0:
+            open_.add(key)
+        elif kind in (0x80, 0x90):
+            open_.discard(key)
+    return open_
+
+
+def pair_by_identity(sent, got) -> tuple[list, int]:
+    """Pairs (sent, received) by the message itself (its bytes, in order among equal ones), not by
+    position, so one lost message does not misalign the rest. Returns (pairs, sent but never received)."""
+    from collections import defaultdict, deque
+
+    waiting: dict[tuple, deque] = defaultdict(deque)
+    for s in sent:
+        waiting[tuple(s[0])].append(s)
+    pairs = []
+    for g in got:
+        q = waiting.get(tuple(g[1]))
+        if q:
+            pairs.append((q.popleft(), g))
+    return pairs, sum(len(q) for q in waiting.values())
+
+
 def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = ()) -> dict:
     from agent.config import load_config
     from agent.engine import Engine
@@ -189,8 +235,10 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
         player.say(f"{start} {n}")
         played = player.result()
         time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
+        reader.say(f"mark {note_count(sends)}")
+        before_stop = reader.result()
         closed = eng.stop()
-        reader.say(f"stop {sum(1 for s in sends if s[0][0] & 0xF0 in (0x80, 0x90))}")
+        reader.say(f"stop {note_count(sends)}")
         got = reader.result()
         player.say("quit")
         for c in (player, reader):
@@ -209,16 +257,17 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
         played = play_script(lambda d: kbd.send(mido.Message.from_bytes(d)),
                              phrase_events(n, time.perf_counter() + 0.5))
         time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
+        before_stop = len(got)
         closed = eng.stop()
     jam, li = eng.jam, eng.listener
     notes = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
     sent_notes = [s for s in sends if s[0][0] & 0xF0 in (0x80, 0x90)]
-    sched_err = [(g[0] - s[1]) * 1e3 for g, s in zip(notes, sent_notes)]
+    pairs, lost_out = pair_by_identity(sent_notes, notes)
+    sched_err = [(g[0] - s[1]) * 1e3 for s, g in pairs]
     send_err = [(s[2] - s[1]) * 1e3 for s in sent_notes]  # the scheduler's part: sent minus due
-    delivery = [(g[0] - s[2]) * 1e3 for g, s in zip(notes, sent_notes)]  # the transport's part
-    open_: set[int] = set()
-    for _, b in notes:
-        (open_.add if b[0] & 0xF0 == 0x90 and b[2] > 0 else open_.discard)(b[1])
+    delivery = [(g[0] - s[2]) * 1e3 for s, g in pairs]  # the transport's part
+    open_ = sounding(got[:before_stop])  # stuck: still sounding at the reader before stop() closed it
+    left_open = sounding(got)  # and after stop()
     onsets = []
     for r in jam.responses:
         if r.get("threshold_t") is None:
@@ -227,10 +276,11 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
         if firsts and (r["end_t"] is None or firsts[0] <= r["end_t"] + 0.01):
             onsets.append((firsts[0] - r["threshold_t"]) * 1e3)
     player_notes = sum(1 for _, b in played if b[0] & 0xF0 in (0x80, 0x90))
-    lost_in, lost_out = player_notes - li.notes_in, len(sent_notes) - len(notes)
+    lost_in = player_notes - li.notes_in
     lost = lost_in + lost_out
     out = {"mode": mode, "phrases": n, "answers": len(onsets), "player_events": player_notes,
-           "agent_messages": len(sent_notes), "stuck_notes": len(open_), "lost_events": lost,
+           "agent_messages": len(sent_notes), "stuck_notes": len(open_), "left_open_after_stop": len(left_open),
+           "lost_events": lost,
            "lost_in": lost_in, "lost_out": lost_out, "echoes": li.echo.echoes if li.echo else 0,
            "closed_at_stop": len(closed), "dropped_late": eng.scheduler.dropped_late,
            "scheduler_sched_fifo": eng.scheduler.rt_granted,
