@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _WAKE = object()  # put on the queue to make the thread look at its controls now
 MAX_IDLE_S = 0.05  # the thread looks at stop requests and controls at least this often
 INBOX_MAX = 2048  # messages waiting for the engine thread; a flood beyond this is dropped and counted
+MAX_BATCH = 256  # messages handled before the jam ticks again
 CALL_WAIT_S = 1.0  # call() waits this long for room in a full inbox
 
 
@@ -191,11 +192,13 @@ class Listener:
         """Handle what is queued (waiting up to timeout_s for the first), then tick the jam."""
         try:
             item = self.inbox.get(timeout=max(0.0, timeout_s))
-            while True:
+            for n in range(1, MAX_BATCH + 1):  # then tick: in a flood the agent keeps playing
                 if callable(item):
                     item()
                 elif item is not _WAKE:
                     self.handle(*item)
+                if n == MAX_BATCH or (not self._running and self._thread is not None):
+                    return  # stop() is heard within one message, not after the backlog
                 item = self.inbox.get_nowait()
         except queue.Empty:
             pass
