@@ -56,4 +56,11 @@ class ModelDir:
         return Vocab.load(self.require(self.vocab_path))
 
     def card(self) -> dict:
-        return json.loads(self.require(self.card_path).read_text())
+        path = self.require(self.card_path)
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelDirError(f"{path}: not a readable model card ({exc})") from None
+        if not isinstance(card, dict):
+            raise ModelDirError(f"{path}: a model card is a JSON object, not {type(card).__name__}")
+        return card

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .events import Vocab
+from .events import Vocab, VocabMismatch
 from .modeldir import ModelDir
 from .runtime import Backend, load_backend
 from .sampler import Sampler, SamplingContext, SamplingControls
@@ -46,7 +46,9 @@ class Predictor:
 
     def __init__(self, backend: Backend, vocab: Vocab, *, seed: int | None = None, context_tokens: int = 512) -> None:
         if backend.vocab_size != vocab.size:
-            raise ValueError(f"model has {backend.vocab_size} outputs, vocabulary has {vocab.size} tokens")
+            where = getattr(backend, "path", None)
+            raise VocabMismatch(f"{where or 'the model'} has {backend.vocab_size} outputs but its vocab.json "
+                                f"describes {vocab.size} tokens: the model folder mixes files of two models")
         self.backend = backend
         self.vocab = vocab
         self.sampler = Sampler(vocab, seed)

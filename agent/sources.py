@@ -17,6 +17,9 @@ from .errors import AntiphonError
 from .events import Note
 
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
+MAX_MIDI_BYTES = 32 * 1024 * 1024  # the largest real performances are a few MB: beyond this, refuse
+MAX_BEATS = 100_000.0  # ~14 hours at 120 bpm: a file longer than this has absurd tick values
+TEMPO_RANGE_BPM = (1.0, 2000.0)  # a set_tempo outside this is corrupt, not music
 
 
 class MidiReadError(AntiphonError, ValueError):
@@ -50,12 +53,23 @@ def read_midi(path: str | Path, *, drums: bool = False) -> MidiPiece:
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise MidiReadError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise MidiReadError(f"{path}: cannot read it ({exc})") from None
+    if size > MAX_MIDI_BYTES:
+        raise MidiReadError(f"{path}: {size / 2**20:.0f} MB is too big for a MIDI file "
+                            f"(the limit is {MAX_MIDI_BYTES // 2**20} MB); refused without reading it")
+    try:
         mid = mido.MidiFile(path, clip=True)
     except FileNotFoundError:
         raise MidiReadError(f"{path}: no such file") from None
     except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError...
-        raise MidiReadError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from exc
-    tpb = mid.ticks_per_beat or 480
+        raise MidiReadError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    tpb = mid.ticks_per_beat
+    if not isinstance(tpb, int) or tpb <= 0:
+        raise MidiReadError(f"{path}: ticks per beat is {tpb} (must be a positive number; SMPTE time is not supported)")
     bpm = None
     pending: dict[tuple[int, int], list[tuple[int, int]]] = {}
     notes: list[Note] = []
@@ -67,10 +81,18 @@ def read_midi(path: str | Path, *, drums: bool = False) -> MidiPiece:
             tick += msg.time
             events.append((tick, msg))
     events.sort(key=lambda e: e[0])  # stable: keeps each track's order at one tick
+    if events and events[-1][0] / tpb > MAX_BEATS:
+        raise MidiReadError(f"{path}: {events[-1][0] / tpb:.0f} beats long (absurd tick values; "
+                            f"the limit is {MAX_BEATS:.0f} beats)")
     for tick, msg in events:
         last_tick = max(last_tick, tick)
-        if msg.type == "set_tempo" and bpm is None:
-            bpm = mido.tempo2bpm(msg.tempo)
+        if msg.type == "set_tempo":
+            lo, hi = TEMPO_RANGE_BPM
+            if not mido.bpm2tempo(hi) <= msg.tempo <= mido.bpm2tempo(lo):
+                raise MidiReadError(f"{path}: tempo of {msg.tempo} microseconds a beat at tick {tick} "
+                                    f"(outside {lo:g}..{hi:g} bpm)")
+            if bpm is None:
+                bpm = mido.tempo2bpm(msg.tempo)
         if msg.type not in ("note_on", "note_off"):
             continue
         if msg.channel == DRUM_CHANNEL and not drums:

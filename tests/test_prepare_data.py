@@ -142,3 +142,25 @@ def test_transposed_twins_share_a_split(prep, tmp_path):
     assert where["tune"] == where["twin"] == prep.split_of(min(digest["tune"], digest["twin"]), seed, 0.3, 0.3)
     assert where["other"] == prep.split_of(digest["other"], seed, 0.3, 0.3)  # no twin: its own hash, as before
     assert sum(len(v) for v in m["pieces"].values()) == 3 and m["filtered"]["duplicate"] == 0
+
+
+def test_prepare_reports_every_kind_of_bad_midi_file_by_name_and_goes_on(prep, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "tests"))
+    import badfiles
+
+    from agent.sources import notes_from_music21, write_midi
+    from music21 import corpus
+
+    d = tmp_path / "midi"
+    d.mkdir()
+    write_midi(notes_from_music21(corpus.parse("bach/bwv66.6")), d / "good.mid", bpm=90)
+    bad = {badfiles.write_midi_kind(k, d).name for k in badfiles.MIDI_KINDS}
+    out = tmp_path / "out"
+    argv = ["--corpus", "", "--midi-dir", str(d), "--out", str(out), "--cache", str(tmp_path / "cache"),
+            "--workers", "1", "--valid", "0", "--test", "0", "--min-notes", "4"]
+    assert prep.main(argv) == 0
+    err = capsys.readouterr().err
+    assert all(name in err for name in bad), err
+    m = dataset.load_manifest(out)
+    assert {Path(s["file"]).name for s in m["skipped"]} == bad
+    assert m["counts"]["sources"][prep.midi_source_name(d)]["pieces"] == 1  # the good file went through

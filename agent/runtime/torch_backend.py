@@ -25,14 +25,33 @@ import numpy as np
 from .base import Backend, BackendError
 
 
+def load_weights(path: Path):
+    """The model in checkpoint.pt, loaded with weights_only=True: a checkpoint that holds pickled
+    code or objects is refused (nothing in it runs), one of another shape is named as such."""
+    import pickle
+
+    from ..model import load_checkpoint
+
+    try:
+        model, _ = load_checkpoint(path, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendError(f"{path}: refused: not a plain-weights checkpoint (it holds pickled code or objects; "
+                           f"loaded with weights_only=True, so nothing in it ran: {first[:120]})") from None
+    except (KeyError, TypeError, RuntimeError, ValueError, EOFError, OSError) as exc:
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+        detail = next((ln for ln in lines if "size mismatch" in ln), lines[0])  # the shape, if that is it
+        raise BackendError(f"{path}: not a checkpoint this version can load "
+                           f"({type(exc).__name__}: {detail[:200]})") from None
+    return model
+
+
 class TorchBackend(Backend):
     """A checkpoint.pt run by torch on `device` ("cpu" or "cuda[:n]")."""
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int = 1,
                  cuda_graph: bool = True, seed: int | None = None) -> None:
         import torch
-
-        from ..model import load_checkpoint
 
         path = Path(checkpoint)
         if not path.exists():
@@ -44,7 +63,7 @@ class TorchBackend(Backend):
         if self.device.type == "cpu":
             # Global to the process; batch 1 gains nothing from more (DESIGN.md, figures).
             torch.set_num_threads(threads)
-        model, _ = load_checkpoint(path, map_location="cpu")
+        model = load_weights(path)
         self.model = model.to(self.device).eval()
         a = model.args
         super().__init__(a.vocab_size, a.layers, a.hidden)
