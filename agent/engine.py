@@ -182,7 +182,8 @@ class Engine:
         self.scheduler = Scheduler(self.output, self.clock, channel=cfg.midi.channel - 1,
                                    velocity_scale=cfg.midi.velocity_scale,
                                    late_tolerance_s=s.late_tolerance_ms / 1000, spin_s=s.spin_ms / 1000,
-                                   rt_priority=s.rt_priority, on_error=self._fail)
+                                   rt_priority=s.rt_priority, on_error=self._fail,
+                                   max_polyphony=cfg.sampling.max_polyphony)
         self.jam = Jam(self.predictor, self.scheduler, self.tempo, self.controls, self.clock,
                        self.predictor.vocab, lead_s=s.lead_ms / 1000, channel=cfg.midi.channel - 1,
                        report=self.report)
@@ -283,6 +284,8 @@ class Engine:
             self.tempo.beats_per_bar = value
         elif key == "midi.velocity_scale" and self.scheduler:
             self.scheduler.velocity_scale = value
+        elif key == "sampling.max_polyphony" and self.scheduler:
+            self.scheduler.max_polyphony = value
         if self.listener:
             self.listener.wake()
 

@@ -8,7 +8,9 @@ Late policy (written down because it is a choice): a message later than its
 due time by at most `late_tolerance_s` is sent as is; a *note-on* later than
 that is dropped and counted (a burst of stale notes sounds worse than a
 gap), while note-offs and controllers are always sent, however late, so no
-note is left hanging. Nothing is ever sent early.
+note is left hanging. Nothing is ever sent early. A note-on that would make
+more than `max_polyphony` notes sound at once is dropped and counted
+(`dropped_polyphony`); its note-off then finds nothing to close.
 
 The scheduler owns every open note of the agent: `cut()` (stop, mode change,
 barge-in), `panic()`, `stop()` and a failing port all send the matching
@@ -53,8 +55,9 @@ JOIN_S = 0.25  # stop() waits this long for the thread
 class Scheduler:
     def __init__(self, output, clock, *, channel: int = 0, velocity_scale: float = 1.0,
                  late_tolerance_s: float = 0.020, spin_s: float = 0.001, rt_priority: int = 0,
-                 on_error: Callable[[Exception], None] | None = None) -> None:
-        """`channel` is 0-based (mido's); velocities are scaled then clipped to 1..127."""
+                 on_error: Callable[[Exception], None] | None = None, max_polyphony: int = 0) -> None:
+        """`channel` is 0-based (mido's); velocities are scaled then clipped to 1..127;
+        max_polyphony: most notes sounding at once (0 = no limit)."""
         self.output = output
         self.clock = clock
         self.channel = channel
@@ -62,6 +65,7 @@ class Scheduler:
         self.late_tolerance_s = late_tolerance_s
         self.spin_s = spin_s
         self.on_error = on_error
+        self.max_polyphony = max_polyphony
         self.rt_priority = rt_priority  # > 0: ask for SCHED_FIFO at this priority (Linux), else keep normal
         self.rt_granted = False
         self.hooks: list[SentHook] = []
@@ -83,6 +87,7 @@ class Scheduler:
         self.late = 0  # sent later than the tolerance (note-offs, controllers)
         self.dropped_late = 0  # note-ons dropped for lateness
         self.cancelled = 0
+        self.dropped_polyphony = 0  # note-ons dropped: max_polyphony notes were sounding
         self.unclosed = 0  # notes whose note-off could not be sent (the output failed or blocked)
         self.faults = 0  # exceptions the thread survived
         self.errors_s: deque[float] = deque(maxlen=200_000)  # sent - due, seconds
@@ -149,6 +154,9 @@ class Scheduler:
                 return []
             if key in self._open:  # re-strike: close it first so offs and ons pair up
                 return [mido.Message("note_off", channel=key[0], note=key[1]), msg]
+            if 0 < self.max_polyphony <= len(self._open):
+                self.dropped_polyphony += 1
+                return []
             self._open.add(key)
             return [msg]
         if msg.type == "note_off":

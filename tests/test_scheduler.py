@@ -144,3 +144,19 @@ def test_a_lost_port_stops_the_thread_and_reports():
         time.sleep(0.005)
     assert isinstance(errors[0], PortLost) and isinstance(s.error, PortLost)
     assert not s.open_notes  # bookkeeping cleared: nothing left to close on a dead port
+
+
+def test_never_more_than_max_polyphony_notes_sound_at_once(rig):
+    clock, out, s = rig
+    s.max_polyphony = 3
+    for i, p in enumerate((60, 62, 64, 65, 67)):
+        s.schedule(10.0 + i * 0.01, on(p))
+    s.schedule(10.1, off(65))  # its note-on was dropped: nothing to close
+    s.schedule(10.1, off(60))
+    s.schedule(10.2, on(69))  # room again
+    for t in (10.0, 10.01, 10.02, 10.03, 10.04, 10.1, 10.2):
+        clock.set(t)
+        s.pump()
+    sent = [(m.type, m.note) for _, m in out.sent]
+    assert sent == [("note_on", 60), ("note_on", 62), ("note_on", 64), ("note_off", 60), ("note_on", 69)]
+    assert s.dropped_polyphony == 2 and len(s.open_notes) == 3
