@@ -88,7 +88,8 @@ class Scheduler:
         self.dropped_late = 0  # note-ons dropped for lateness
         self.cancelled = 0
         self.dropped_polyphony = 0  # note-ons dropped: max_polyphony notes were sounding
-        self.unclosed = 0  # notes whose note-off could not be sent (the output failed or blocked)
+        self.unclosed = 0
+        self.output_blocked = False  # a send did not return within send_wait_s  # notes whose note-off could not be sent (the output failed or blocked)
         self.faults = 0  # exceptions the thread survived
         self.errors_s: deque[float] = deque(maxlen=200_000)  # sent - due, seconds
 
@@ -225,7 +226,8 @@ class Scheduler:
         If a send in progress does not return within send_wait_s, the output
         is taken as blocked: the queue is still dropped, the notes counted in
         `unclosed`, and cut() returns [] rather than hang."""
-        if not self._send_lock.acquire(timeout=self.send_wait_s):
+        if not self._send_lock.acquire(timeout=0.0 if self.output_blocked else self.send_wait_s):
+            self.output_blocked = True  # known now: later calls do not wait for it again
             keys = self._take_all()
             self.unclosed += len(keys)
             log.error("output blocked: %d note(s) could not be closed", len(keys))
@@ -238,7 +240,7 @@ class Scheduler:
     def panic(self) -> None:
         """cut(), then all-notes-off (CC123) and all-sound-off (CC120) on all 16 channels."""
         self.cut()
-        if not self._send_lock.acquire(timeout=self.send_wait_s):
+        if not self._send_lock.acquire(timeout=0.0 if self.output_blocked else self.send_wait_s):
             log.error("output blocked: panic could not send")
             return
         try:
@@ -266,7 +268,7 @@ class Scheduler:
             self._running = False
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=JOIN_S)
+            self._thread.join(timeout=0.0 if self.output_blocked else JOIN_S)
         return self.cut()
 
     def _realtime(self) -> None:

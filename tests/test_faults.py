@@ -209,3 +209,20 @@ def test_held_note_released_from_the_context_after_the_timeout_so_call_mode_answ
         wake = jam.tick(clock.now())
     assert jam.held_released == 1 and 50 not in jam.enc.sounding
     assert jam.answers >= 1 and any(m.type == "note_on" for _, m in out.sent)
+
+
+def test_engine_stop_returns_while_an_output_send_hangs_for_good():
+    cfg = load_config(overrides=FAST + ['jam.mode="solo"'])
+    loop = Loopback()
+    hang = BlockingOut()
+    hang.send = lambda msg, _h=hang: (_h.entered.set(), _h.release.wait())  # every send hangs
+    eng = Engine(cfg, ScriptedPredictor(cfg.vocab(), SCRIPT), ports=Ports("loopback", loop=loop),
+                 input_name="keyboard", virtual_name="Antiphon", extra_outputs=[hang], report=lambda line: None)
+    eng.start()
+    try:
+        assert hang.entered.wait(10.0)  # the scheduler thread is stuck in a send now
+        done, _ = in_thread(eng.stop)
+        assert done.wait(5.0) and not hang.release.is_set()  # stop() came back; the send never did
+        assert eng.stopped.is_set()
+    finally:
+        hang.release.set()
