@@ -20,7 +20,7 @@ from .config import Config, parse_value, set_value
 from .errors import AntiphonError
 from .jam import Jam
 from .listener import EchoFilter, Listener
-from .ports import PortLost
+from .portwatch import PortWatcher
 from .sampler import SamplingControls
 from .scheduler import Scheduler
 
@@ -154,7 +154,8 @@ class Engine:
         self._port_lock = threading.Lock()  # the port watcher never looks at a port being closed
         self._closing = False
         self.error: Exception | None = None
-        self.input = self.output = None
+        self.input = self.output = self.main_output = None
+        self.watcher: PortWatcher | None = None
         self.scheduler: Scheduler | None = None
         self.listener: Listener | None = None
         self.jam: Jam | None = None
@@ -176,14 +177,16 @@ class Engine:
         return self
 
     def _open(self, cfg: Config) -> None:
-        out = self.ports.open_output(self.output_name, virtual_name=self.virtual_name)
-        self.output = Tee(out, *self.extra_outputs) if self.extra_outputs else out
+        self.main_output = self.ports.open_output(self.output_name, virtual_name=self.virtual_name)
+        self.output = Tee(self.main_output, *self.extra_outputs) if self.extra_outputs else self.main_output
         s = cfg.scheduler
         self.scheduler = Scheduler(self.output, self.clock, channel=cfg.midi.channel - 1,
                                    velocity_scale=cfg.midi.velocity_scale,
                                    late_tolerance_s=s.late_tolerance_ms / 1000, spin_s=s.spin_ms / 1000,
                                    rt_priority=s.rt_priority, on_error=self._fail,
                                    max_polyphony=cfg.sampling.max_polyphony)
+        self.watcher = PortWatcher(self, cfg.midi.port_check_s)
+        self.scheduler.on_port_lost = self.watcher.output_failed
         self.jam = Jam(self.predictor, self.scheduler, self.tempo, self.controls, self.clock,
                        self.predictor.vocab, lead_s=s.lead_ms / 1000, channel=cfg.midi.channel - 1,
                        report=self.report)
@@ -198,21 +201,14 @@ class Engine:
         self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input,
                                           clock=self.clock)
         self.listener.start()
-        if cfg.midi.port_check_s > 0 and not self.virtual_input:  # our own port cannot go away
-            threading.Thread(target=self._watch_input, args=(cfg.midi.port_check_s,),
-                             name="antiphon-port-watch", daemon=True).start()
+        if cfg.midi.port_check_s > 0 and (not self.virtual_input or self.output_name):  # ours cannot go away
+            self.watcher.start()
 
-    def _watch_input(self, every_s: float) -> None:
-        """A lost input (keyboard unplugged, server gone) stops the engine, which closes every note."""
-        port = self.input
-        while not self.stopped.wait(every_s):
-            with self._port_lock:
-                if self._closing or port is not self.input:
-                    return
-                alive = self.ports.input_alive(port)
-            if not alive:
-                self._fail(PortLost(f"input port {port.name!r} is gone"))
-                return
+    def set_main_output(self, port) -> None:
+        """Swap the output the agent plays on (the port watcher: lost, then back)."""
+        self.main_output = port
+        self.output = Tee(port, *self.extra_outputs) if self.extra_outputs else port
+        self.scheduler.output = self.output
 
     def stop(self) -> list[int]:
         """Stop the threads, close every open note, close the ports. Safe to call twice."""

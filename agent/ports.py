@@ -62,11 +62,19 @@ class Loopback:
 
     def names(self) -> list[str]:
         with self._lock:
-            return sorted(self._buses)
+            return sorted(n for n, b in self._buses.items() if not b.broken)
 
     def break_bus(self, name: str) -> None:
-        """Simulate a lost port: every later send on the bus raises PortLost."""
+        """Simulate a lost port: every later send on the bus raises PortLost, and it is not listed."""
         self.bus(name).broken = True
+
+    def restore_bus(self, name: str) -> None:
+        """The lost port is back (listed again); ports opened before the loss stay dead."""
+        with self._lock:
+            old = self._buses.pop(name, None)
+        if old is not None:
+            old.broken = True
+        self.bus(name)
 
 
 Loopback.default = Loopback()  # type: ignore[attr-defined]
@@ -177,6 +185,18 @@ class Ports:
         try:  # client (get_input_names) holds the GIL for tens of ms under JACK
             return port.name in (rt.get_ports() if rt is not None else self.input_names())
         except Exception:  # rtmidi errors, PortError: the MIDI system itself went away
+            return False
+
+    def output_alive(self, port) -> bool:
+        """Is an opened output's destination still there? (Our own virtual port always is.)"""
+        if isinstance(port, LoopbackOutput):
+            return not port._bus.broken and not port.closed
+        rt = getattr(port, "_rt", None)
+        if rt is None:
+            return True  # not a port we can look into (a Tee's part, a test double)
+        try:
+            return port.name in rt.get_ports()
+        except Exception:
             return False
 
     def open_input(self, part: str, receiver: Receiver, *, virtual: bool = False, clock=None):

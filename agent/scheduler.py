@@ -66,6 +66,7 @@ class Scheduler:
         self.spin_s = spin_s
         self.on_error = on_error
         self.max_polyphony = max_polyphony
+        self.on_port_lost: Callable[[Exception], None] | None = None  # set: a lost port is not fatal (see portwatch)
         self.rt_priority = rt_priority  # > 0: ask for SCHED_FIFO at this priority (Linux), else keep normal
         self.rt_granted = False
         self.hooks: list[SentHook] = []
@@ -309,6 +310,10 @@ class Scheduler:
                     return
             except Exception as exc:  # a bug or a failing send: close what we can; go on unless it repeats
                 self.faults += 1
+                if isinstance(exc, PortLost) and self.on_port_lost is not None:
+                    log.warning("scheduler: %s", exc)
+                    self.on_port_lost(exc)  # the watcher mutes the output and reconnects it
+                    continue
                 fatal = isinstance(exc, PortLost) or self.fuse.blow(self.clock.now())
                 log.error("scheduler: %s: %s%s", type(exc).__name__, exc, "; stopping" if fatal else "; notes cut, going on")
                 try:
