@@ -12,7 +12,7 @@ from helpers import load_script
 
 pytest.importorskip("hypothesis")
 fuzz = load_script("fuzz")
-COUNT = {"midi": 2000, "stream": 600}  # ~30 s together on a 2-core machine
+COUNT = {"midi": 2000, "stream": 1000}  # ~30 s together on a 2-core machine
 
 
 @pytest.mark.parametrize("target", ["midi", "stream"])
