@@ -96,6 +96,7 @@ class Jam:
         self.gen: Generation | None = None
         self.phrases = 0
         self.responses: list[dict] = []  # one per finished answer / run, for reports and benchmarks
+        self.observers: list = []  # fn(kind, t_s, info) per finished answer: kind "phrase" then "answer"
         self.player_events = 0
         self.rollbacks = 0
         self.resample_s: list[float] = []
@@ -448,3 +449,7 @@ class Jam:
         elif g.kind != "solo":
             self.report(f"{g.kind}: played {g.notes} notes")
         self.responses.append(rec)
+        for fn in list(self.observers):
+            if g.phrase is not None:
+                fn("phrase", g.phrase.first_t, rec)
+            fn("answer", g.first_note_t, rec)

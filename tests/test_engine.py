@@ -20,7 +20,8 @@ from scripted import ScriptedPredictor  # noqa: E402
 from agent.clock import RealClock
 from agent.commands.demo import corpus_phrases, play_phrase
 from agent.config import load_config
-from agent.engine import Engine, SessionRecorder
+from agent.engine import Engine
+from agent.record import Recorder
 from agent.ports import Loopback, PortLost, Ports
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
@@ -58,11 +59,9 @@ def paired(msgs) -> bool:
 def make(pred, mode="call", extra=()):
     cfg = load_config(overrides=FAST + [f'jam.mode="{mode}"', *extra])
     loop = Loopback()
+    rec = Recorder(cfg.timing.bpm)
     eng = Engine(cfg, pred, ports=Ports("loopback", loop=loop), input_name="keyboard",
-                 virtual_name="Antiphon", report=lambda line: None).start()
-    rec = SessionRecorder(cfg.timing.bpm)
-    eng.listener.player_hooks.append(rec.on_human)
-    eng.scheduler.hooks.append(rec.on_agent)
+                 virtual_name="Antiphon", report=lambda line: None, recorder=rec).start()
     heard = []
     Ports("loopback", loop=loop).open_input("Antiphon", lambda m, t: heard.append((t, m)))
     return eng, rec, loop, heard
@@ -81,6 +80,10 @@ def test_a_chorale_phrase_is_heard_and_answered_with_every_note_closed(model_dir
     assert eng.listener.notes_in == 2 * len(chorale_phrase)  # no input event lost
     assert closed == [] and paired(heard) and not eng.scheduler.open_notes
     assert any(m.type == "note_on" for _, m in heard) == (resp["notes"] > 0)
+    # the recorder (attached by the engine) kept both parts and the phrase's marker
+    assert [n.pitch for n in rec.notes("human")] == [p for p, _, _ in chorale_phrase]
+    assert len(rec.notes("agent")) == sum(m.type == "note_on" and m.velocity > 0 for _, m in heard)
+    assert [kind for _, kind, _ in rec.snapshot()[2]][:1] == ["phrase"]
 
 
 def test_stop_mid_note_closes_it(model_dir):
