@@ -94,13 +94,19 @@ def test_stop_mid_note_closes_it(model_dir):
     assert sorted(closed) == [60, 64] and paired(heard)
 
 
-def test_an_exception_in_the_model_stops_the_engine_and_closes_notes():
+def test_an_exception_in_the_model_stops_the_engine_and_closes_notes(tmp_path):
     pred = ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(24) NOTE_OFF(60) NOTE_ON(62) SHIFT(24)",
                              fail_after=4)
     eng, rec, loop, heard = make(pred, mode="solo")
+    eng.start_recording(tmp_path / "take.mid")
     assert eng.wait(10.0) and isinstance(eng.error, RuntimeError)
     eng.stop()
     assert paired(heard) and not eng.scheduler.open_notes
+    # the recording's final files are written whatever ended the session, the last note closed in them
+    assert [p.name for p in eng.recorded] == ["take.mid", "take.musicxml", "take.png"]
+    agent = mido.MidiFile(tmp_path / "take.mid").tracks[2]
+    assert [(m.type, m.note) for m in agent if m.type in ("note_on", "note_off")] == [
+        ("note_on", 60), ("note_off", 60)]  # 62 was still queued when the model failed: never sent
 
 
 def test_a_lost_output_port_stops_the_engine_cleanly():
@@ -148,13 +154,16 @@ def test_live_temperature_cc_reaches_the_controls():
     eng.stop()
 
 
-def test_a_lost_input_port_stops_the_engine_and_closes_its_notes():
+def test_a_lost_input_port_stops_the_engine_and_closes_its_notes(tmp_path):
     eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(48) NOTE_OFF(60)"),
                                  mode="solo", extra=["midi.port_check_s=0.05"])
     assert wait_for(lambda: eng.scheduler.open_notes)
+    assert eng.start_recording(tmp_path / "take.mid") == tmp_path / "take.mid"
     loop.break_bus("keyboard")
     assert eng.wait(10.0) and isinstance(eng.error, PortLost) and "keyboard" in str(eng.error)
     assert eng.stop() == [60] and paired(heard)
+    notes = [(m.type, m.note) for m in mido.MidiFile(tmp_path / "take.mid").tracks[2] if m.type.startswith("note")]
+    assert notes == [("note_on", 60), ("note_off", 60)]  # held when the port went: closed in the file too
 
 
 def test_midi_clock_in_sets_the_tempo_and_start_restarts_the_grid():
