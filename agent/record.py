@@ -110,8 +110,9 @@ class Recorder:
             return
         if kind == "phrase":
             text = f"phrase {info.get('phrase', '?')} ({info.get('heard_notes', 0)} notes)"
-        else:
-            text = f"answer {info.get('phrase', '')} ({info.get('notes', 0)} notes)".replace("answer  ", "answer ")
+        else:  # an answer to a phrase, or an accompany/solo run (no phrase)
+            label = f"answer {info['phrase']}" if "phrase" in info else info.get("kind", "answer")
+            text = f"{label} ({info.get('notes', 0)} notes)"
         with self._lock:
             if self._end_s is None:
                 self._markers.append((self._rel(t_s), kind, text))
