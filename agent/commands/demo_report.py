@@ -60,19 +60,21 @@ def summary(engine, recorder, ends: list[float], closed: list[int], files: list[
     human, agent = recorder.notes("human"), recorder.notes("agent")
     lines = ["", "summary"]
     onsets = []
+    sent = sorted(recorder.t0 + n.start_s for n in agent)  # when each agent note actually went out
     for resp, end_t in zip(jam.responses, ends):
-        first = resp.get("first_note_t")
+        first = resp.get("first_note_t")  # when it was due
         when = "no notes"
-        if first is not None:
-            onsets.append(first - resp["threshold_t"])
-            when = (f"first note {1e3 * (first - end_t):.0f} ms after the phrase's last note "
-                    f"({1e3 * (first - resp['threshold_t']):+.1f} ms after the {jam.silence_s() * 1e3:.0f} ms pause)")
+        out = next((t for t in sent if t >= first - 0.001), None) if first is not None else None
+        if out is not None:
+            onsets.append(out - resp["threshold_t"])
+            when = (f"first note sent {1e3 * (out - end_t):.0f} ms after the phrase's last note "
+                    f"({1e3 * (out - resp['threshold_t']):+.1f} ms after the {jam.silence_s() * 1e3:.0f} ms pause)")
         lines.append(f"  phrase {resp.get('phrase', '?')}: {resp.get('heard_notes', 0)} notes in, "
                      f"{resp['notes']} notes out; {when}")
     key = estimate_key([n.pitch for n in human])
     lines.append(f"  key heard: {key_name(key) if key else 'not enough notes to tell'} "
                  f"(from the player's {len(human)} notes)")
-    lines.append(f"  answer onset after the pause: {_ms(onsets)}")
+    lines.append(f"  answer's first note sent after the pause: {_ms(onsets)}")
     lines.append(f"  scheduler send error: {_ms(list(sched.errors_s))} over {sched.sent} messages; "
                  f"{sched.dropped_late} late note-ons dropped; {len(closed)} notes closed at stop, "
                  f"{len(sched.open_notes)} left open")
