@@ -204,9 +204,16 @@ class Engine:
 
     # -- recording ----------------------------------------------------------------
     def start_recording(self, path: str | Path) -> Path:
-        """Record from now to `path` (a .mid; .musicxml and .png beside it at the end). Returns the path."""
-        from .record import Recorder
+        """Record from now to `path` (a .mid; .musicxml and .png beside it at the end).
 
+        Never overwrites: returns the path actually used (FILE-1.mid if FILE.mid exists). A folder
+        that cannot be written raises AntiphonError and changes nothing."""
+        from .record import Recorder, check_writable, free_path
+
+        if self.recorder is not None and self.recorder.path is not None:
+            raise AntiphonError(f"already recording to {self.recorder.path}: stop that recording first")
+        path = free_path(path)
+        check_writable(path.parent)
         if self.recorder is None:
             self.recorder = Recorder(self.tempo.bpm, beats_per_bar=self.tempo.beats_per_bar,
                                      resolution=self.predictor.vocab.resolution, clock=self.clock,

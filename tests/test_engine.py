@@ -119,6 +119,27 @@ def test_a_lost_output_port_stops_the_engine_cleanly():
     assert not eng.scheduler.open_notes
 
 
+def test_recording_starts_and_stops_while_playing_and_never_overwrites(tmp_path):
+    from agent.errors import AntiphonError
+
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(6) NOTE_OFF(60)"),
+                                 mode="solo")
+    eng.stop_recording()  # the recorder make() attached: none from here on
+    (tmp_path / "jam.mid").write_bytes(b"an earlier take")
+    path = eng.start_recording(tmp_path / "jam.mid")
+    assert path == tmp_path / "jam-1.mid" and eng.recorder is not None
+    with pytest.raises(AntiphonError, match="already recording"):
+        eng.start_recording(tmp_path / "other.mid")
+    assert wait_for(lambda: len(heard) >= 6)
+    files = eng.stop_recording()
+    assert [f.name for f in files] == ["jam-1.mid", "jam-1.musicxml", "jam-1.png"] and eng.recorder is None
+    assert (tmp_path / "jam.mid").read_bytes() == b"an earlier take"
+    played = [m for m in mido.MidiFile(path).tracks[2] if m.type == "note_on"]
+    assert played and {m.note for m in played} == {60}
+    assert not eng.stopped.is_set()  # the session goes on
+    eng.stop()
+
+
 def test_panic_closes_notes_and_silences_all_channels():
     eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(48) NOTE_OFF(60)"),
                                  mode="solo")
