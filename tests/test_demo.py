@@ -2,17 +2,29 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
 import wave
+from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+from scripted import ScriptedPredictor  # noqa: E402
+
+from agent.clock import FakeClock, TempoMap
+from agent.commands.demo import PHRASES, play_on_grid
 from agent.commands.demo_report import soundfont
+from agent.config import load_config
+from agent.engine import LiveControls
+from agent.jam import Jam
+from agent.scheduler import Scheduler
 from agent.scores import read_musicxml_parts
+from helpers import ListOut
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 FAST = ["--phrases", "2", "--set", "timing.bpm=240.0", "--set", "jam.silence_ms=250.0",
@@ -111,3 +123,39 @@ def test_no_fluidsynth_is_a_one_line_note_not_a_failure(tmp_path):
     assert len(notes) == 1 and "fluidsynth is not installed" in notes[0]
     assert (tmp_path / "session.mid").exists() and not (tmp_path / "session.wav").exists()
 
+
+
+def test_a_late_waking_player_feeds_the_model_the_same_tokens():
+    """What the demo's player sends is stamped with its grid time, so however late the machine wakes
+    it (here up to 30 ms, at a tempo whose tick is 51.5 ms), the model hears the same stream."""
+    class LateClock(FakeClock):
+        def __init__(self, t0, late_s, seed):
+            super().__init__(t0)
+            self.late_s, self.rng = late_s, random.Random(seed)
+
+        def sleep_until(self, t_s):
+            self.set(t_s + self.rng.uniform(0, self.late_s))
+
+    class Player:  # the listener's part: hand each note to the jam with the time it carries
+        def __init__(self, jam, clock, stamp_on_arrival):
+            self.jam, self.clock, self.arrival = jam, clock, stamp_on_arrival
+
+        def receive(self, msg, t_s):
+            on = msg.type == "note_on" and msg.velocity > 0
+            self.jam.player_note(msg.note, msg.velocity, on, self.clock.now() if self.arrival else t_s)
+
+    def heard(t0, late_s, seed, stamp_on_arrival=False):
+        cfg = load_config(overrides=["timing.bpm=97.0"])
+        clock = LateClock(t0, late_s, seed)
+        pred = ScriptedPredictor(cfg.vocab())
+        jam = Jam(pred, Scheduler(ListOut(clock), clock), TempoMap(97.0, clock.now()), LiveControls(cfg), clock,
+                  cfg.vocab())
+        player = Player(jam, clock, stamp_on_arrival)
+        for i, phrase in enumerate(PHRASES):
+            play_on_grid(player, jam, phrase, jam.enc.tick + (49 if i == 0 else 12), clock)
+        return pred.names()
+
+    steady = heard(100.0, 0.0, 0)
+    assert "NOTE_ON(64)" in steady and steady.count("NOTE_ON") == sum(map(len, PHRASES))
+    assert heard(1234.567, 0.030, 1) == steady and heard(77.0, 0.030, 2) == steady
+    assert heard(1234.567, 0.030, 1, stamp_on_arrival=True) != steady  # stamped on arrival, the jitter shows
