@@ -1,4 +1,4 @@
-"""`antiphon play` and `antiphon demo` as a user runs them: signals, errors, the demo's MIDI file."""
+"""`antiphon play` and `antiphon demo` as a user runs them: signals, errors, missing models."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import mido
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "runtime"))
