@@ -60,7 +60,7 @@ class Recorder:
     def __init__(self, bpm: float, *, beats_per_bar: int = 4, resolution: int = 12, clock=None,
                  flush_s: float = 5.0, ticks_per_beat: int = 480, report=None) -> None:
         self.clock = clock or RealClock()
-        self.t0 = self.clock.now()
+        self.t0 = self.clock.now()  # the recording's time 0 (clock seconds); may be moved before the first event
         self.beats_per_bar = beats_per_bar
         self.resolution = resolution
         self.flush_s = flush_s

@@ -156,6 +156,7 @@ def run(args) -> int:
         from ..jam import MAX_GAP_BEATS
 
         first = max(round(MAX_GAP_BEATS * jam.vocab.resolution) + 1, jam.tick_at(clock.now() + 0.3))
+        recorder.t0 = jam.time_of(first - jam.vocab.resolution)  # the files start a beat before the first note
         for i, phrase in enumerate(phrases):
             ends.append(play_on_grid(engine.listener, jam, phrase, first, clock))
             deadline = clock.now() + 60.0  # wait for the answer to finish playing (or the engine to fail)
