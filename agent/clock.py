@@ -68,6 +68,7 @@ class TempoMap:
         self.beats_per_bar = int(beats_per_bar)
         self._anchor_s = float(origin_s)
         self._anchor_beat = 0.0
+        self.listeners: list = []  # fn(bpm, at_s) after each set_bpm (e.g. the session recorder)
 
     def beat(self, t_s: float) -> float:
         with self._lock:
@@ -91,6 +92,8 @@ class TempoMap:
             raise ValueError(f"tempo must be > 0 bpm, not {bpm}")
         with self._lock:  # read and re-anchor in one step: a restart between them would be lost
             self._anchor_s, self._anchor_beat, self.bpm = float(at_s), self._beat(at_s), float(bpm)
+        for fn in list(self.listeners):
+            fn(float(bpm), float(at_s))
 
     def restart(self, at_s: float) -> None:
         """Beat 0 is now (MIDI clock start)."""

@@ -121,6 +121,14 @@ class TokensConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    enabled: bool = _f(False)  # record every `antiphon play` session
+    folder: str = _f("recordings")  # relative paths are from the current directory
+    name: str = _f("antiphon-%Y-%m-%d-%H%M%S.mid")  # strftime pattern; an existing name gets -1, -2...
+    flush_s: float = _f(5.0, min=0.5, max=3600.0)  # rewrite the MIDI file this often while playing
+
+
+@dataclass(frozen=True)
 class Config:
     midi: MidiConfig = field(default_factory=MidiConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
@@ -130,6 +138,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     source: str = "<defaults>"  # the file it came from
 
     def vocab(self):

@@ -13,8 +13,6 @@ import sys
 import threading
 from pathlib import Path
 
-import mido
-
 from .clock import RealClock, TempoMap
 from .config import Config, parse_value, set_value
 from .errors import AntiphonError
@@ -96,51 +94,12 @@ class Tee:
             raise error
 
 
-class SessionRecorder:
-    """Records the player's and the agent's notes; writes a two-track MIDI file."""
-
-    def __init__(self, bpm: float) -> None:
-        self.bpm = bpm
-        self.human: list[tuple[float, mido.Message]] = []
-        self.agent: list[tuple[float, mido.Message]] = []
-        self._lock = threading.Lock()
-
-    def on_human(self, msg, t_s: float) -> None:
-        with self._lock:
-            self.human.append((t_s, msg))
-
-    def on_agent(self, msg, due_s: float, sent_s: float) -> None:
-        if msg.type in ("note_on", "note_off"):
-            with self._lock:
-                self.agent.append((sent_s, msg))
-
-    def write(self, path: str | Path, ticks_per_beat: int = 480) -> Path:
-        path = Path(path)
-        with self._lock:
-            tracks = [("human", list(self.human)), ("agent", list(self.agent))]
-        t0 = min((t for _, evs in tracks for t, _ in evs[:1]), default=0.0)
-        mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-        for i, (name, evs) in enumerate(tracks):
-            tr = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
-            if i == 0:
-                tr.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(self.bpm), time=0))
-            last = 0
-            for t, msg in sorted(evs, key=lambda e: e[0]):
-                tick = max(last, round((t - t0) * self.bpm / 60 * ticks_per_beat))
-                tr.append(msg.copy(time=tick - last, channel=i))
-                last = tick
-            mid.tracks.append(tr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mid.save(path)
-        return path
-
-
 class Engine:
     """Listener + jam + scheduler over one input and one output port."""
 
     def __init__(self, cfg: Config, predictor, *, ports, input_name: str = "", output_name: str = "",
                  virtual_name: str | None = None, virtual_input: bool = False, extra_outputs=(), clock=None,
-                 report=print) -> None:
+                 report=print, recorder=None) -> None:
         self.cfg = cfg
         self.controls = LiveControls(cfg)
         self.predictor = predictor
@@ -161,6 +120,8 @@ class Engine:
         self.jam: Jam | None = None
         self.tempo = TempoMap(cfg.timing.bpm, self.clock.now(), cfg.timing.beats_per_bar)
         self.controls.listeners.append(self._on_control_change)
+        self.recorder = recorder  # a record.Recorder: attached when the threads exist, final files written at stop
+        self.recorded: list[Path] = []  # the files the last recording wrote
 
     # -- wiring --------------------------------------------------------------
     def start(self) -> "Engine":
@@ -197,6 +158,8 @@ class Engine:
                                  on_control=self._on_cc, on_tempo=self._on_midi_tempo,
                                  on_transport=self._on_transport, on_error=self._fail,
                                  on_fault=lambda exc: self.report(f"error, notes cut, playing on: {type(exc).__name__}: {exc}"))
+        if self.recorder is not None:
+            self.recorder.attach(self)
         self.scheduler.start()
         self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input,
                                           clock=self.clock)
@@ -223,7 +186,9 @@ class Engine:
                 except Exception as exc:  # a failing predictor must not keep notes open
                     log.error("while stopping: %s", exc)
         if self.scheduler is not None:
-            closed += self.scheduler.stop()
+            closed += self.scheduler.stop()  # its last note-offs reach the recorder too
+        if self.recorder is not None:
+            self.stop_recording()
         for port in (self.input, self.output):
             if port is not None:
                 try:
@@ -235,6 +200,37 @@ class Engine:
             sys.setswitchinterval(self._old_switch)
         self.stopped.set()
         return closed
+
+    # -- recording ----------------------------------------------------------------
+    def start_recording(self, path: str | Path) -> Path:
+        """Record from now to `path` (a .mid; .musicxml and .png beside it at the end).
+
+        Never overwrites: returns the path actually used (FILE-1.mid if FILE.mid exists). A folder
+        that cannot be written raises AntiphonError and changes nothing."""
+        from .record import Recorder, check_writable, free_path
+
+        if self.recorder is not None and self.recorder.path is not None:
+            raise AntiphonError(f"already recording to {self.recorder.path}: stop that recording first")
+        path = free_path(path)
+        check_writable(path.parent)
+        if self.recorder is None:
+            self.recorder = Recorder(self.tempo.bpm, beats_per_bar=self.tempo.beats_per_bar,
+                                     resolution=self.predictor.vocab.resolution, clock=self.clock,
+                                     flush_s=self.cfg.record.flush_s, report=self.report)
+            if self.listener is not None:  # already playing: hook in now (else _open does)
+                self.recorder.attach(self)
+        return self.recorder.start(path)
+
+    def stop_recording(self) -> list[Path]:
+        """Stop recording; write and return the final files (MIDI, MusicXML, PNG). [] if none."""
+        rec, self.recorder = self.recorder, None
+        if rec is None:
+            return []
+        rec.detach()
+        self.recorded = rec.stop()
+        for path in self.recorded:
+            self.report(f"recorded {path}")
+        return self.recorded
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until the engine stops by itself (an error, a lost port). True if it did."""

@@ -98,6 +98,7 @@ class Jam:
         self.phrases = 0
         self.responses: deque[dict] = deque(maxlen=HISTORY)  # the latest finished answers / runs, for reports
         self.answers = 0  # every answer / run retired (responses keeps only the latest)
+        self.observers: list = []  # fn(kind, t_s, info) per finished answer: kind "phrase" then "answer"
         self.player_events = 0
         self.rollbacks = 0
         self.resample_s: deque[float] = deque(maxlen=HISTORY)
@@ -513,3 +514,7 @@ class Jam:
             self.report(f"{g.kind}: played {g.notes} notes")
         self.responses.append(rec)
         self.answers += 1
+        for fn in list(self.observers):
+            if g.phrase is not None:
+                fn("phrase", g.phrase.first_t, rec)
+            fn("answer", g.first_note_t, rec)

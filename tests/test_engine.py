@@ -20,7 +20,8 @@ from scripted import ScriptedPredictor  # noqa: E402
 from agent.clock import RealClock
 from agent.commands.demo import corpus_phrases, play_phrase
 from agent.config import load_config
-from agent.engine import Engine, SessionRecorder
+from agent.engine import Engine
+from agent.record import Recorder
 from agent.ports import Loopback, PortLost, Ports
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
@@ -69,11 +70,9 @@ def paired(msgs) -> bool:
 def make(pred, mode="call", extra=()):
     cfg = load_config(overrides=FAST + [f'jam.mode="{mode}"', *extra])
     loop = Loopback()
+    rec = Recorder(cfg.timing.bpm)
     eng = Engine(cfg, pred, ports=Ports("loopback", loop=loop), input_name="keyboard",
-                 virtual_name="Antiphon", report=lambda line: None).start()
-    rec = SessionRecorder(cfg.timing.bpm)
-    eng.listener.player_hooks.append(rec.on_human)
-    eng.scheduler.hooks.append(rec.on_agent)
+                 virtual_name="Antiphon", report=lambda line: None, recorder=rec).start()
     heard = []
     Ports("loopback", loop=loop).open_input("Antiphon", lambda m, t: heard.append((t, m)))
     return eng, rec, loop, heard
@@ -92,6 +91,10 @@ def test_a_chorale_phrase_is_heard_and_answered_with_every_note_closed(model_dir
     assert eng.listener.notes_in == 2 * len(chorale_phrase)  # no input event lost
     assert closed == [] and paired(heard) and eng.scheduler.unclosed == 0
     assert any(m.type == "note_on" for _, m in heard) == (resp["notes"] > 0)
+    # the recorder (attached by the engine) kept both parts and the phrase's marker
+    assert [n.pitch for n in rec.notes("human")] == [p for p, _, _ in chorale_phrase]
+    assert len(rec.notes("agent")) == sum(m.type == "note_on" and m.velocity > 0 for _, m in heard)
+    assert [kind for _, kind, _ in rec.snapshot()[2]][:1] == ["phrase"]
 
 
 def test_stop_mid_note_closes_it(model_dir):
@@ -102,13 +105,19 @@ def test_stop_mid_note_closes_it(model_dir):
     assert sorted(closed) == [60, 64] and paired(heard)
 
 
-def test_an_exception_in_the_model_stops_the_engine_and_closes_notes():
+def test_an_exception_in_the_model_stops_the_engine_and_closes_notes(tmp_path):
     pred = ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(24) NOTE_OFF(60) NOTE_ON(62) SHIFT(24)",
                              fail_after=4)
     eng, rec, loop, heard = make(pred, mode="solo")
+    eng.start_recording(tmp_path / "take.mid")
     assert eng.wait(10.0) and isinstance(eng.error, RuntimeError)
     eng.stop()
     assert paired(heard) and eng.scheduler.unclosed == 0
+    # the recording's final files are written whatever ended the session, the last note closed in them
+    assert [p.name for p in eng.recorded] == ["take.mid", "take.musicxml", "take.png"]
+    agent = mido.MidiFile(tmp_path / "take.mid").tracks[2]
+    assert [(m.type, m.note) for m in agent if m.type in ("note_on", "note_off")] == [
+        ("note_on", 60), ("note_off", 60)]  # 62 was still queued when the model failed: never sent
 
 
 def test_a_lost_output_port_is_reported_and_reconnected_while_the_engine_plays_on():
@@ -136,6 +145,27 @@ def test_a_lost_output_port_is_reported_and_reconnected_while_the_engine_plays_o
         eng.stop()
     # the note sounding when the port went is counted as not closed; everything after pairs up
     assert len(open_at(heard[:lost_at])) == eng.scheduler.unclosed and paired(back)
+
+
+def test_recording_starts_and_stops_while_playing_and_never_overwrites(tmp_path):
+    from agent.errors import AntiphonError
+
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(6) NOTE_OFF(60)"),
+                                 mode="solo")
+    eng.stop_recording()  # the recorder make() attached: none from here on
+    (tmp_path / "jam.mid").write_bytes(b"an earlier take")
+    path = eng.start_recording(tmp_path / "jam.mid")
+    assert path == tmp_path / "jam-1.mid" and eng.recorder is not None
+    with pytest.raises(AntiphonError, match="already recording"):
+        eng.start_recording(tmp_path / "other.mid")
+    assert wait_for(lambda: len(heard) >= 6)
+    files = eng.stop_recording()
+    assert [f.name for f in files] == ["jam-1.mid", "jam-1.musicxml", "jam-1.png"] and eng.recorder is None
+    assert (tmp_path / "jam.mid").read_bytes() == b"an earlier take"
+    played = [m for m in mido.MidiFile(path).tracks[2] if m.type == "note_on"]
+    assert played and {m.note for m in played} == {60}
+    assert not eng.stopped.is_set()  # the session goes on
+    eng.stop()
 
 
 def test_panic_closes_notes_and_silences_all_channels():

@@ -1,25 +1,37 @@
-"""antiphon demo: the whole engine with no keyboard and no MIDI system.
+"""antiphon demo --out DIR: the whole engine with no keyboard and no MIDI system, to files you can open.
 
-A scripted player plays real phrases into an in-process loopback port, in
-real time; the engine (listener, predictor on the model, scheduler, jam
-policy in call mode) answers on another loopback port. One line per phrase
-heard and answered; the session is written to a two-track MIDI file
-(human, agent). `--virtual NAME` also sends the agent's notes to a real
-virtual port (e.g. under JACK) so a synth can play them.
+A scripted player plays real phrases (two bars each from a music21 corpus
+chorale's top line, or a few well-known tunes) into the engine in real time;
+the engine (listener, predictor on the shipped model, scheduler, jam policy
+in call mode) answers on an in-process loopback port. The session is
+recorded: DIR/session.mid (tracks human and agent), session.musicxml,
+session.png and, where fluidsynth and a General MIDI soundfont are
+installed, session.wav. It ends with a summary: notes in and out per
+phrase, when each answer began, the key heard, latency figures, the files.
+
+Same seed, same answer: the player's messages are stamped with the times
+they were meant for, on the model's tick grid, so a busy machine's timing
+jitter cannot change what the model hears, and so what it plays.
+`--virtual NAME` also sends the agent's notes to a real virtual port.
 """
 from __future__ import annotations
 
+import argparse
+import shutil
 import time
 
 import mido
 
 from ..cli import common_options
 from ..clock import RealClock
+from ..config import set_value
 from ..errors import AntiphonError
 from ..events import Note
 from .play import configure, load_predictor
 
-HELP = "no keyboard needed: a scripted player and the agent on loopback ports, to a MIDI file"
+HELP = "no keyboard needed: a scripted player and the agent, recorded to MIDI, MusicXML, PNG and WAV"
+DEFAULT_CORPUS = "bach/bwv66.6"
+GAP_BEATS = 1  # between an answer's end and the next phrase
 
 # Short phrases in beats: the openings of well-known tunes (public domain).
 PHRASES: list[list[tuple[int, float, float]]] = [
@@ -33,11 +45,16 @@ PHRASES: list[list[tuple[int, float, float]]] = [
 
 
 def add_arguments(p) -> None:
+    p.add_argument("--out", metavar="DIR", default="demo", help="folder for session.mid/.musicxml/.png/.wav (default demo)")
+    p.add_argument("--seed", type=int, help="random seed: the same seed plays the same answers (default: config "
+                                            "sampling.seed, else 1)")
     p.add_argument("--phrases", type=int, default=3, help="phrases to play and have answered (default 3)")
-    p.add_argument("--out", metavar="FILE.mid", default="demo.mid", help="session MIDI file (default demo.mid)")
+    p.add_argument("--wav", action=argparse.BooleanOptionalAction, default=None,
+                   help="render session.wav with fluidsynth (default: on when fluidsynth and a GM soundfont are there)")
+    p.add_argument("--corpus", metavar="NAME", default=DEFAULT_CORPUS,
+                   help=f"music21 corpus piece whose top line is played, two bars a phrase (default {DEFAULT_CORPUS}); "
+                        "'tunes' for a few well-known tunes")
     p.add_argument("--virtual", metavar="NAME", help="also send the agent's notes to a real virtual port NAME")
-    p.add_argument("--corpus", metavar="NAME", help="take the phrases from a music21 corpus piece's top line, "
-                                                    "two bars each, e.g. bach/bwv66.6")
     p.add_argument("--model", metavar="DIR", help="model folder (default: [model] path)")
     common_options(p)
 
@@ -78,56 +95,87 @@ def play_phrase(send, phrase, start_s: float, spb: float, clock) -> float:
     return events[-1][0]
 
 
-def run(args) -> int:
-    from ..engine import Engine, SessionRecorder
-    from ..ports import Loopback, Ports
+def grid_phrase(phrase, res: int) -> list[tuple[int, int, int]]:
+    """(pitch, start_beats, length_beats) -> (tick, on, pitch) events on the model's grid, offsets
+    relative to the phrase's first tick; each note is released a tick early (detached, as people play)."""
+    evs = []
+    for pitch, b, d in phrase:
+        on = round(b * res)
+        evs.append((on, 1, pitch))
+        evs.append((max(on + 1, round((b + d) * res) - 1), 0, pitch))
+    return sorted(evs)
 
+
+def play_on_grid(listener, jam, phrase, first_tick: int, clock) -> float:
+    """Send a phrase to the listener in real time, each message stamped with its exact grid time
+    (jam.time_of), as a perfectly steady player would be. Returns the time of the last note-off."""
+    t = 0.0
+    for tick, on, pitch in grid_phrase(phrase, jam.vocab.resolution):
+        t = jam.time_of(first_tick + tick)
+        clock.sleep_until(t)
+        listener.receive(mido.Message("note_on" if on else "note_off", note=pitch, velocity=80 if on else 0), t)
+    return t
+
+
+def run(args) -> int:
+    from ..engine import Engine
+    from ..ports import Loopback, Ports
+    from ..record import Recorder, check_writable
+    from .demo_report import render_wav, soundfont, summary
+
+    if args.phrases < 1:
+        raise AntiphonError(f"--phrases {args.phrases}: must be at least 1")
     cfg = configure(args)
     if cfg.jam.mode != "call":
         raise AntiphonError("the demo plays call-and-response: leave jam.mode as call")
+    seed = args.seed if args.seed is not None else (cfg.sampling.seed if cfg.sampling.seed >= 0 else 1)
+    cfg = set_value(cfg, "sampling", "seed", seed, "--seed")
+    out = check_writable(args.out)
+    sf2 = soundfont()
+    wav = args.wav if args.wav is not None else bool(sf2 and shutil.which("fluidsynth"))
     predictor = load_predictor(cfg)
-    phrases = (corpus_phrases(args.corpus, cfg.timing.beats_per_bar, args.phrases) if args.corpus
-               else [PHRASES[i % len(PHRASES)] for i in range(args.phrases)])
-    loop = Loopback()
-    ports = Ports("loopback", loop=loop)
-    extra = []
-    if args.virtual:
-        extra.append(Ports(cfg.midi.backend).open_output(virtual_name=args.virtual))
-    engine = Engine(cfg, predictor, ports=ports, input_name="keyboard", virtual_name="Antiphon",
-                    extra_outputs=extra, report=lambda line: print(line, flush=True))
+    if args.corpus == "tunes":
+        phrases = [PHRASES[i % len(PHRASES)] for i in range(args.phrases)]
+    else:
+        phrases = corpus_phrases(args.corpus, cfg.timing.beats_per_bar, args.phrases)
+    extra = [Ports(cfg.midi.backend).open_output(virtual_name=args.virtual)] if args.virtual else []
+    report = lambda line: print(line, flush=True)  # noqa: E731
+    recorder = Recorder(cfg.timing.bpm, beats_per_bar=cfg.timing.beats_per_bar,
+                        resolution=predictor.vocab.resolution, flush_s=cfg.record.flush_s, report=report)
+    engine = Engine(cfg, predictor, ports=Ports("loopback", loop=Loopback()), input_name="keyboard",
+                    virtual_name="Antiphon", extra_outputs=extra, report=report, recorder=recorder)
+    print(f"demo: {len(phrases)} phrases from {args.corpus} at {cfg.timing.bpm:g} bpm, seed {seed}; the agent "
+          f"answers after {cfg.jam.silence_ms:g} ms of silence (model {cfg.model_dir()})", flush=True)
     engine.start()
-    rec = SessionRecorder(cfg.timing.bpm)
-    engine.listener.player_hooks.append(rec.on_human)
-    engine.scheduler.hooks.append(rec.on_agent)
-    keyboard = ports.open_output("keyboard")
-    clock = RealClock()
-    spb = 60.0 / cfg.timing.bpm
-    print(f"demo: {len(phrases)} phrases at {cfg.timing.bpm:g} bpm; the agent answers after "
-          f"{cfg.jam.silence_ms:g} ms of silence (model {cfg.model_dir()})", flush=True)
+    recorder.start(out / "session.mid")
+    clock, jam = RealClock(), engine.jam
+    ends: list[float] = []
     try:
-        t = clock.now() + 0.2
+        # the first phrase starts more than MAX_GAP_BEATS after the stream's start, so the
+        # model hears the same capped rest however long the engine took to start
+        from ..jam import MAX_GAP_BEATS
+
+        first = max(round(MAX_GAP_BEATS * jam.vocab.resolution) + 1, jam.tick_at(clock.now() + 0.3))
+        recorder.t0 = jam.time_of(first - jam.vocab.resolution)  # the files start a beat before the first note
         for i, phrase in enumerate(phrases):
-            play_phrase(keyboard.send, phrase, t, spb, clock)
-            # wait for the answer to finish playing (or the engine to fail)
-            deadline = clock.now() + 30.0
-            while len(engine.jam.responses) <= i and clock.now() < deadline and not engine.stopped.is_set():
+            ends.append(play_on_grid(engine.listener, jam, phrase, first, clock))
+            deadline = clock.now() + 60.0  # wait for the answer to finish playing (or the engine to fail)
+            while len(jam.responses) <= i and clock.now() < deadline and not engine.stopped.is_set():
                 time.sleep(0.02)
-            if engine.stopped.is_set():
+            if engine.stopped.is_set() or len(jam.responses) <= i:
                 break
-            t = clock.now() + 0.5
+            first = jam.enc.tick + GAP_BEATS * jam.vocab.resolution  # the jam is idle: its stream stands still
     except KeyboardInterrupt:
         print("interrupted")
     finally:
-        closed = engine.stop()
-        keyboard.close()
+        closed = engine.stop()  # writes session.mid, .musicxml, .png
     if engine.error is not None:
         raise AntiphonError(f"the engine stopped: {type(engine.error).__name__}: {engine.error}")
-    path = rec.write(args.out)
-    st = engine.stats()
-    n_h = sum(1 for _, m in rec.human if m.type == "note_on" and m.velocity > 0)
-    n_a = sum(1 for _, m in rec.agent if m.type == "note_on" and m.velocity > 0)
-    print(f"wrote {path}: human {n_h} notes, agent {n_a} notes; {st['answers']} answers; "
-          f"{len(closed)} notes closed at stop, {st['open_notes']} left open; "
-          f"{st['dropped_late']} late note-ons dropped")
-    return 0 if st["answers"] >= len(phrases) else 1
-
+    files = list(engine.recorded)
+    if wav:
+        files += render_wav(out / "session.mid", out / "session.wav", sf2)
+    elif args.wav is None:
+        print("note: no session.wav: install fluidsynth and a General MIDI soundfont (apt install fluidsynth "
+              "fluid-soundfont-gm) to hear it")
+    print(summary(engine, recorder, ends, closed, files))
+    return 0 if len(jam.responses) >= len(phrases) else 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
+from pathlib import Path
 
 from ..cli import common_options
 from ..config import load_config, set_value
@@ -24,6 +26,10 @@ def add_arguments(p) -> None:
     p.add_argument("--model", metavar="DIR", help="model folder (default: [model] path)")
     p.add_argument("--backend", help="MIDI backend: auto | alsa | jack | coremidi | winmm | loopback")
     p.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
+    p.add_argument("--record", metavar="FILE.mid", help="record the session to FILE.mid (+ .musicxml and .png at the "
+                                                        "end); an existing file is never overwritten (FILE-1.mid...)")
+    p.add_argument("--feed", metavar="FILE.mid", help="loopback backend only: play this MIDI file into the input in "
+                                                      "real time, as a scripted player (for tests and trials)")
     common_options(p)
 
 
@@ -90,13 +96,57 @@ def run_until_stopped(engine, seconds: float | None = None, banner: str | None =
     return 0
 
 
+def record_path(cfg, explicit: str | None = None):
+    """Where this session is recorded (None: not recorded): --record, else [record] when enabled.
+
+    The folder is created and proven writable here, before the session starts; an existing file
+    (or its .musicxml/.png) is never overwritten: the name gets -1, -2..."""
+    from ..record import check_writable, free_path
+
+    if explicit:
+        path = Path(explicit)
+    elif cfg.record.enabled:
+        path = Path(cfg.record.folder) / time.strftime(cfg.record.name)
+    else:
+        return None
+    check_writable(path.parent)
+    return free_path(path)
+
+
+def feed_file(send, path: str, start_s: float, clock) -> threading.Thread:
+    """Play a MIDI file's channel messages through `send` on absolute deadlines, on a daemon thread."""
+    import mido
+
+    from ..sources import MidiReadError
+
+    try:
+        msgs = [m for m in mido.MidiFile(path) if not m.is_meta]  # iteration gives seconds, tempo map applied
+    except Exception as exc:
+        raise MidiReadError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+
+    def run() -> None:
+        t = start_s
+        for m in msgs:
+            t += m.time
+            clock.sleep_until(t)
+            send(m.copy(time=0))
+
+    th = threading.Thread(target=run, name="antiphon-feed", daemon=True)
+    th.start()
+    return th
+
+
 def run(args) -> int:
+    from ..clock import RealClock
     from ..engine import Engine
     from ..ports import Ports
 
     cfg = configure(args)
+    rec_path = record_path(cfg, args.record)  # an unwritable folder fails here, before anything starts
     predictor = load_predictor(cfg)
     ports = Ports(cfg.midi.backend)
+    if args.feed and not ports.is_loopback:
+        raise AntiphonError("--feed plays into a loopback input: use it with --backend loopback")
     inp = args.inp if args.inp is not None else (args.virtual_in or cfg.midi.input)
     if not inp and not ports.is_loopback:
         names = ports.input_names()
@@ -109,6 +159,12 @@ def run(args) -> int:
     engine = Engine(cfg, predictor, ports=ports, input_name=inp, output_name=out or "", virtual_name=virtual,
                     virtual_input=bool(args.virtual_in))
     engine.start()
+    note = ""
+    if rec_path is not None:
+        note = f" Recording to {engine.start_recording(rec_path)} (saved every {cfg.record.flush_s:g} s)."
+    if args.feed:
+        keyboard = ports.open_output(inp or "keyboard")
+        feed_file(keyboard.send, args.feed, RealClock().now() + 0.2, RealClock())
     return run_until_stopped(engine, args.seconds,
                              f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
-                             f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.")
+                             f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.{note}")

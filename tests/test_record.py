@@ -1,0 +1,174 @@
+"""The session recorder: what it writes is what was played, read back by mido and by music21."""
+from __future__ import annotations
+
+import os
+
+import mido
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.clock import FakeClock, TempoMap
+from agent.errors import AntiphonError
+from agent.record import Recorder, check_writable, free_path
+from agent.scores import read_musicxml_parts
+
+T0 = 1000.0  # the fake clock's start: the recording's time 0
+RES = 12
+
+
+def spaced(notes, min_len_s, min_gap_s):
+    """Keep notes that last min_len_s and leave min_gap_s before the same pitch sounds again (a keyboard's notes)."""
+    kept, busy = [], {}
+    for pitch, start, length, vel in sorted(notes, key=lambda n: n[1]):
+        if length >= min_len_s and start >= busy.get(pitch, -1.0):
+            kept.append((pitch, start, start + length, vel))
+            busy[pitch] = start + length + min_gap_s
+    return kept
+
+
+def play(rec, parts, clock):
+    """Feed the recorder on/off events in time order (offs first at one instant), as the hooks would."""
+    evs = [(t, 0 if off else 1, part, p, 0 if off else v) for part, ns in parts.items()
+           for p, a, b, v in ns for t, off in ((a, False), (b, True))]
+    for t, _, part, pitch, vel in sorted(evs):
+        clock.set(T0 + t)
+        rec.note(part, pitch, vel, T0 + t)
+
+
+def beat_at(t, bpm, change):
+    """The test's own tempo arithmetic: beats at t seconds, with one optional (time, bpm) change."""
+    t = (T0 + t) - T0  # the time as the recorder holds it (clock time less its start), rounding included
+    if change is None or t < (T0 + change[0]) - T0:
+        return t * bpm / 60
+    c = (T0 + change[0]) - T0
+    return c * bpm / 60 + (t - c) * change[1] / 60
+
+
+def midi_notes(path):
+    """mido's reading: (channel, pitch, start_s, end_s, velocity), seconds through the file's tempo map."""
+    t, open_, out = 0.0, {}, []
+    for msg in mido.MidiFile(path):
+        t += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            open_[(msg.channel, msg.note)] = (t, msg.velocity)
+        elif msg.type in ("note_on", "note_off"):
+            a, v = open_.pop((msg.channel, msg.note))
+            out.append((msg.channel, msg.note, a, t, v))
+    assert not open_  # every note closed
+    return sorted(out)
+
+
+NOTE = st.tuples(st.integers(21, 108), st.floats(0, 20), st.floats(0.005, 3), st.integers(1, 127))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(human=st.lists(NOTE, max_size=25), agent=st.lists(NOTE, max_size=25), bpm=st.floats(60, 180),
+       change=st.one_of(st.none(), st.tuples(st.floats(0.5, 15), st.floats(60, 180))))
+def test_mido_and_music21_read_back_the_notes_recorded(tmp_path_factory, human, agent, bpm, change):
+    grid_s = 60 / 180 / RES  # one grid tick at the fastest tempo: notes and re-strikes at least two apart
+    parts = {"human": spaced(human, 2 * grid_s, 2 * grid_s), "agent": spaced(agent, 2 * grid_s, 2 * grid_s)}
+    clock = FakeClock(T0)
+    rec = Recorder(bpm, clock=clock, resolution=RES)
+    if change is not None:
+        rec.on_tempo(change[1], T0 + change[0])
+    play(rec, parts, clock)
+    clock.advance(0.5)
+    d = tmp_path_factory.mktemp("rec")
+    rec.write_midi(d / "s.mid")
+    rec.write_musicxml(d / "s.musicxml")
+
+    # mido: every note at its recorded time (to within one MIDI tick), on its part's channel, velocity kept
+    got = midi_notes(d / "s.mid")
+    want = sorted((ch, p, a, b, v) for ch, part in enumerate(("human", "agent")) for p, a, b, v in parts[part])
+    assert [(c, p, v) for c, p, _, _, v in got] == [(c, p, v) for c, p, _, _, v in want]
+    tick_s = 60 / min(bpm, change[1] if change else bpm) / 480
+    for (_, _, a, b, _), (_, _, wa, wb, _) in zip(got, want):
+        assert a == pytest.approx(wa, abs=tick_s) and b == pytest.approx(wb, abs=tick_s)
+    names = [tr.name for tr in mido.MidiFile(d / "s.mid").tracks]
+    assert names == ["tempo", "human", "agent"]
+
+    # music21: the same notes on the token grid (beats from the test's own tempo arithmetic)
+    xml = read_musicxml_parts(d / "s.musicxml")
+    assert list(xml) == ["human", "agent"]
+    for part, ns in parts.items():
+        expect = []
+        for p, a, b, _ in ns:  # in grid ticks
+            qa = round(beat_at(a, bpm, change) * RES)
+            expect.append((p, qa, max(qa + 1, round(beat_at(b, bpm, change) * RES))))
+        assert sorted((p, round(a * RES), round(b * RES)) for p, a, b, _ in xml[part]) == sorted(expect)
+
+
+def test_a_note_still_sounding_at_the_end_is_closed_there_and_stray_offs_are_ignored(tmp_path):
+    clock = FakeClock(T0)
+    rec = Recorder(120.0, clock=clock)
+    rec.note("human", 60, 90, T0 + 0.5)
+    rec.note("human", 62, 0, T0 + 0.6)  # a note-off for nothing (its note-on came before the recording)
+    rec.note("agent", 67, 70, T0 + 1.0)
+    rec.note("agent", 67, 75, T0 + 1.5)  # struck again while sounding: the first one ends here
+    clock.set(T0 + 2.0)
+    assert rec.stop() == []  # no path: nothing written, and the end is now fixed at 2.0 s
+    rec.note("human", 64, 80, T0 + 2.5)  # after stop: not recorded
+    assert [(n.pitch, n.start_s, n.end_s) for n in rec.notes("human")] == [(60, 0.5, 2.0)]
+    assert [(n.pitch, n.start_s, n.end_s, n.velocity) for n in rec.notes("agent")] == [
+        (67, 1.0, 1.5, 70), (67, 1.5, 2.0, 75)]
+    rec.write_midi(tmp_path / "s.mid")
+    assert [(c, p, round(a, 3), round(b, 3)) for c, p, a, b, _ in midi_notes(tmp_path / "s.mid")] == [
+        (0, 60, 0.5, 2.0), (1, 67, 1.0, 1.5), (1, 67, 1.5, 2.0)]
+
+
+def test_flushes_replace_the_file_whole_and_stop_writes_all_three(tmp_path):
+    clock = FakeClock(T0)
+    rec = Recorder(100.0, clock=clock, flush_s=0)  # flush by hand: no thread, no timing
+    path = rec.start(tmp_path / "take.mid")
+    assert midi_notes(path) == []  # a valid file from the first moment
+    rec.note("human", 60, 80, T0 + 0.1)
+    clock.set(T0 + 1.0)
+    rec.flush()
+    assert [(p, round(a, 3), round(b, 3)) for _, p, a, b, _ in midi_notes(path)] == [(60, 0.1, 1.0)]  # closed at the flush
+    rec.note("human", 60, 0, T0 + 1.2)
+    rec.on_jam("phrase", T0 + 0.1, {"phrase": 1, "heard_notes": 1})
+    rec.on_jam("answer", None, {"phrase": 1, "notes": 0})  # an answer with no notes has no marker
+    clock.set(T0 + 2.0)
+    files = rec.stop()
+    assert [f.name for f in files] == ["take.mid", "take.musicxml", "take.png"]
+    assert sorted(os.listdir(tmp_path)) == ["take.mid", "take.musicxml", "take.png"]  # no temporary file left
+    assert [(p, round(a, 3), round(b, 3)) for _, p, a, b, _ in midi_notes(path)] == [(60, 0.1, 1.2)]
+    markers = [m.text for m in mido.MidiFile(path).tracks[0] if m.type == "marker"]
+    assert markers == ["phrase 1 (1 notes)"]
+    assert (tmp_path / "take.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_musicxml_parts(tmp_path / "take.musicxml")["human"] == [(60, 0.0 + 2 / 12, 2.0, 80)]
+    assert rec.stop() == []  # twice is harmless
+
+
+def test_tempo_changes_reach_the_recorder_through_the_tempo_map(tmp_path):
+    clock = FakeClock(T0)
+    tempo = TempoMap(100.0, T0)
+    rec = Recorder(100.0, clock=clock)
+    tempo.listeners.append(rec.on_tempo)
+    tempo.set_bpm(150.0, T0 + 3.0)
+    rec.note("agent", 72, 64, T0 + 3.0)
+    rec.note("agent", 72, 0, T0 + 3.4)
+    rec.write_midi(tmp_path / "s.mid")
+    mid = mido.MidiFile(tmp_path / "s.mid")
+    tempos = [(m.time, round(mido.tempo2bpm(m.tempo), 3)) for m in mid.tracks[0] if m.type == "set_tempo"]
+    assert tempos == [(0, 100.0), (5 * 480, 150.0)]  # 3 s at 100 bpm = 5 beats
+    on = next(m for m in mid.tracks[2] if m.type == "note_on")
+    assert on.time == 5 * 480
+
+
+def test_a_new_name_instead_of_overwriting(tmp_path):
+    assert free_path(tmp_path / "take.mid") == tmp_path / "take.mid"
+    (tmp_path / "take.mid").write_bytes(b"x")
+    assert free_path(tmp_path / "take.mid") == tmp_path / "take-1.mid"
+    (tmp_path / "take-1.png").write_bytes(b"x")  # a picture of that name would be overwritten too
+    assert free_path(tmp_path / "take.mid") == tmp_path / "take-2.mid"
+    assert free_path(tmp_path / "jam") == tmp_path / "jam.mid"
+
+
+def test_a_folder_that_cannot_be_written_is_named(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(AntiphonError, match="cannot record to .*a-file/sub"):
+        check_writable(blocker / "sub")
+    assert check_writable(tmp_path / "new" / "folder").is_dir()
