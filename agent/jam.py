@@ -10,12 +10,16 @@ model in time order, so the state always holds the whole conversation.
 Stream ticks map to seconds through one anchor (tick, time, seconds per
 tick); the anchor moves on a tempo change and at the start of an answer.
 
+Time is the player's: with `timing.source = "player"` every player note-on
+goes to the tempo follower (tempo.py), which keeps the tempo map on the
+player's beat; the stream's ticks, and so the answer, run at that tempo.
+
 Modes:
-- call: when the player has been silent (no key or pedal held) for the
-  threshold (`silence_ms`, or `silence_beats` if > 0), or the end-of-phrase
-  CC is pressed, the agent answers. Rests it samples before its first note
-  are fed but take no time: the answer starts on its first note, `lead_ms`
-  after it was sampled (or on the next bar line with `align_to_bar`). It
+- call: when the turn policy (turn.py: `jam.turn`) says the phrase has
+  ended (no key or pedal held), or the end-of-phrase CC is pressed, the
+  agent answers. Its first note lands on the next grid point
+  (`jam.align`: beat, bar, none) at least `lead_ms` after it was sampled.
+  Rests it samples before its first note are fed but take no time. It
   lasts `response_bars`, or as long as the call. A player note-on during
   the answer stops it at once (barge-in), closing its notes.
 - accompany: the agent plays while the player plays, sampling at most
@@ -31,11 +35,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
-
 import mido
 
+from .answer import Generation, Phrase, record
 from .events import StreamEncoder, Vocab
+from .turn import make_turn, place
 
 log = logging.getLogger(__name__)
 MAX_TOKENS_PER_TICK = 64  # a model that emits notes without ever moving time cannot hog the thread
@@ -43,42 +47,9 @@ MAX_GAP_BEATS = 4.0  # longer pauses are fed as this much rest (the model never 
 BOUNDARY_BIAS = -30.0  # logit offset on START/END: a live stream has no piece boundaries
 
 
-@dataclass
-class Phrase:
-    index: int
-    first_t: float
-    first_tick: int
-    last_t: float
-    last_tick: int
-    notes: int = 0
-    forced_t: float | None = None  # end-of-phrase CC time
-
-
-@dataclass
-class Generation:
-    kind: str  # "call" | "accompany" | "solo"
-    phrase: Phrase | None = None
-    threshold_t: float | None = None
-    length_ticks: int | None = None
-    end_tick: int | None = None  # None: open-ended
-    started: bool = False  # first note placed (call: leading rests dropped until then)
-    lead_ticks: int = 0
-    t0: float | None = None
-    first_note_t: float | None = None
-    notes: int = 0
-    done: bool = False
-    end_t: float | None = None
-    barged: bool = False
-    stopped: bool = False  # cut by stop, panic or a mode change
-    pause_until: float = 0.0  # don't sample until the first note is out (see _generate)
-    base: tuple | None = None  # (predictor snapshot, frontier) before the answer: undone if the player plays on
-    onset: list = field(default_factory=list)  # the first onset's (pitch, velocity), held until it is complete
-    snaps: deque = field(default_factory=deque)  # (due_s | None, predictor snapshot, frontier)
-
-
 class Jam:
     def __init__(self, predictor, scheduler, tempo, controls, clock, vocab: Vocab, *,
-                 lead_s: float = 0.002, channel: int = 0, report=None) -> None:
+                 lead_s: float = 0.002, channel: int = 0, report=None, follow=None) -> None:
         self.predictor = predictor
         self.scheduler = scheduler
         self.tempo = tempo
@@ -102,6 +73,9 @@ class Jam:
         self._resample_from: float | None = None
         self._ctrl_src = None
         self._ctrl = None
+        self.follow = follow  # a tempo.TempoFollower: the player's onsets set the tempo map
+        self._turn = None
+        self.chord_s = 0.05  # note-ons this close are one onset (a chord)
 
     # -- time ----------------------------------------------------------------
     def _spt(self) -> float:
@@ -158,6 +132,9 @@ class Jam:
         now = self.clock.now()
         floor = now + self.controls.cfg.jam.rollback_guard_ms / 1000.0
         self.player_events += 1
+        if on and self.follow is not None and self.controls.cfg.timing.source == "player":
+            if self.follow.onset(t_s):
+                self._follow_tempo()
         g = self.gen
         if g is not None:
             if g.kind == "call":
@@ -171,15 +148,19 @@ class Jam:
             self.phrases += 1
             self._catch_up(t_s)
             tick = max(self.enc.tick, self.tick_at(t_s))
-            self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick)
+            self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick, first_beat=self.tempo.beat(t_s))
         tick = max(self.enc.tick, self.tick_at(t_s))
         if pitch in self.agent_sounding and (on or pitch in self.enc.sounding):
             self._yield_pitch(pitch, tick, now)
         ids = self.enc.note_on(pitch, velocity, tick) if on else self.enc.note_off(pitch, tick)
         self._feed(ids)
         if self.phrase is not None:
-            self.phrase.last_t, self.phrase.last_tick = t_s, tick
-            self.phrase.notes += on
+            p = self.phrase
+            p.last_t, p.last_tick = t_s, tick
+            p.notes += on
+            if on and (not p.onsets or t_s - p.onsets[-1] >= self.chord_s):
+                p.onsets.append(t_s)
+                p.last_on_t = t_s
         if on and self.gen is None and self.mode == "accompany":
             self.gen = Generation("accompany", started=True, t0=now + self.lead_s)
         if self.gen is not None and self.gen.kind != "call" and self.time_of(self.enc.tick) < floor:
@@ -212,8 +193,7 @@ class Jam:
         if cfg.jam.mode != self.mode:
             self.cut(now)
             self.mode, self.phrase = cfg.jam.mode, None
-        if abs(self._anchor[2] - self._spt()) > 1e-12:  # tempo changed: keep the frontier's time
-            self._anchor = (self.enc.tick, self.time_of(self.enc.tick), self._spt())
+        self._follow_tempo()
         wake = [now + 0.05]
         g = self.gen
         if g is not None and g.done and now >= g.end_t:
@@ -225,10 +205,11 @@ class Jam:
             g = self.gen = Generation("solo", started=True, t0=now + self.lead_s)
         p = self.phrase
         if p is not None and g is None and self.mode == "call" and not self.enc.sounding:
-            thr = p.forced_t if p.forced_t is not None else p.last_t + self.silence_s()
-            prepare = thr - self.controls.cfg.jam.prepare_ms / 1000.0
+            thr = self.turn().end_time(p, now)
+            target = self._place(thr + self.lead_s, p)
+            prepare = min(thr, target - self.controls.cfg.jam.prepare_ms / 1000.0)
             if now >= prepare:  # compose the answer's start now; it is undone if the player plays on
-                self._start_answer(p, thr, now)
+                self._start_answer(p, thr, target, now)
                 g = self.gen
             else:
                 wake.append(prepare)
@@ -253,7 +234,26 @@ class Jam:
     def lookahead_s(self) -> float:
         return self.controls.cfg.jam.lookahead_ms / 1000.0
 
-    def _start_answer(self, p: Phrase, thr: float, now: float) -> None:
+    def turn(self):
+        """The turn-taking policy (jam.turn), rebuilt when the setting changes."""
+        name = self.controls.cfg.jam.turn
+        if self._turn is None or self._turn.name != name:
+            self._turn = make_turn(name, self)
+        return self._turn
+
+    def _align(self) -> str:
+        j = self.controls.cfg.jam
+        return "bar" if j.align_to_bar else j.align
+
+    def _place(self, t_s: float, p: Phrase | None) -> float:
+        """The answer's first-note time: the first grid point (jam.align) at or after t_s."""
+        return place(self.tempo, t_s, self._align(), p.first_beat if p is not None else None)
+
+    def _follow_tempo(self) -> None:
+        if abs(self._anchor[2] - self._spt()) > 1e-12:  # tempo changed: keep the frontier's time
+            self._anchor = (self.enc.tick, self.time_of(self.enc.tick), self._spt())
+
+    def _start_answer(self, p: Phrase, thr: float, target: float, now: float) -> None:
         j = self.controls.cfg.jam
         res = self.vocab.resolution
         if j.response_bars > 0:
@@ -261,18 +261,19 @@ class Jam:
         else:
             length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
         base = (self.predictor.snapshot(), self._frontier())
-        self._catch_up(thr)  # the pause as the model will have heard it when the answer starts
-        self.gen = Generation("call", phrase=p, threshold_t=thr, length_ticks=length, base=base)
+        self._catch_up(target)  # the pause as the model will have heard it when the answer starts
+        self.gen = Generation("call", phrase=p, threshold_t=thr, target_t=target, length_ticks=length, base=base,
+                              bpm=self.tempo.bpm, turn=dict(getattr(self.turn(), "last", {})))
         self.phrase = None
 
     def _begin(self, g: Generation, now: float) -> None:
         """The answer's first note: fix its time and re-anchor the stream there.
 
-        Composed ahead (prepare_ms), it is due lead_s after the threshold; if
-        composing ran past that, lead_s after now."""
-        t0 = max(g.threshold_t, self.clock.now()) + self.lead_s
-        if self.controls.cfg.jam.align_to_bar:
-            t0 = self.tempo.next_bar(t0)
+        Composed ahead (prepare_ms), it is due at the planned grid point; if
+        composing ran past that, on the next grid point lead_s after now."""
+        t0 = g.target_t
+        if t0 is None or self.clock.now() + self.lead_s > t0:
+            t0 = self._place(self.clock.now() + self.lead_s, g.phrase)
         g.started, g.t0 = True, t0
         self._anchor = (self.enc.tick, t0, self._spt())
         g.end_tick = self.enc.tick + g.length_ticks
@@ -433,18 +434,7 @@ class Jam:
 
     def _retire(self, now: float) -> None:
         g, self.gen = self.gen, None
-        rec = {"kind": g.kind, "notes": g.notes, "barged": g.barged, "stopped": g.stopped, "end_t": g.end_t,
-               "first_note_t": g.first_note_t, "threshold_t": g.threshold_t}
-        if g.phrase is not None:
-            p = g.phrase
-            res = self.vocab.resolution
-            rec.update(phrase=p.index, heard_notes=p.notes, heard_beats=(p.last_tick - p.first_tick) / res,
-                       answer_beats=(g.length_ticks or 0) / res)
-            onset = "" if g.first_note_t is None else f", first note {1e3 * (g.first_note_t - g.threshold_t):+.1f} ms after the pause"
-            how = ("cut short by the player" if g.barged else "stopped" if g.stopped
-                   else f"{g.notes} notes over {rec['answer_beats']:.1f} beats")
-            self.report(f"phrase {p.index}: heard {p.notes} notes over {rec['heard_beats']:.1f} beats; "
-                        f"answered {how}{onset}")
-        elif g.kind != "solo":
-            self.report(f"{g.kind}: played {g.notes} notes")
+        rec, line = record(g, self.vocab.resolution)
+        if line is not None:
+            self.report(line)
         self.responses.append(rec)

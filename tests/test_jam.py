@@ -25,8 +25,11 @@ BPM = 120.0  # 0.5 s a beat, 1/24 s a tick at resolution 12
 
 
 class Rig:
-    def __init__(self, mode="call", script=None, **jam):
-        sets = [f"timing.bpm={BPM}", f"jam.mode=\"{mode}\""] + [f"jam.{k}={v}" for k, v in jam.items()]
+    def __init__(self, mode="call", script=None, source="fixed", **jam):
+        # the plain rule at a fixed tempo unless a test asks for more (tests/test_turn.py does)
+        jam = {"turn": '"silence"', "align": '"none"', "silence_beats": 0.0, **jam}
+        sets = [f"timing.bpm={BPM}", f"jam.mode=\"{mode}\"", f'timing.source="{source}"'] + [
+            f"jam.{k}={v}" for k, v in jam.items()]
         self.cfg = load_config(overrides=sets)
         self.vocab = self.cfg.vocab()
         self.clock = FakeClock(100.0)
