@@ -73,6 +73,7 @@ class Jam:
         self._resample_from: float | None = None
         self._ctrl_src = None
         self._ctrl = None
+        self._grid_strength = None
         self.follow = follow  # a tempo.TempoFollower: the player's onsets set the tempo map
         self._turn = None
         self.chord_s = 0.05  # note-ons this close are one onset (a chord)
@@ -96,20 +97,39 @@ class Jam:
         j = self.controls.cfg.jam
         return j.silence_beats * self.tempo.seconds_per_beat() if j.silence_beats > 0 else j.silence_ms / 1000.0
 
-    def sampling(self, lead: bool = False):
+    def sampling(self, lead: bool = False, grid: int | None = None):
         """The live sampling controls, START/END pushed down (cached per change).
 
         `lead`: before an answer's first note, time shifts are pushed down too,
-        so the answer starts with a note instead of sampled silence."""
+        so the answer starts with a note instead of sampled silence.
+        `grid`: the stream is this many ticks past the player's eighth-note grid;
+        time shifts that would not land on it get `jam.grid_strength` less logit."""
         src = self.controls.sampling
-        if src is not self._ctrl_src:
+        strength = self.controls.cfg.jam.grid_strength
+        if src is not self._ctrl_src or strength != self._grid_strength:
             v = self.vocab
             bias = tuple(src.token_bias) + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS))
             self._ctrl = src.replace(token_bias=bias)
             shifts = tuple((v.shift(k), BOUNDARY_BIAS) for k in range(1, v.max_shift + 1))
             self._ctrl_lead = src.replace(token_bias=bias + shifts)
-            self._ctrl_src = src
-        return self._ctrl_lead if lead else self._ctrl
+            e = v.resolution // 2
+            self._ctrl_grid = {o: src.replace(token_bias=bias + tuple(
+                (v.shift(k), -strength) for k in range(1, v.max_shift + 1) if (o + k) % e))
+                for o in range(e)} if strength > 0 and v.resolution % 2 == 0 else {}
+            self._ctrl_src, self._grid_strength = src, strength
+        if lead:
+            return self._ctrl_lead
+        return self._ctrl_grid.get(grid, self._ctrl) if grid is not None else self._ctrl
+
+    def _grid_offset(self, g: Generation) -> int | None:
+        """Ticks the stream's frontier is past the player's eighth grid (None: no grid to keep)."""
+        if self._align() == "none" or self.controls.cfg.jam.grid_strength <= 0:
+            return None
+        if not g.started:
+            return 0  # the first onset goes out on a grid point
+        e = self.vocab.resolution // 2
+        eighths = 2.0 * self.tempo.beat(self.time_of(self.enc.tick))
+        return round((eighths - int(eighths // 1)) * e) % e
 
     # -- feeding -------------------------------------------------------------
     def _feed(self, ids) -> None:
@@ -295,7 +315,8 @@ class Jam:
                 break
             due = self.time_of(self.enc.tick) if g.started else None
             g.snaps.append((due, self.predictor.snapshot(), self._frontier()))
-            self._emit(g, self.predictor.sample(self.sampling(lead=not g.started and not g.onset)), now)
+            lead = not g.started and not g.onset
+            self._emit(g, self.predictor.sample(self.sampling(lead, None if lead else self._grid_offset(g))), now)
             if g.pause_until and self.clock.now() < g.pause_until:
                 break  # the answer's first note (chord) is queued: let it go out before sampling on
         if self._resample_from is not None:
