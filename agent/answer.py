@@ -32,7 +32,8 @@ class Generation:
 
     kind: str  # "call" | "accompany" | "solo"
     phrase: Phrase | None = None
-    threshold_t: float | None = None  # call: when the turn passed to the agent
+    threshold_t: float | None = None  # call: when the agent takes its turn (its first note is due lead_s later)
+    turn_t: float | None = None  # call: when the turn policy said the phrase had ended (the grid point may be later)
     target_t: float | None = None  # call: when its first note is due (on the grid)
     length_ticks: int | None = None
     end_tick: int | None = None  # None: open-ended
@@ -56,7 +57,7 @@ class Generation:
 def record(g: Generation, resolution: int) -> tuple[dict, str | None]:
     """The finished generation as a dict for `Jam.responses`, and the line to report (None: nothing to say)."""
     rec = {"kind": g.kind, "notes": g.notes, "barged": g.barged, "stopped": g.stopped, "end_t": g.end_t,
-           "first_note_t": g.first_note_t, "threshold_t": g.threshold_t, "target_t": g.target_t, "bpm": g.bpm}
+           "first_note_t": g.first_note_t, "threshold_t": g.threshold_t, "turn_t": g.turn_t, "target_t": g.target_t, "bpm": g.bpm}
     if g.phrase is None:
         return rec, (None if g.kind == "solo" else f"{g.kind}: played {g.notes} notes")
     p = g.phrase

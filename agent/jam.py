@@ -282,7 +282,7 @@ class Jam:
             length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
         base = (self.predictor.snapshot(), self._frontier())
         self._catch_up(target)  # the pause as the model will have heard it when the answer starts
-        self.gen = Generation("call", phrase=p, threshold_t=thr, target_t=target, length_ticks=length, base=base,
+        self.gen = Generation("call", phrase=p, threshold_t=target - self.lead_s, turn_t=thr, target_t=target, length_ticks=length, base=base,
                               bpm=self.tempo.bpm, turn=dict(getattr(self.turn(), "last", {})))
         self.phrase = None
 
