@@ -32,7 +32,7 @@ from statistics import median
 
 from .sampler import SamplingControls
 
-LONG_NOTE_BEATS = 1.4  # a final note at least this long (and longer than the phrase's usual IOI) is a cadence
+LONG_NOTE_BEATS = 1.6  # a final note at least this long (and longer than the phrase's usual IOI) is a cadence
 ON_BEAT_BEATS = 0.12  # an onset this close to a beat is on it
 MIN_GAP_BEATS = 0.05  # the answer never starts sooner than this after the release
 END_SCORE = 0.6  # evidence needed to answer on the next beat

@@ -125,3 +125,54 @@ def test_the_follower_puts_the_tempo_map_on_the_players_beat():
     nbar = tm.next_beat(ts[-1] + 0.01, every=4.0, origin=tm.beat(ts[0]))
     y = (nbar - 3.21) / (60.0 / 130.0)
     assert round(y) % 4 == 0 and abs(y - round(y)) < 0.01
+
+
+def test_the_engine_follows_the_player_and_the_source_is_a_live_setting():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scripted import ScriptedPredictor
+
+    from agent.config import load_config
+    from agent.engine import Engine
+    from agent.ports import Loopback, Ports
+
+    cfg = load_config(overrides=['jam.mode="call"', "timing.bpm=100.0"])
+    eng = Engine(cfg, ScriptedPredictor(cfg.vocab()), ports=Ports("loopback", loop=Loopback()),
+                 input_name="keyboard", virtual_name="out", report=lambda s: None)
+    eng.start()
+    try:
+        done = []
+        t0 = eng.clock.now() + 0.01
+
+        def play():  # on the engine thread, as the listener would
+            for b in RHYTHM[:8]:
+                t = t0 + b * 60.0 / 140.0
+                eng.jam.player_note(60, 80, True, t)
+                eng.jam.player_note(60, 0, False, t + 0.1)
+            done.append(True)
+
+        eng.listener.call(play)
+        deadline = eng.clock.now() + 5
+        while not done and eng.clock.now() < deadline:
+            eng.stopped.wait(0.01)
+        st = eng.stats()
+        assert st["tempo_source"] == "player" and st["bpm"] == pytest.approx(140.0, rel=0.01)
+        assert st["tempo_confidence"] > 0.35
+        eng.controls.set("timing.source", "fixed")  # the REPL's `tempo fixed`
+        assert eng.tempo.bpm == 100.0 and eng.stats()["tempo_confidence"] is None
+        eng.controls.set("timing.source", "clock")
+        eng._on_midi_tempo(150.0, eng.clock.now())
+        assert eng.stats()["tempo_source"] == "clock" and eng.tempo.bpm == 150.0
+    finally:
+        eng.stop()
+
+
+def test_bad_tempo_and_turn_settings_are_refused_by_name():
+    from agent.config import ConfigError, load_config
+
+    for bad, key in (('timing.source="metronome"', "timing.source"), ('jam.align="quaver"', "jam.align"),
+                     ('jam.turn="guess"', "jam.turn"), ("jam.grid_strength=-1.0", "jam.grid_strength")):
+        with pytest.raises(ConfigError, match=key):
+            load_config(overrides=[bad])
