@@ -39,12 +39,12 @@ import mido
 
 from .answer import Generation, Phrase, record
 from .events import StreamEncoder, Vocab
+from .shaping import Shaping
 from .turn import make_turn, place
 
 log = logging.getLogger(__name__)
 MAX_TOKENS_PER_TICK = 64  # a model that emits notes without ever moving time cannot hog the thread
 MAX_GAP_BEATS = 4.0  # longer pauses are fed as this much rest (the model never saw minutes of silence)
-BOUNDARY_BIAS = -30.0  # logit offset on START/END: a live stream has no piece boundaries
 
 
 class Jam:
@@ -71,9 +71,7 @@ class Jam:
         self.rollbacks = 0
         self.resample_s: list[float] = []
         self._resample_from: float | None = None
-        self._ctrl_src = None
-        self._ctrl = None
-        self._grid_strength = None
+        self.shaping = Shaping(vocab)
         self.follow = follow  # a tempo.TempoFollower: the player's onsets set the tempo map
         self._turn = None
         self.chord_s = 0.05  # note-ons this close are one onset (a chord)
@@ -98,38 +96,15 @@ class Jam:
         return j.silence_beats * self.tempo.seconds_per_beat() if j.silence_beats > 0 else j.silence_ms / 1000.0
 
     def sampling(self, lead: bool = False, grid: int | None = None):
-        """The live sampling controls, START/END pushed down (cached per change).
-
-        `lead`: before an answer's first note, time shifts are pushed down too,
-        so the answer starts with a note instead of sampled silence.
-        `grid`: the stream is this many ticks past the player's eighth-note grid;
-        time shifts that would not land on it get `jam.grid_strength` less logit."""
-        src = self.controls.sampling
-        strength = self.controls.cfg.jam.grid_strength
-        if src is not self._ctrl_src or strength != self._grid_strength:
-            v = self.vocab
-            bias = tuple(src.token_bias) + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS))
-            self._ctrl = src.replace(token_bias=bias)
-            shifts = tuple((v.shift(k), BOUNDARY_BIAS) for k in range(1, v.max_shift + 1))
-            self._ctrl_lead = src.replace(token_bias=bias + shifts)
-            e = v.resolution // 2
-            self._ctrl_grid = {o: src.replace(token_bias=bias + tuple(
-                (v.shift(k), -strength) for k in range(1, v.max_shift + 1) if (o + k) % e))
-                for o in range(e)} if strength > 0 and v.resolution % 2 == 0 else {}
-            self._ctrl_src, self._grid_strength = src, strength
-        if lead:
-            return self._ctrl_lead
-        return self._ctrl_grid.get(grid, self._ctrl) if grid is not None else self._ctrl
+        """The live sampling controls shaped for the stream (shaping.py): no piece boundaries;
+        `lead` no rest before an answer's first note; `grid` ticks off the player's eighth grid."""
+        return self.shaping.controls(self.controls.sampling, self.controls.cfg.jam.grid_strength, lead, grid)
 
     def _grid_offset(self, g: Generation) -> int | None:
         """Ticks the stream's frontier is past the player's eighth grid (None: no grid to keep)."""
         if self._align() == "none" or self.controls.cfg.jam.grid_strength <= 0:
             return None
-        if not g.started:
-            return 0  # the first onset goes out on a grid point
-        e = self.vocab.resolution // 2
-        eighths = 2.0 * self.tempo.beat(self.time_of(self.enc.tick))
-        return round((eighths - int(eighths // 1)) * e) % e
+        return self.shaping.grid_offset(self.tempo, self.time_of(self.enc.tick)) if g.started else 0
 
     # -- feeding -------------------------------------------------------------
     def _feed(self, ids) -> None:

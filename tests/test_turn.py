@@ -148,3 +148,22 @@ def test_fixed_source_ignores_the_players_tempo():
     perform(r, PHRASE, 130.0, r.clock.now() + 0.1)
     assert r.tempo.bpm == 120.0  # the rig's configured tempo
     assert isinstance(r.jam.turn(), ModelTurn)
+
+
+def test_off_grid_rests_are_pushed_down_and_the_offset_follows_the_tempo_map():
+    from agent.clock import TempoMap
+    from agent.sampler import SamplingControls
+    from agent.shaping import Shaping
+
+    r = follow_rig(120.0)
+    v = r.vocab
+    sh = Shaping(v)
+    src = SamplingControls()
+    on_grid = dict(sh.controls(src, 3.0, grid=0).token_bias)
+    assert v.shift(6) not in on_grid and v.shift(12) not in on_grid  # an eighth, a beat: stay on the grid
+    assert on_grid[v.shift(4)] == -3.0 and on_grid[v.shift(3)] == -3.0  # a triplet, a sixteenth: leave it
+    two_past = dict(sh.controls(src, 3.0, grid=2).token_bias)
+    assert v.shift(4) not in two_past and two_past[v.shift(6)] == -3.0  # 2 + 4 ticks: back on the grid
+    assert sh.controls(src, 0.0, grid=2).token_bias == sh.controls(src, 0.0).token_bias  # 0 = off
+    tm = TempoMap(120.0, 10.0)
+    assert sh.grid_offset(tm, 10.0 + 0.25 + 2 / 24) == 2  # an eighth and two ticks past beat 0
