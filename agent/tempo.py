@@ -138,7 +138,9 @@ class BeatTracker:
         keep = iois < 2.5 * CANDIDATES[-1]  # a long pause between phrases is no IOI
         if keep.sum() < 2:
             return None
-        scores = self._period_scores(iois[keep], weights[keep])
+        # a longer interval is a stronger accent (a note followed by a longer gap stands out): the beat level
+        # outweighs a run of eighths that happens to be the most recent thing played
+        scores = self._period_scores(iois[keep], (weights * iois)[keep])
         best = int(np.argmax(scores))
         period = float(CANDIDATES[best])
         # the octave neighbours' best scores: a clear winner is a confident one

@@ -102,8 +102,8 @@ def run(args) -> int:
     keyboard = ports.open_output("keyboard")
     clock = RealClock()
     spb = 60.0 / cfg.timing.bpm
-    print(f"demo: {len(phrases)} phrases at {cfg.timing.bpm:g} bpm; the agent answers after "
-          f"{cfg.jam.silence_ms:g} ms of silence (model {cfg.model_dir()})", flush=True)
+    print(f"demo: {len(phrases)} phrases at {cfg.timing.bpm:g} bpm; the agent answers when each ends "
+          f"(jam.turn = {cfg.jam.turn!r}; model {cfg.model_dir()})", flush=True)
     try:
         t = clock.now() + 0.2
         for i, phrase in enumerate(phrases):
