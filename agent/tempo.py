@@ -46,6 +46,9 @@ RATIOS = ((1.0, 1.0), (0.5, 0.45), (2.0, 0.45), (1.5, 0.3), (0.75, 0.15), (3.0, 
 SIGMA = 0.045  # relative tolerance of an IOI to a multiple (humanised timing is a few percent)
 CONTINUITY, CONTINUITY_WEIGHT = 0.1, 0.6  # log-width and weight of the preference for the current tempo
 CANDIDATES = np.geomspace(60.0 / MAX_BPM, 60.0 / MIN_BPM, 160)  # beat periods, seconds (~0.9 % apart)
+_CENTRES = np.array([m for m, _ in RATIOS])[:, None] * CANDIDATES[None, :]  # [ratio, candidate] seconds
+_INV_WIDTH = 1.0 / (SIGMA * _CENTRES)
+_VOTES = np.array([v for _, v in RATIOS])
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class BeatTracker:
         self.estimate: Estimate | None = None  # the last trusted one
         self.last: Estimate | None = None  # the last one computed, trusted or not
         self.updates = 0
+        # a broad prior (one octave, log scale) around prior_bpm: it only breaks near-ties
+        self._prior = np.exp(-0.5 * np.log2(CANDIDATES * self.prior_bpm / 60.0) ** 2)
 
     # -- reading ----------------------------------------------------------------
     @property
@@ -117,12 +122,9 @@ class BeatTracker:
     # -- the estimator ---------------------------------------------------------------
     def _period_scores(self, iois: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Votes of the IOIs for each candidate period, times the prior."""
-        score = np.zeros_like(CANDIDATES)
-        for m, vote in RATIOS:
-            centre = m * CANDIDATES[None, :]
-            z = (iois[:, None] - centre) / (SIGMA * centre)
-            score += vote * (weights[:, None] * np.exp(-0.5 * z * z)).sum(axis=0)
-        prior = np.exp(-0.5 * (np.log2(CANDIDATES * self.prior_bpm / 60.0) / 1.0) ** 2)
+        z = (iois[:, None, None] - _CENTRES) * _INV_WIDTH  # [ioi, ratio, candidate]
+        score = np.einsum("i,r,irc->c", weights, _VOTES, np.exp(-0.5 * z * z))
+        prior = self._prior
         if self.estimate is not None and self.estimate.onsets >= 6:  # keep the beat level already heard well
             near = np.exp(-0.5 * (np.log(CANDIDATES / self.estimate.period_s) / CONTINUITY) ** 2)
             prior = prior * (1.0 - CONTINUITY_WEIGHT + CONTINUITY_WEIGHT * near)
