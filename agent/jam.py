@@ -37,7 +37,7 @@ import time
 from collections import deque
 import mido
 
-from .answer import Generation, Phrase, record
+from .answer import Generation, Opening, Phrase, record
 from .events import StreamEncoder, Vocab
 from .shaping import Shaping
 from .turn import make_turn, place
@@ -257,8 +257,8 @@ class Jam:
             length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
         base = (self.predictor.snapshot(), self._frontier())
         self._catch_up(target)  # the pause as the model will have heard it when the answer starts
-        self.gen = Generation("call", phrase=p, threshold_t=target - self.lead_s, turn_t=thr, target_t=target, length_ticks=length, base=base,
-                              bpm=self.tempo.bpm, turn=dict(getattr(self.turn(), "last", {})))
+        opening = Opening(target - self.lead_s, thr, target, base=base, turn=dict(getattr(self.turn(), "last", {})))
+        self.gen = Generation("call", phrase=p, opening=opening, length_ticks=length, bpm=self.tempo.bpm)
         self.phrase = None
 
     def _begin(self, g: Generation, now: float) -> None:
@@ -266,16 +266,17 @@ class Jam:
 
         Composed ahead (prepare_ms), it is due at the planned grid point; if
         composing ran past that, on the next grid point lead_s after now."""
-        t0 = g.target_t
+        o = g.opening
+        t0 = o.target_t
         if t0 is None or self.clock.now() + self.lead_s > t0:
             t0 = self._place(self.clock.now() + self.lead_s, g.phrase)
         g.started, g.t0 = True, t0
         self._anchor = (self.enc.tick, t0, self._spt())
         g.end_tick = self.enc.tick + g.length_ticks
         g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
-        for pitch, vel in g.onset:
+        for pitch, vel in o.onset:
             self.scheduler.schedule(t0, mido.Message("note_on", channel=self.channel, note=pitch, velocity=vel))
-        if g.onset:
+        if o.onset:
             g.first_note_t = t0
 
     def _generate(self, now: float) -> None:
@@ -290,7 +291,7 @@ class Jam:
                 break
             due = self.time_of(self.enc.tick) if g.started else None
             g.snaps.append((due, self.predictor.snapshot(), self._frontier()))
-            lead = not g.started and not g.onset
+            lead = not g.started and not g.opening.onset
             self._emit(g, self.predictor.sample(self.sampling(lead, None if lead else self._grid_offset(g))), now)
             if g.pause_until and self.clock.now() < g.pause_until:
                 break  # the answer's first note (chord) is queued: let it go out before sampling on
@@ -302,18 +303,18 @@ class Jam:
         tok = self.vocab.token(token_id)
         kind, v = tok.kind, tok.value
         if kind == "SHIFT":
-            if not g.started and g.onset:
+            if not g.started and g.opening.onset:
                 self._begin(g, now)  # the first onset is complete: it goes out now
             if not g.started:
-                g.lead_ticks += v
+                g.opening.lead_ticks += v
                 self.enc.tick += v
-                if g.lead_ticks >= self.tempo.beats_per_bar * self.vocab.resolution:
+                if g.opening.lead_ticks >= self.tempo.beats_per_bar * self.vocab.resolution:
                     self._begin(g, now)  # a bar of rest sampled: start the clock anyway
             else:
-                if g.kind == "call" and g.first_note_t is not None and not g.pause_until:
+                if g.opening is not None and g.first_note_t is not None and not g.pause_until:
                     # the first onset is queued: sampling waits until it is sent, as on a
                     # busy machine the sampling thread would delay that send (GIL, CPU)
-                    g.pause_until = g.first_note_t + 0.0005
+                    g.opening.pause_until = g.first_note_t + 0.0005
                 if g.end_tick is not None and self.enc.tick + v >= g.end_tick:
                     self.enc.tick = g.end_tick
                     self._finish(g)
@@ -329,7 +330,7 @@ class Jam:
             if not g.started:
                 # an answer's first onset (a chord, maybe) is held until complete, then
                 # timed from when it is: notes sampled after t0 would be late
-                g.onset = [(p, x) for p, x in g.onset if p != v] + [(v, vel)]
+                g.opening.onset = [(p, x) for p, x in g.opening.onset if p != v] + [(v, vel)]
                 return
             due = self.time_of(self.enc.tick)
             self.scheduler.schedule(due, mido.Message("note_on", channel=self.channel, note=v, velocity=vel))
@@ -337,14 +338,14 @@ class Jam:
                 g.first_note_t = due
         elif kind == "NOTE_OFF":
             if not g.started and v in self.agent_sounding:  # a zero-length note in the held onset
-                g.onset = [(p, x) for p, x in g.onset if p != v]
+                g.opening.onset = [(p, x) for p, x in g.opening.onset if p != v]
                 self.agent_sounding.discard(v)
             elif v in self.agent_sounding:
                 self.agent_sounding.discard(v)
                 self.scheduler.schedule(self.time_of(self.enc.tick),
                                         mido.Message("note_off", channel=self.channel, note=v))
         elif g.kind == "call":  # END (or START) despite the bias: the answer ends here
-            if not g.started and g.onset:
+            if not g.started and g.opening.onset:
                 self._begin(g, now)
             if g.started:
                 self._finish(g)
@@ -360,7 +361,7 @@ class Jam:
         self.agent_sounding.clear()
 
     def _finish(self, g: Generation, not_before_s: float = 0.0) -> None:
-        g.done = True
+        g.ended = "finished"
         g.end_t = max(self.time_of(self.enc.tick), not_before_s)
         self._close_agent_notes(g.end_t)
 
@@ -388,15 +389,15 @@ class Jam:
         self.predictor.rollback(snap)
         self.enc.tick, self.enc.velocity_bin, self._anchor = tick, vel, anchor
         self.agent_sounding = set(sounding)
-        g.done, g.end_t = False, None
+        g.ended, g.end_t = None, None
         return True
 
     def _barge_in(self, now: float) -> None:
         g = self.gen
-        if g.base is not None and (g.t0 is None or now < g.t0):
+        if g.opening.base is not None and (g.t0 is None or now < g.t0):
             # the player played on before the answer's first note: undo the answer
             # entirely (the pause fed, what was sampled) and let the phrase go on
-            snap, (tick, vel, sounding, anchor) = g.base
+            snap, (tick, vel, sounding, anchor) = g.opening.base
             self.scheduler.cut()
             self.predictor.rollback(snap)
             self.enc.tick, self.enc.velocity_bin, self._anchor = tick, vel, anchor
@@ -407,7 +408,7 @@ class Jam:
         self._rewind(now)
         self.scheduler.cut()
         self._close_agent_notes(None)
-        g.barged, g.done, g.end_t = True, True, now
+        g.ended, g.end_t = "barged", now
         self._retire(now)
 
     def _stop_gen(self, now: float) -> None:
@@ -422,7 +423,7 @@ class Jam:
         Returns the pitches that were sounding and got their note-off now."""
         if self.gen is not None:
             self._rewind(now)
-            self.gen.done, self.gen.end_t, self.gen.stopped = True, now, True
+            self.gen.ended, self.gen.end_t = "stopped", now
             self._retire(now)
         closed = self.scheduler.cut()
         self._close_agent_notes(None)

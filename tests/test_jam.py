@@ -196,7 +196,7 @@ def test_the_end_of_phrase_cc_answers_at_once():
     r.run_until(t)
     r.jam.phrase_end(t)
     r.run_until(t + 0.01)
-    assert r.jam.gen is not None and r.jam.gen.threshold_t == t
+    assert r.jam.gen is not None and r.jam.gen.opening.threshold_t == t
 
 
 def test_tempo_change_rescales_the_answer():
