@@ -33,6 +33,7 @@ from statistics import median
 from .sampler import SamplingControls
 
 LONG_NOTE_BEATS = 1.6  # a final note at least this long (and longer than the phrase's usual IOI) is a cadence
+MIN_ONSETS = 4  # a phrase of fewer onsets is not over however long its note (a long first note is no cadence)
 ON_BEAT_BEATS = 0.12  # an onset this close to a beat is on it
 MIN_GAP_BEATS = 0.05  # the answer never starts sooner than this after the release
 END_SCORE = 0.6  # evidence needed to answer on the next beat
@@ -99,7 +100,7 @@ class ModelTurn(SilenceTurn):
         held = (p.last_t - p.last_on_t) / spb
         iois = [(b - a) / spb for a, b in zip(p.onsets, p.onsets[1:])]
         usual = median(iois) if iois else 1.0
-        long_note = held >= max(LONG_NOTE_BEATS, 1.3 * usual)
+        long_note = held >= max(LONG_NOTE_BEATS, 1.3 * usual) and len(p.onsets) >= MIN_ONSETS
         b = tempo.beat(p.last_on_t)
         on_beat = abs(b - round(b)) <= ON_BEAT_BEATS
         p_rest = rest_probability(self.jam.predictor, self.jam.vocab)

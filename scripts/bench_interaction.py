@@ -19,8 +19,9 @@ Per tempo and overall:
 - tempo_error_pct: |the engine's tempo when it answers - the player's| / the player's, mean;
 - delay_p50/p90_beats: from the phrase's last release (as the player sent it) to the answer's
   first note-on (as the reader got it), in the player's beats;
-- false_trigger_rate: phrases in which an agent note-on arrived during the breath or later
-  before the phrase's last release (`early_rate` counts any agent note during the phrase);
+- false_trigger_rate: phrases in which an agent note-on arrived during the breath (from its release
+  to a quarter beat after the player goes on); `early_rate`: phrases with any agent note-on before
+  the phrase's last release (an answer to a long note inside the phrase counts here);
 - grid_adherence: fraction of the agent's note-ons within 0.06 beat of the player's (unjittered)
   eighth-note grid.
 The same figures for the baseline (`jam.turn = "silence"`, 600 ms, fixed 100 bpm, no
@@ -95,7 +96,7 @@ def schedule(phrases: list[dict], bpm: float, start_s: float, seed: int) -> tupl
         end_beat = max(b + d for _, b, d in notes)
         period = 4 * math.ceil((end_beat + 1 + 4 + 2) / 4)  # the phrase, a beat of turn, a bar of answer, room
         base = bar * 4
-        offs = []
+        offs, ons = [], []
         for i, (p, b, d) in enumerate(notes):
             held = (d - 0.5) if i == ph["breath"] else d * HOLD
             on = base + b + jit()
@@ -103,7 +104,9 @@ def schedule(phrases: list[dict], bpm: float, start_s: float, seed: int) -> tupl
             events.append((start_s + on * spb, [0x90, p, 80]))
             events.append((start_s + off * spb, [0x80, p, 0]))
             offs.append(off)
+            ons.append(on)
         facts.append({"start_s": start_s + (base + notes[0][1]) * spb, "breath_s": start_s + offs[ph["breath"]] * spb,
+                      "resume_s": start_s + ons[ph["breath"] + 1] * spb,
                       "end_s": start_s + max(offs) * spb, "next_s": start_s + (base + period) * spb})
         bar += period // 4
     return sorted(events), facts
@@ -176,7 +179,9 @@ def score(run: dict) -> dict:
     for f in facts:
         during = [t for t in ons if f["start_s"] < t < f["end_s"]]
         early += bool(during)
-        false += any(t > f["breath_s"] for t in during)
+        # the breath: from its release until a quarter beat after the player goes on (an answer
+        # planned on the beat the player resumes on still sounds, however briefly)
+        false += any(f["breath_s"] < t < f["resume_s"] + 0.25 * spb for t in during)
         after = [t for t in ons if f["end_s"] <= t < f["next_s"]]
         if after:
             answered += 1

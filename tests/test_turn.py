@@ -167,3 +167,16 @@ def test_off_grid_rests_are_pushed_down_and_the_offset_follows_the_tempo_map():
     assert sh.controls(src, 0.0, grid=2).token_bias == sh.controls(src, 0.0).token_bias  # 0 = off
     tm = TempoMap(120.0, 10.0)
     assert sh.grid_offset(tm, 10.0 + 0.25 + 2 / 24) == 2  # an eighth and two ticks past beat 0
+
+
+def test_a_long_first_note_is_no_cadence():
+    bpm = 110.0
+    opening_half = [(62, 0, 2), (64, 2, 1), (65, 3, 1), (67, 4, 1), (65, 5, 1), (64, 6, 2)]
+    r = follow_rig(bpm)
+    t0 = r.clock.now() + 0.2
+    perform(r, PHRASE, bpm, t0)
+    t1 = t0 + 16 * 60 / bpm
+    release = perform(r, opening_half, bpm, t1)
+    assert not [t for t, m in r.agent_notes() if t1 < t < release]  # the phrase was heard out
+    r.run_until(release + 6 * 60 / bpm)
+    assert (first_agent_on(r, release) - release) / (60 / bpm) <= 1.0  # and its end answered on the next beat
