@@ -186,8 +186,8 @@ def score(run: dict) -> dict:
         if after:
             answered += 1
             delays.append((after[0] - f["end_s"]) / spb)
-    on_grid = [abs(x - round(x)) * 0.5 <= GRID_TOL_BEATS
-               for x in (((t - grid0) / spb) / 0.5 for t in ons)]
+    pos = [(t - grid0) / spb for t in ons]  # the agent's note-ons in the player's beats
+    on_grid = [abs(2 * x - round(2 * x)) / 2 <= GRID_TOL_BEATS for x in pos]
     est = [r["bpm"] for r in run["responses"] if r.get("bpm")]
     errs = [abs(e - bpm) / bpm * 100 for e in est]
     n = len(facts)
@@ -197,7 +197,7 @@ def score(run: dict) -> dict:
             "false_trigger_rate": false / n, "early_rate": early / n,
             "grid_adherence": (sum(on_grid) / len(on_grid)) if on_grid else None, "agent_note_ons": len(ons),
             "tempo_error_pct": (sum(errs) / len(errs)) if errs else None, "tempo_est_bpm": est,
-            "_delays": delays}
+            "off_grid_at_beats": [round(x, 3) for x, ok in zip(pos, on_grid) if not ok], "_delays": delays}
 
 
 def overall(rows: list[dict]) -> dict:
