@@ -44,6 +44,7 @@ from .turn import make_turn, place
 
 log = logging.getLogger(__name__)
 MAX_TOKENS_PER_TICK = 64  # a model that emits notes without ever moving time cannot hog the thread
+WENT_ON_BEATS = 0.5  # a player note this soon after the answer's first note means the phrase was not over
 MAX_GAP_BEATS = 4.0  # longer pauses are fed as this much rest (the model never saw minutes of silence)
 
 
@@ -75,6 +76,7 @@ class Jam:
         self.follow = follow  # a tempo.TempoFollower: the player's onsets set the tempo map
         self._turn = None
         self.chord_s = 0.05  # note-ons this close are one onset (a chord)
+        self.withdrawn = 0  # answers that had begun when the player went on within WENT_ON_BEATS
 
     # -- time ----------------------------------------------------------------
     def _spt(self) -> float:
@@ -394,9 +396,14 @@ class Jam:
 
     def _barge_in(self, now: float) -> None:
         g = self.gen
-        if g.opening.base is not None and (g.t0 is None or now < g.t0):
-            # the player played on before the answer's first note: undo the answer
-            # entirely (the pause fed, what was sampled) and let the phrase go on
+        window = WENT_ON_BEATS * self.tempo.seconds_per_beat() if self._align() != "none" else 0.0
+        went_on = g.t0 is None or now < g.t0 + window
+        if g.opening.base is not None and went_on:
+            # the player played on before the answer's first note, or on the beat it came in on
+            # (a long note inside the phrase taken for a cadence): the phrase was not over. Undo
+            # the answer entirely (the pause fed, what was sampled; what sounded is closed now)
+            # and let the phrase go on
+            self.withdrawn += g.t0 is not None and now >= g.t0
             snap, (tick, vel, sounding, anchor) = g.opening.base
             self.scheduler.cut()
             self.predictor.rollback(snap)

@@ -181,3 +181,24 @@ def test_a_long_first_note_is_no_cadence():
     assert not [t for t, m in r.agent_notes() if t1 < t < release]  # the phrase was heard out
     r.run_until(release + 6 * 60 / bpm)
     assert (first_agent_on(r, release) - release) / (60 / bpm) <= 1.0  # and its end answered on the next beat
+
+
+def test_a_long_note_inside_the_phrase_answered_on_the_beat_is_withdrawn_when_the_player_goes_on():
+    bpm = 100.0
+    spb = 0.6
+    # a half note inside the phrase (taken for a cadence), the player going on just after the beat
+    inner_half = [(67, 0, 1), (69, 1, 1), (71, 2, 1), (72, 3, 1), (71, 4, 2), (69, 6.04, 0.96), (67, 7, 2)]
+    r = follow_rig(bpm)
+    t0 = r.clock.now() + 0.2
+    perform(r, PHRASE, bpm, t0)
+    t1 = t0 + 16 * spb
+    release = perform(r, inner_half, bpm, t1)
+    sent_inside = [t for t, m in r.agent_notes() if m.type == "note_on" and m.velocity > 0 and t1 < t < release]
+    assert sent_inside  # it came in on beat 6 (the half note looked like a cadence) ...
+    assert r.jam.withdrawn == 1 and r.jam.phrase is not None and r.jam.phrase.index == 2  # ... and backed off
+    assert not r.sched.open_notes
+    r.run_until(release + 6 * spb)
+    rec = r.jam.responses[-1]
+    assert rec["phrase"] == 2 and rec["heard_notes"] == 7  # one phrase, heard to its end
+    assert (first_agent_on(r, release) - release) / spb <= 1.0  # and its real end answered on the next beat
+    assert paired(r.agent_notes())
