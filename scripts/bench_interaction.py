@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -252,6 +253,7 @@ def main(argv=None) -> int:
     tempos = [float(x) for x in a.tempos.split(",")] if a.tempos else (QUICK_TEMPOS if a.quick else TEMPOS)
     per_tempo = a.phrases or (2 if a.quick else 6)
     phrases = chorale_phrases()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the finally below stops our jackd
     server = RT.JackServer().start()
     env = {**os.environ, **server.env, "MIDO_BACKEND": RT.JACK_BACKEND}
     try:
