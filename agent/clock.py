@@ -95,6 +95,22 @@ class TempoMap:
         for fn in list(self.listeners):
             fn(float(bpm), float(at_s))
 
+    def align(self, bpm: float, beat_s: float) -> None:
+        """Follow the player: this tempo, with a beat at beat_s (seconds).
+
+        The beat count stays the nearest whole beat to what it was, so the
+        grid moves by at most half a beat and bar numbers go on."""
+        if bpm <= 0:
+            raise ValueError(f"tempo must be > 0 bpm, not {bpm}")
+        with self._lock:
+            self._anchor_beat, self._anchor_s, self.bpm = float(round(self._beat(beat_s))), float(beat_s), float(bpm)
+
+    def next_beat(self, t_s: float, every: float = 1.0, origin: float = 0.0) -> float:
+        """The first grid point at or after t_s: beats origin + k * every (every=4: bars from origin)."""
+        with self._lock:
+            k = math.ceil((self._beat(t_s) - origin) / every - 1e-9)
+            return self._time(origin + k * every)
+
     def restart(self, at_s: float) -> None:
         """Beat 0 is now (MIDI clock start)."""
         with self._lock:

@@ -49,7 +49,8 @@ class MidiConfig:
 class TimingConfig:
     bpm: float = _f(100.0, min=20.0, max=400.0)
     beats_per_bar: int = _f(4, min=1, max=32)
-    midi_clock_in: bool = _f(False)  # follow incoming MIDI clock (24 ppq)
+    midi_clock_in: bool = _f(False)  # follow incoming MIDI clock (24 ppq); same as source = "clock"
+    source: str = _f("player", choices=["player", "clock", "fixed"])  # where the tempo and beat come from
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,12 @@ class SamplingConfig:
 class JamConfig:
     mode: str = _f("call", choices=["call", "accompany", "solo"])
     silence_ms: float = _f(600.0, min=10.0, max=60000.0)
-    silence_beats: float = _f(0.0, min=0.0, max=64.0)  # >0 overrides silence_ms
+    silence_beats: float = _f(1.5, min=0.0, max=64.0)  # >0 overrides silence_ms
     response_bars: float = _f(0.0, min=0.0, max=64.0)  # 0 = as long as the call
-    align_to_bar: bool = _f(False)
+    align_to_bar: bool = _f(False)  # same as align = "bar"
+    align: str = _f("beat", choices=["beat", "bar", "none"])  # where an answer's first note lands
+    turn: str = _f("model", choices=["model", "silence"])  # how the end of a phrase is decided
+    grid_strength: float = _f(3.0, min=0.0, max=100.0)  # logit penalty on time shifts off the player's eighth grid
     lookahead_ms: float = _f(200.0, min=0.0, max=5000.0)
     prepare_ms: float = _f(50.0, min=0.0, max=5000.0)  # compose an answer's start this long before the pause ends
     rollback_guard_ms: float = _f(30.0, min=0.0, max=1000.0)  # accompany: output due this soon is kept on a rollback

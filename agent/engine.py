@@ -21,11 +21,12 @@ from .listener import EchoFilter, Listener
 from .portwatch import PortWatcher
 from .sampler import SamplingControls
 from .scheduler import Scheduler
+from .tempo import BeatTracker, TempoFollower
 
 log = logging.getLogger(__name__)
 # what may change while playing; the rest (ports, model, vocabulary) needs a restart
 LIVE_SECTIONS = {"sampling", "jam"}
-LIVE_KEYS = {"timing.bpm", "timing.beats_per_bar", "midi.velocity_scale"}
+LIVE_KEYS = {"timing.bpm", "timing.beats_per_bar", "timing.source", "midi.velocity_scale"}
 TEMPERATURE_CC_RANGE = (0.1, 2.0)  # CC value 0..127 maps linearly onto this temperature range
 
 
@@ -119,6 +120,7 @@ class Engine:
         self.listener: Listener | None = None
         self.jam: Jam | None = None
         self.tempo = TempoMap(cfg.timing.bpm, self.clock.now(), cfg.timing.beats_per_bar)
+        self.beat = BeatTracker(cfg.timing.bpm)  # the player's tempo (timing.source = "player")
         self.controls.listeners.append(self._on_control_change)
         self.recorder = recorder  # a record.Recorder: attached when the threads exist, final files written at stop
         self.recorded: list[Path] = []  # the files the last recording wrote
@@ -150,7 +152,7 @@ class Engine:
         self.scheduler.on_port_lost = self.watcher.output_failed
         self.jam = Jam(self.predictor, self.scheduler, self.tempo, self.controls, self.clock,
                        self.predictor.vocab, lead_s=s.lead_ms / 1000, channel=cfg.midi.channel - 1,
-                       report=self.report)
+                       report=self.report, follow=TempoFollower(self.tempo, self.beat))
         echo = EchoFilter(cfg.midi.echo_window_ms / 1000) if cfg.midi.echo_filter else None
         if echo:
             self.scheduler.sending_hooks.append(echo.sending)
@@ -257,12 +259,16 @@ class Engine:
         if control == self.controls.cfg.jam.temperature_cc:
             self.controls.temperature_from_cc(value)
 
+    def _follows_clock(self) -> bool:
+        t = self.controls.cfg.timing
+        return t.source == "clock" or t.midi_clock_in
+
     def _on_midi_tempo(self, bpm: float, t_s: float) -> None:
-        if self.controls.cfg.timing.midi_clock_in:
+        if self._follows_clock():
             self.tempo.set_bpm(min(max(bpm, 20.0), 400.0), t_s)
 
     def _on_transport(self, kind: str, t_s: float) -> None:
-        if not self.controls.cfg.timing.midi_clock_in:
+        if not self._follows_clock():
             return
         if kind == "start":
             self.tempo.restart(t_s)
@@ -272,6 +278,8 @@ class Engine:
     def _on_control_change(self, key: str, value) -> None:
         if key == "timing.bpm":
             self.tempo.set_bpm(value, self.clock.now())
+        elif key == "timing.source" and value == "fixed":
+            self.tempo.set_bpm(self.controls.cfg.timing.bpm, self.clock.now())
         elif key == "timing.beats_per_bar":
             self.tempo.beats_per_bar = value
         elif key == "midi.velocity_scale" and self.scheduler:
@@ -286,4 +294,10 @@ class Engine:
         return {"sent": s.sent, "late": s.late, "dropped_late": s.dropped_late, "open_notes": len(s.open_notes) + s.unclosed,
                 "received": li.received, "player_notes": li.notes_in, "ignored": dict(li.ignored),
                 "echoes": li.echo.echoes if li.echo else 0, "phrases": j.phrases,
-                "answers": j.answers, "rollbacks": j.rollbacks}
+                "answers": j.answers, "rollbacks": j.rollbacks, **self.tempo_status()}
+
+    def tempo_status(self) -> dict:
+        """The tempo in use and where it comes from, for a status line or toolbar."""
+        src = "clock" if self._follows_clock() else self.controls.cfg.timing.source
+        return {"bpm": round(self.tempo.bpm, 2), "tempo_source": src,
+                "tempo_confidence": round(self.beat.confidence, 3) if src == "player" else None}

@@ -10,12 +10,16 @@ model in time order, so the state always holds the whole conversation.
 Stream ticks map to seconds through one anchor (tick, time, seconds per
 tick); the anchor moves on a tempo change and at the start of an answer.
 
+Time is the player's: with `timing.source = "player"` every player note-on
+goes to the tempo follower (tempo.py), which keeps the tempo map on the
+player's beat; the stream's ticks, and so the answer, run at that tempo.
+
 Modes:
-- call: when the player has been silent (no key or pedal held) for the
-  threshold (`silence_ms`, or `silence_beats` if > 0), or the end-of-phrase
-  CC is pressed, the agent answers. Rests it samples before its first note
-  are fed but take no time: the answer starts on its first note, `lead_ms`
-  after it was sampled (or on the next bar line with `align_to_bar`). It
+- call: when the turn policy (turn.py: `jam.turn`) says the phrase has
+  ended (no key or pedal held), or the end-of-phrase CC is pressed, the
+  agent answers. Its first note lands on the next grid point
+  (`jam.align`: beat, bar, none) at least `lead_ms` after it was sampled.
+  Rests it samples before its first note are fed but take no time. It
   lasts `response_bars`, or as long as the call. A player note-on during
   the answer stops it at once (barge-in), closing its notes.
 - accompany: the agent plays while the player plays, sampling at most
@@ -31,55 +35,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
-
 import mido
 
+from .answer import Generation, Opening, Phrase, record
 from .events import StreamEncoder, Vocab
+from .shaping import Shaping
+from .turn import make_turn, place
 
 log = logging.getLogger(__name__)
 MAX_TOKENS_PER_TICK = 64  # a model that emits notes without ever moving time cannot hog the thread
+WENT_ON_BEATS = 0.5  # a player note this soon after the answer's first note means the phrase was not over
 MAX_GAP_BEATS = 4.0  # longer pauses are fed as this much rest (the model never saw minutes of silence)
-BOUNDARY_BIAS = -30.0  # logit offset on START/END: a live stream has no piece boundaries
 HISTORY = 10_000  # responses and resample times kept for reports (a long session must not grow without bound)
-
-
-@dataclass
-class Phrase:
-    index: int
-    first_t: float
-    first_tick: int
-    last_t: float
-    last_tick: int
-    notes: int = 0
-    forced_t: float | None = None  # end-of-phrase CC time
-
-
-@dataclass
-class Generation:
-    kind: str  # "call" | "accompany" | "solo"
-    phrase: Phrase | None = None
-    threshold_t: float | None = None
-    length_ticks: int | None = None
-    end_tick: int | None = None  # None: open-ended
-    started: bool = False  # first note placed (call: leading rests dropped until then)
-    lead_ticks: int = 0
-    t0: float | None = None
-    first_note_t: float | None = None
-    notes: int = 0
-    done: bool = False
-    end_t: float | None = None
-    barged: bool = False
-    stopped: bool = False  # cut by stop, panic or a mode change
-    pause_until: float = 0.0  # don't sample until the first note is out (see _generate)
-    base: tuple | None = None  # (predictor snapshot, frontier) before the answer: undone if the player plays on
-    onset: list = field(default_factory=list)  # the first onset's (pitch, velocity), held until it is complete
-    snaps: deque = field(default_factory=deque)  # (due_s | None, predictor snapshot, frontier)
 
 
 class Jam:
     def __init__(self, predictor, scheduler, tempo, controls, clock, vocab: Vocab, *,
-                 lead_s: float = 0.002, channel: int = 0, report=None) -> None:
+                 lead_s: float = 0.002, channel: int = 0, report=None, follow=None) -> None:
         self.predictor = predictor
         self.scheduler = scheduler
         self.tempo = tempo
@@ -108,8 +80,11 @@ class Jam:
         self.held_released = 0  # player notes dropped from the context after held_note_timeout_s
         self.reprimes = 0
         self._resample_from: float | None = None
-        self._ctrl_src = None
-        self._ctrl = None
+        self.shaping = Shaping(vocab)
+        self.follow = follow  # a tempo.TempoFollower: the player's onsets set the tempo map
+        self._turn = None
+        self.chord_s = 0.05  # note-ons this close are one onset (a chord)
+        self.withdrawn = 0  # answers that had begun when the player went on within WENT_ON_BEATS
 
     # -- time ----------------------------------------------------------------
     def _spt(self) -> float:
@@ -130,20 +105,16 @@ class Jam:
         j = self.controls.cfg.jam
         return j.silence_beats * self.tempo.seconds_per_beat() if j.silence_beats > 0 else j.silence_ms / 1000.0
 
-    def sampling(self, lead: bool = False):
-        """The live sampling controls, START/END pushed down (cached per change).
+    def sampling(self, lead: bool = False, grid: int | None = None):
+        """The live sampling controls shaped for the stream (shaping.py): no piece boundaries;
+        `lead` no rest before an answer's first note; `grid` ticks off the player's eighth grid."""
+        return self.shaping.controls(self.controls.sampling, self.controls.cfg.jam.grid_strength, lead, grid)
 
-        `lead`: before an answer's first note, time shifts are pushed down too,
-        so the answer starts with a note instead of sampled silence."""
-        src = self.controls.sampling
-        if src is not self._ctrl_src:
-            v = self.vocab
-            bias = tuple(src.token_bias) + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS))
-            self._ctrl = src.replace(token_bias=bias)
-            shifts = tuple((v.shift(k), BOUNDARY_BIAS) for k in range(1, v.max_shift + 1))
-            self._ctrl_lead = src.replace(token_bias=bias + shifts)
-            self._ctrl_src = src
-        return self._ctrl_lead if lead else self._ctrl
+    def _grid_offset(self, g: Generation) -> int | None:
+        """Ticks the stream's frontier is past the player's eighth grid (None: no grid to keep)."""
+        if self._align() == "none" or self.controls.cfg.jam.grid_strength <= 0:
+            return None
+        return self.shaping.grid_offset(self.tempo, self.time_of(self.enc.tick)) if g.started else 0
 
     # -- feeding -------------------------------------------------------------
     def _feed(self, ids) -> None:
@@ -170,6 +141,9 @@ class Jam:
             self.player_onset[pitch] = t_s
         else:
             self.player_onset.pop(pitch, None)
+        if on and self.follow is not None and self.controls.cfg.timing.source == "player":
+            if self.follow.onset(t_s):
+                self._follow_tempo()
         g = self.gen
         if g is not None:
             if g.kind == "call":
@@ -183,15 +157,19 @@ class Jam:
             self.phrases += 1
             self._catch_up(t_s)
             tick = max(self.enc.tick, self.tick_at(t_s))
-            self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick)
+            self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick, first_beat=self.tempo.beat(t_s))
         tick = max(self.enc.tick, self.tick_at(t_s))
         if pitch in self.agent_sounding and (on or pitch in self.enc.sounding):
             self._yield_pitch(pitch, tick, now)
         ids = self.enc.note_on(pitch, velocity, tick) if on else self.enc.note_off(pitch, tick)
         self._feed(ids)
         if self.phrase is not None:
-            self.phrase.last_t, self.phrase.last_tick = t_s, tick
-            self.phrase.notes += on
+            p = self.phrase
+            p.last_t, p.last_tick = t_s, tick
+            p.notes += on
+            if on and (not p.onsets or t_s - p.onsets[-1] >= self.chord_s):
+                p.onsets.append(t_s)
+                p.last_on_t = t_s
         if on and self.gen is None and self.mode == "accompany":
             self.gen = Generation("accompany", started=True, t0=now + self.lead_s)
         if self.gen is not None and self.gen.kind != "call" and self.time_of(self.enc.tick) < floor:
@@ -224,8 +202,7 @@ class Jam:
         if cfg.jam.mode != self.mode:
             self.cut(now)
             self.mode, self.phrase = cfg.jam.mode, None
-        if abs(self._anchor[2] - self._spt()) > 1e-12:  # tempo changed: keep the frontier's time
-            self._anchor = (self.enc.tick, self.time_of(self.enc.tick), self._spt())
+        self._follow_tempo()
         wake = [now + 0.05]
         if self.player_onset:
             wake.append(self._release_held(now))
@@ -242,10 +219,11 @@ class Jam:
             g = self.gen = Generation("solo", started=True, t0=now + self.lead_s)
         p = self.phrase
         if p is not None and g is None and self.mode == "call" and not self.enc.sounding:
-            thr = p.forced_t if p.forced_t is not None else p.last_t + self.silence_s()
-            prepare = thr - self.controls.cfg.jam.prepare_ms / 1000.0
+            thr = self.turn().end_time(p, now)
+            target = self._place(thr + self.lead_s, p)
+            prepare = min(thr, target - self.controls.cfg.jam.prepare_ms / 1000.0)
             if now >= prepare:  # compose the answer's start now; it is undone if the player plays on
-                self._start_answer(p, thr, now)
+                self._start_answer(p, thr, target, now)
                 g = self.gen
             else:
                 wake.append(prepare)
@@ -304,7 +282,26 @@ class Jam:
     def lookahead_s(self) -> float:
         return self.controls.cfg.jam.lookahead_ms / 1000.0
 
-    def _start_answer(self, p: Phrase, thr: float, now: float) -> None:
+    def turn(self):
+        """The turn-taking policy (jam.turn), rebuilt when the setting changes."""
+        name = self.controls.cfg.jam.turn
+        if self._turn is None or self._turn.name != name:
+            self._turn = make_turn(name, self)
+        return self._turn
+
+    def _align(self) -> str:
+        j = self.controls.cfg.jam
+        return "bar" if j.align_to_bar else j.align
+
+    def _place(self, t_s: float, p: Phrase | None) -> float:
+        """The answer's first-note time: the first grid point (jam.align) at or after t_s."""
+        return place(self.tempo, t_s, self._align(), p.first_beat if p is not None else None)
+
+    def _follow_tempo(self) -> None:
+        if abs(self._anchor[2] - self._spt()) > 1e-12:  # tempo changed: keep the frontier's time
+            self._anchor = (self.enc.tick, self.time_of(self.enc.tick), self._spt())
+
+    def _start_answer(self, p: Phrase, thr: float, target: float, now: float) -> None:
         j = self.controls.cfg.jam
         res = self.vocab.resolution
         if j.response_bars > 0:
@@ -312,26 +309,28 @@ class Jam:
         else:
             length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
         base = (self.predictor.snapshot(), self._frontier())
-        self._catch_up(thr)  # the pause as the model will have heard it when the answer starts
-        self.gen = Generation("call", phrase=p, threshold_t=thr, length_ticks=length, base=base)
+        self._catch_up(target)  # the pause as the model will have heard it when the answer starts
+        opening = Opening(target - self.lead_s, thr, target, base=base, turn=dict(getattr(self.turn(), "last", {})))
+        self.gen = Generation("call", phrase=p, opening=opening, length_ticks=length, bpm=self.tempo.bpm)
         self.phrase = None
 
     def _begin(self, g: Generation, now: float) -> None:
         """The answer's first note: fix its time and re-anchor the stream there.
 
-        Composed ahead (prepare_ms), it is due lead_s after the threshold; if
-        composing ran past that, lead_s after now."""
-        t0 = max(g.threshold_t, self.clock.now()) + self.lead_s
-        if self.controls.cfg.jam.align_to_bar:
-            t0 = self.tempo.next_bar(t0)
+        Composed ahead (prepare_ms), it is due at the planned grid point; if
+        composing ran past that, on the next grid point lead_s after now."""
+        o = g.opening
+        t0 = o.target_t
+        if t0 is None or self.clock.now() + self.lead_s > t0:
+            t0 = self._place(self.clock.now() + self.lead_s, g.phrase)
         g.started, g.t0 = True, t0
         self._anchor = (self.enc.tick, t0, self._spt())
         g.end_tick = self.enc.tick + g.length_ticks
         g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
-        for pitch, vel in g.onset:
+        for pitch, vel in o.onset:
             self.agent_onset[pitch] = self.enc.tick
             self.scheduler.schedule(t0, mido.Message("note_on", channel=self.channel, note=pitch, velocity=vel))
-        if g.onset:
+        if o.onset:
             g.first_note_t = t0
 
     def _generate(self, now: float) -> None:
@@ -346,7 +345,8 @@ class Jam:
                 break
             due = self.time_of(self.enc.tick) if g.started else None
             g.snaps.append((due, self.predictor.snapshot(), self._frontier()))
-            self._emit(g, self.predictor.sample(self.sampling(lead=not g.started and not g.onset)), now)
+            lead = not g.started and not g.opening.onset
+            self._emit(g, self.predictor.sample(self.sampling(lead, None if lead else self._grid_offset(g))), now)
             if g.pause_until and self.clock.now() < g.pause_until:
                 break  # the answer's first note (chord) is queued: let it go out before sampling on
         if self._resample_from is not None:
@@ -357,18 +357,18 @@ class Jam:
         tok = self.vocab.token(token_id)
         kind, v = tok.kind, tok.value
         if kind == "SHIFT":
-            if not g.started and g.onset:
+            if not g.started and g.opening.onset:
                 self._begin(g, now)  # the first onset is complete: it goes out now
             if not g.started:
-                g.lead_ticks += v
+                g.opening.lead_ticks += v
                 self.enc.tick += v
-                if g.lead_ticks >= self.tempo.beats_per_bar * self.vocab.resolution:
+                if g.opening.lead_ticks >= self.tempo.beats_per_bar * self.vocab.resolution:
                     self._begin(g, now)  # a bar of rest sampled: start the clock anyway
             else:
-                if g.kind == "call" and g.first_note_t is not None and not g.pause_until:
+                if g.opening is not None and g.first_note_t is not None and not g.pause_until:
                     # the first onset is queued: sampling waits until it is sent, as on a
                     # busy machine the sampling thread would delay that send (GIL, CPU)
-                    g.pause_until = g.first_note_t + 0.0005
+                    g.opening.pause_until = g.first_note_t + 0.0005
                 if g.end_tick is not None and self.enc.tick + v >= g.end_tick:
                     self.enc.tick = g.end_tick
                     self._finish(g)
@@ -385,7 +385,7 @@ class Jam:
             if not g.started:
                 # an answer's first onset (a chord, maybe) is held until complete, then
                 # timed from when it is: notes sampled after t0 would be late
-                g.onset = [(p, x) for p, x in g.onset if p != v] + [(v, vel)]
+                g.opening.onset = [(p, x) for p, x in g.opening.onset if p != v] + [(v, vel)]
                 return
             due = self.time_of(self.enc.tick)
             self.agent_onset[v] = self.enc.tick
@@ -394,14 +394,14 @@ class Jam:
                 g.first_note_t = due
         elif kind == "NOTE_OFF":
             if not g.started and v in self.agent_sounding:  # a zero-length note in the held onset
-                g.onset = [(p, x) for p, x in g.onset if p != v]
+                g.opening.onset = [(p, x) for p, x in g.opening.onset if p != v]
                 self.agent_sounding.discard(v)
             elif v in self.agent_sounding:
                 self.agent_sounding.discard(v)
                 self.scheduler.schedule(self.time_of(self.enc.tick),
                                         mido.Message("note_off", channel=self.channel, note=v))
         elif g.kind == "call":  # END (or START) despite the bias: the answer ends here
-            if not g.started and g.onset:
+            if not g.started and g.opening.onset:
                 self._begin(g, now)
             if g.started:
                 self._finish(g)
@@ -417,7 +417,7 @@ class Jam:
         self.agent_sounding.clear()
 
     def _finish(self, g: Generation, not_before_s: float = 0.0) -> None:
-        g.done = True
+        g.ended = "finished"
         g.end_t = max(self.time_of(self.enc.tick), not_before_s)
         self._close_agent_notes(g.end_t)
 
@@ -445,15 +445,20 @@ class Jam:
         self.predictor.rollback(snap)
         self.enc.tick, self.enc.velocity_bin, self._anchor = tick, vel, anchor
         self.agent_sounding = set(sounding)
-        g.done, g.end_t = False, None
+        g.ended, g.end_t = None, None
         return True
 
     def _barge_in(self, now: float) -> None:
         g = self.gen
-        if g.base is not None and (g.t0 is None or now < g.t0):
-            # the player played on before the answer's first note: undo the answer
-            # entirely (the pause fed, what was sampled) and let the phrase go on
-            snap, (tick, vel, sounding, anchor) = g.base
+        window = WENT_ON_BEATS * self.tempo.seconds_per_beat() if self._align() != "none" else 0.0
+        went_on = g.t0 is None or now < g.t0 + window
+        if g.opening.base is not None and went_on:
+            # the player played on before the answer's first note, or on the beat it came in on
+            # (a long note inside the phrase taken for a cadence): the phrase was not over. Undo
+            # the answer entirely (the pause fed, what was sampled; what sounded is closed now)
+            # and let the phrase go on
+            self.withdrawn += g.t0 is not None and now >= g.t0
+            snap, (tick, vel, sounding, anchor) = g.opening.base
             self.scheduler.cut()
             self.predictor.rollback(snap)
             self.enc.tick, self.enc.velocity_bin, self._anchor = tick, vel, anchor
@@ -464,7 +469,7 @@ class Jam:
         self._rewind(now)
         self.scheduler.cut()
         self._close_agent_notes(None)
-        g.barged, g.done, g.end_t = True, True, now
+        g.ended, g.end_t = "barged", now
         self._retire(now)
 
     def _stop_gen(self, now: float) -> None:
@@ -479,7 +484,7 @@ class Jam:
         Returns the pitches that were sounding and got their note-off now."""
         if self.gen is not None:
             self._rewind(now)
-            self.gen.done, self.gen.end_t, self.gen.stopped = True, now, True
+            self.gen.ended, self.gen.end_t = "stopped", now
             self._retire(now)
         closed = self.scheduler.cut()
         self._close_agent_notes(None)
@@ -498,20 +503,9 @@ class Jam:
 
     def _retire(self, now: float) -> None:
         g, self.gen = self.gen, None
-        rec = {"kind": g.kind, "notes": g.notes, "barged": g.barged, "stopped": g.stopped, "end_t": g.end_t,
-               "first_note_t": g.first_note_t, "threshold_t": g.threshold_t}
-        if g.phrase is not None:
-            p = g.phrase
-            res = self.vocab.resolution
-            rec.update(phrase=p.index, heard_notes=p.notes, heard_beats=(p.last_tick - p.first_tick) / res,
-                       answer_beats=(g.length_ticks or 0) / res)
-            onset = "" if g.first_note_t is None else f", first note {1e3 * (g.first_note_t - g.threshold_t):+.1f} ms after the pause"
-            how = ("cut short by the player" if g.barged else "stopped" if g.stopped
-                   else f"{g.notes} notes over {rec['answer_beats']:.1f} beats")
-            self.report(f"phrase {p.index}: heard {p.notes} notes over {rec['heard_beats']:.1f} beats; "
-                        f"answered {how}{onset}")
-        elif g.kind != "solo":
-            self.report(f"{g.kind}: played {g.notes} notes")
+        rec, line = record(g, self.vocab.resolution)
+        if line is not None:
+            self.report(line)
         self.responses.append(rec)
         self.answers += 1
         for fn in list(self.observers):

@@ -45,6 +45,16 @@ class ScriptedPredictor:
         self.feed(tok)
         return tok
 
+    def probabilities(self, controls):
+        """All the mass on the token the script plays next (or on `next_probs` if a test set it)."""
+        import numpy as np
+
+        if getattr(self, "next_probs", None) is not None:
+            return np.asarray(self.next_probs, dtype=float)
+        p = np.zeros(self.vocab.size)
+        p[self.script[self.pos % len(self.script)]] = 1.0
+        return p
+
     def snapshot(self):
         return (len(self.fed), self.pos, frozenset(self.sounding))
 

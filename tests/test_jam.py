@@ -25,8 +25,11 @@ BPM = 120.0  # 0.5 s a beat, 1/24 s a tick at resolution 12
 
 
 class Rig:
-    def __init__(self, mode="call", script=None, **jam):
-        sets = [f"timing.bpm={BPM}", f"jam.mode=\"{mode}\""] + [f"jam.{k}={v}" for k, v in jam.items()]
+    def __init__(self, mode="call", script=None, source="fixed", **jam):
+        # the plain rule at a fixed tempo unless a test asks for more (tests/test_turn.py does)
+        jam = {"turn": '"silence"', "align": '"none"', "silence_beats": 0.0, **jam}
+        sets = [f"timing.bpm={BPM}", f"jam.mode=\"{mode}\"", f'timing.source="{source}"'] + [
+            f"jam.{k}={v}" for k, v in jam.items()]
         self.cfg = load_config(overrides=sets)
         self.vocab = self.cfg.vocab()
         self.clock = FakeClock(100.0)
@@ -193,7 +196,7 @@ def test_the_end_of_phrase_cc_answers_at_once():
     r.run_until(t)
     r.jam.phrase_end(t)
     r.run_until(t + 0.01)
-    assert r.jam.gen is not None and r.jam.gen.threshold_t == t
+    assert r.jam.gen is not None and r.jam.gen.opening.threshold_t == t
 
 
 def test_tempo_change_rescales_the_answer():

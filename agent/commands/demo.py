@@ -145,7 +145,7 @@ def run(args) -> int:
     engine = Engine(cfg, predictor, ports=Ports("loopback", loop=Loopback()), input_name="keyboard",
                     virtual_name="Antiphon", extra_outputs=extra, report=report, recorder=recorder)
     print(f"demo: {len(phrases)} phrases from {args.corpus} at {cfg.timing.bpm:g} bpm, seed {seed}; the agent "
-          f"answers after {cfg.jam.silence_ms:g} ms of silence (model {cfg.model_dir()})", flush=True)
+          f"answers when each phrase ends (jam.turn = {cfg.jam.turn!r}; model {cfg.model_dir()})", flush=True)
     engine.start()
     recorder.start(out / "session.mid")
     clock, jam = RealClock(), engine.jam

@@ -167,4 +167,13 @@ def run(args) -> int:
         feed_file(keyboard.send, args.feed, RealClock().now() + 0.2, RealClock())
     return run_until_stopped(engine, args.seconds,
                              f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
-                             f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.{note}")
+                             f"mode {cfg.jam.mode}, {tempo_words(cfg)}. Ctrl-C to stop.{note}")
+
+
+def tempo_words(cfg) -> str:
+    t = cfg.timing
+    if t.source == "clock" or t.midi_clock_in:
+        return f"tempo from MIDI clock ({t.bpm:g} bpm until it comes)"
+    if t.source == "player":
+        return f"tempo followed from your playing ({t.bpm:g} bpm until it is heard)"
+    return f"{t.bpm:g} bpm"

@@ -1,0 +1,88 @@
+"""Answers on the player's beat over real JACK ports: the agent is never told the tempo.
+
+`antiphon play` (the default config: timing.source = "player", jam.turn =
+"model", jam.align = "beat") listens to a player process playing two
+chorale-like phrases at 130 bpm with humanised timing; a reader process
+stamps what it sends. The answer's first note must land on the player's
+beat within 0.06 beat, at most a beat after the phrase's last release, and
+`play` must report the tempo it followed. A second tempo runs through the
+interaction benchmark's own engine run.
+"""
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import load_script
+
+pytestmark = [pytest.mark.realmidi, pytest.mark.slow]
+
+# (pitch, beat, length): a phrase with a breath (beat 2 is cut short in `schedule`) ending on a held note
+NOTES = [(67, 0.0, 1.0), (67, 1.0, 1.0), (69, 2.0, 1.0), (71, 3.0, 0.5), (72, 3.5, 0.5), (71, 4.0, 1.0),
+         (69, 5.0, 1.0), (67, 6.0, 2.0)]
+PHRASES = [{"notes": NOTES, "breath": 2}, {"notes": [(p + 2, b, d) for p, b, d in NOTES], "breath": 2}]
+
+
+@pytest.fixture(scope="module")
+def inter():
+    return load_script("bench_interaction")
+
+
+def first_ons_after(got, facts):
+    ons = [t for t, b in got if b[0] & 0xF0 == 0x90 and b[2] > 0]
+    return [min((t for t in ons if f["end_s"] <= t < f["next_s"]), default=None) for f in facts]
+
+
+def test_antiphon_play_with_no_tempo_given_answers_a_130_bpm_player_on_the_beat(inter, bench, jack_env, model_dir):
+    bpm = 130.0
+    spb = 60.0 / bpm
+    player = inter.Player("Kbd130", jack_env)
+    p = subprocess.Popen([sys.executable, "-m", "agent", "play", "--backend", "jack", "--in", "Kbd130",
+                          "--virtual", "AntiphonBeat", "--model", str(model_dir),
+                          "--set", "jam.response_bars=1.0", "--set", "sampling.seed=3"],
+                         env={**jack_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in p.stdout.readline()
+        reader = bench.Child("reader", "AntiphonBeat", jack_env)
+        grid0 = time.perf_counter() + 0.5
+        events, facts = inter.schedule(PHRASES, bpm, grid0, seed=5)
+        player.say(inter.json.dumps(events))
+        player.result()
+        time.sleep(max(0.0, facts[-1]["next_s"] - time.perf_counter()))
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        reader.say("stop")
+        got = reader.result()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        player.say("quit")
+    firsts = first_ons_after(got, facts)
+    assert all(t is not None for t in firsts), (firsts, out)
+    for t, f in zip(firsts, facts):
+        beats = (t - grid0) / spb
+        assert abs(beats - round(beats)) <= 0.06, (beats, out)  # on the player's beat
+        assert (t - f["end_s"]) / spb <= 1.0, out  # answered on the next beat after the release
+    for f in facts:  # nothing during the phrases (the breath included)
+        assert not [t for t, b in got if b[0] & 0xF0 == 0x90 and b[2] > 0 and f["start_s"] < t < f["end_s"]]
+    followed = [float(x) for x in re.findall(r"answered .* at ([0-9.]+) bpm", out)]
+    assert len(followed) == 2 and all(abs(x - bpm) / bpm <= 0.03 for x in followed), out
+    assert "0 left open" in out
+
+
+def test_a_slower_player_is_followed_too(inter, jack_env, model_dir):
+    run = inter.run_tempo(84.0, PHRASES, str(model_dir), jack_env, seed=6)
+    row = inter.score(run)
+    assert row["answered"] == 2 and row["false_trigger_rate"] == 0.0, row
+    assert row["delay_p90_beats"] <= 1.0, row
+    assert row["tempo_error_pct"] <= 3.0, row
+    spb = 60.0 / 84.0
+    for t in first_ons_after(run["got"], run["facts"]):
+        beats = (t - run["grid0_s"]) / spb
+        assert abs(beats - round(beats)) <= 0.06, beats
