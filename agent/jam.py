@@ -102,6 +102,11 @@ class Jam:
         self._resample_from: float | None = None
         self._ctrl_src = None
         self._ctrl = None
+        self.held: str | None = None  # silenced (panic, Ctrl-C): until "play" (the player plays) or "mode"
+
+    def hold(self, until: str | None) -> None:
+        """Stay silent (after a cut) until the player plays ("play") or hold(None) ("mode")."""
+        self.held, self.phrase = until, None
 
     # -- time ----------------------------------------------------------------
     def _spt(self) -> float:
@@ -158,6 +163,8 @@ class Jam:
         now = self.clock.now()
         floor = now + self.controls.cfg.jam.rollback_guard_ms / 1000.0
         self.player_events += 1
+        if on and self.held == "play":
+            self.held = None
         g = self.gen
         if g is not None:
             if g.kind == "call":
@@ -211,7 +218,9 @@ class Jam:
         cfg = self.controls.cfg
         if cfg.jam.mode != self.mode:
             self.cut(now)
-            self.mode, self.phrase = cfg.jam.mode, None
+            self.mode, self.phrase, self.held = cfg.jam.mode, None, None
+        if self.held is not None:
+            return now + 0.05
         if abs(self._anchor[2] - self._spt()) > 1e-12:  # tempo changed: keep the frontier's time
             self._anchor = (self.enc.tick, self.time_of(self.enc.tick), self._spt())
         wake = [now + 0.05]

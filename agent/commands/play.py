@@ -1,8 +1,15 @@
-"""antiphon play: run the engine headless until Ctrl-C or SIGTERM (both close every note)."""
+"""antiphon play: run the engine; with a terminal, a REPL changes it live (agent/repl.py).
+
+With no terminal on standard input (or --headless) it runs until Ctrl-C or
+SIGTERM (both close every note). With one, a prompt_toolkit REPL runs on the
+main thread while the engine plays in its own threads; Ctrl-C there silences
+the agent, Ctrl-D or `quit` stops it.
+"""
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
 from ..cli import common_options
@@ -24,6 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model", metavar="DIR", help="model folder (default: [model] path)")
     p.add_argument("--backend", help="MIDI backend: auto | alsa | jack | coremidi | winmm | loopback")
     p.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
+    p.add_argument("--headless", action="store_true", help="no REPL even on a terminal: run until Ctrl-C")
     common_options(p)
 
 
@@ -79,15 +87,50 @@ def run_until_stopped(engine, seconds: float | None = None, banner: str | None =
         pass
     finally:
         signal.signal(signal.SIGTERM, old)
-        with _sigint_ignored():
-            closed = engine.stop()
-        st = engine.stats()
-        print(f"stopped: {st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
-              f"{st['dropped_late']} late note-ons dropped, {len(closed)} notes closed at stop, "
-              f"{st['open_notes']} left open")
+        stop_and_report(engine)
     if engine.error is not None:
         raise AntiphonError(f"the engine stopped: {type(engine.error).__name__}: {engine.error}")
     return 0
+
+
+def stop_and_report(engine) -> None:
+    """Stop the engine (a second Ctrl-C meanwhile is ignored, so the note-offs go out) and say how it ended."""
+    with _sigint_ignored():
+        closed = engine.stop()
+    st = engine.stats()
+    print(f"stopped: {st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
+          f"{st['dropped_late']} late note-ons dropped, {len(closed)} notes closed at stop, "
+          f"{st['open_notes']} left open", flush=True)
+
+
+def run_with_repl(engine, banner: str, seconds: float | None = None) -> int:
+    """The REPL on this thread while the engine plays; always stops the engine."""
+    from ..repl import Repl
+
+    done = threading.Event()
+    old = signal.signal(signal.SIGTERM, lambda *_: (done.set(), engine.stopped.set()))
+    limit = threading.Timer(seconds, engine.stopped.set) if seconds else None
+    try:
+        print(banner + " Type `help`; Ctrl-C silences, Ctrl-D or `quit` stops.", flush=True)
+        if limit:
+            limit.daemon = True
+            limit.start()
+        Repl(engine).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if limit:
+            limit.cancel()
+        signal.signal(signal.SIGTERM, old)
+        stop_and_report(engine)
+    if engine.error is not None:
+        raise AntiphonError(f"the engine stopped: {type(engine.error).__name__}: {engine.error}")
+    return 0
+
+
+def use_repl(args) -> bool:
+    """A REPL when standard input and output are a terminal and --headless is not given."""
+    return not getattr(args, "headless", False) and sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def run(args) -> int:
@@ -109,6 +152,8 @@ def run(args) -> int:
     engine = Engine(cfg, predictor, ports=ports, input_name=inp, output_name=out or "", virtual_name=virtual,
                     virtual_input=bool(args.virtual_in))
     engine.start()
-    return run_until_stopped(engine, args.seconds,
-                             f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
-                             f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm. Ctrl-C to stop.")
+    banner = (f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
+              f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm.")
+    if use_repl(args):
+        return run_with_repl(engine, banner, args.seconds)
+    return run_until_stopped(engine, args.seconds, banner + " Ctrl-C to stop.")
