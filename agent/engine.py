@@ -328,17 +328,18 @@ class Engine:
             finally:
                 self._change_at = None
 
-    def at(self, what: str, fn, label: str) -> float:
-        """Run fn(at_s) on the next beat or bar line ("beat" | "bar"); returns that line's time.
+    def at(self, what: str, fn, label: str, early: bool = False) -> float:
+        """Run fn(line_s) on the next beat or bar line ("beat" | "bar"); returns that line's time.
 
-        It runs `lookahead_ms` early: what the jam samples then is due on the line,
-        so the change lands on the music, not after the notes already queued."""
+        `early` (sampling and tempo changes): it runs `lookahead_ms` before the line, as
+        what the jam samples then is due on the line, so the change lands on the music,
+        not after the notes already queued. Anything else (a mode, panic) runs on it."""
         now = self.clock.now()
         soon = now + 1e-3  # a line this close is gone: the next one
         line = (self.tempo.next_bar(soon) if what == "bar"
                 else self.tempo.time(math.floor(self.tempo.beat(soon)) + 1))
-        early = min(self.controls.cfg.jam.lookahead_ms / 1000.0, max(0.0, line - now))
-        self.pending.add(line - early, label, lambda: fn(line))
+        ahead = min(self.controls.cfg.jam.lookahead_ms / 1000.0, max(0.0, line - now)) if early else 0.0
+        self.pending.add(line - ahead, label, lambda: fn(line), line)
         return line
 
     def measure(self) -> Figures:
@@ -408,11 +409,12 @@ class Engine:
                 return
             old = self.predictor
             new.history = deque(maxlen=self.controls.cfg.jam.context_tokens)
-            new.prime(list(old.history))
+            context = list(getattr(old, "history", ()))
+            new.prime(context)
             self._time_steps(new)
             self.predictor = j.predictor = new
             self.model_name, self.loading = name, None
-            self.report(f"model {name} loaded ({len(old.history)} tokens of context re-primed)")
+            self.report(f"model {name} loaded ({len(context)} tokens of context re-primed)")
 
         self.on_engine_thread(on_engine_thread)
 
@@ -464,7 +466,8 @@ class Engine:
             self.listener.end_phrase_cc = value
         elif key == "jam.context_tokens" and self.listener:
             def context() -> None:  # keeps the newest tokens that fit
-                self.predictor.history = deque(self.predictor.history, maxlen=value)
+                if hasattr(self.predictor, "history"):
+                    self.predictor.history = deque(self.predictor.history, maxlen=value)
             self.on_engine_thread(context)
         elif key == "sampling.seed" and self.listener:
             self.on_engine_thread(lambda: reseed(self.predictor, value))

@@ -81,16 +81,18 @@ class Pending:
 
     def __init__(self, clock) -> None:
         self.clock = clock
-        self._heap: list[tuple[float, int, str, Callable[[], None]]] = []
+        self._heap: list[tuple[float, int, str, Callable[[], None], float]] = []
+        self.done: deque[tuple[float, str, float]] = deque(maxlen=100)  # (line_s, label, applied_s)
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._running = False
         self.on_error: Callable[[str, Exception], None] = lambda label, exc: None
 
-    def add(self, due_s: float, label: str, fn: Callable[[], None]) -> None:
+    def add(self, due_s: float, label: str, fn: Callable[[], None], line_s: float | None = None) -> None:
+        """fn() at due_s; `line_s` is the musical line it belongs to (due_s may be a little before it)."""
         with self._cond:
-            heapq.heappush(self._heap, (due_s, next(self._seq), label, fn))
+            heapq.heappush(self._heap, (due_s, next(self._seq), label, fn, due_s if line_s is None else line_s))
             self._cond.notify()
         if self._thread is None:
             self._running = True
@@ -98,8 +100,9 @@ class Pending:
             self._thread.start()
 
     def items(self) -> list[tuple[float, str]]:
+        """(line_s, label) of what is pending, soonest first."""
         with self._cond:
-            return sorted((due, label) for due, _, label, _ in self._heap)
+            return sorted((line, label) for _, _, label, _, line in self._heap)
 
     def clear(self) -> int:
         with self._cond:
@@ -123,9 +126,10 @@ class Pending:
                     self._cond.wait(max(wait, 0.0))
                 if not self._running:
                     return
-                due, _, label, fn = heapq.heappop(self._heap)
+                due, _, label, fn, line = heapq.heappop(self._heap)
             while self.clock.now() < due:  # the last ms: spin, the change lands on the line
                 time.sleep(0)
+            self.done.append((line, label, self.clock.now()))
             try:
                 fn()
             except Exception as exc:  # a pending change that no longer validates: say so, go on

@@ -24,7 +24,7 @@ from .live import CCMapping
 
 # short names for the settings a live-coder reaches for most (cc, set and their completion use them)
 ALIASES = {
-    "temp": "sampling.temperature", "top-p": "sampling.top_p", "top-k": "sampling.top_k",
+    "temp": "sampling.temperature", "adaptive": "sampling.adaptive", "top-p": "sampling.top_p", "top-k": "sampling.top_k",
     "tempo": "timing.bpm", "velocity": "midi.velocity_scale", "channel": "midi.channel",
     "silence": "jam.silence_ms", "length": "jam.response_bars", "lookahead": "jam.lookahead_ms",
     "key-strength": "sampling.key_strength", "repeat-penalty": "sampling.repeat_penalty",
@@ -185,7 +185,8 @@ class Commands:
             eng.set_many(changes)
             self.say(", ".join(f"{k} = {eng.controls.get(k)!r}" for k in changes))
             return
-        t = eng.at(at, lambda line_s: eng.set_many(changes, at_s=line_s), what)
+        early = all(k.startswith("sampling.") or k == "timing.bpm" for k in changes)
+        t = eng.at(at, lambda line_s: eng.set_many(changes, at_s=line_s), what, early=early)
         self.say(f"at the next {at} (in {1e3 * (t - eng.clock.now()):.0f} ms): {what}")
 
     # -- settings --------------------------------------------------------------
