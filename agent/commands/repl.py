@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model", metavar="DIR", help="model folder (default: [model] path)")
     p.add_argument("--no-player", action="store_true", help="no scripted player: only what you type")
     p.add_argument("--gap-beats", type=float, default=8.0, help="the player's pause after a phrase (default 8)")
+    p.add_argument("--phrases", type=int, help="phrases the player plays (default: on and on; 0: only the mod wheel)")
     p.add_argument("--trace", metavar="FILE.json", help="write scheduled/sent messages and changes here at the end")
     p.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
     p.add_argument("--headless", action="store_true", help="no REPL even on a terminal")
@@ -36,22 +37,30 @@ def add_arguments(p) -> None:
 
 
 class ScriptedPlayer:
-    """Plays the demo phrases into the loopback keyboard, on absolute deadlines, until stopped."""
+    """Plays the demo phrases into the loopback keyboard, on absolute deadlines, until stopped,
+    and moves the mod wheel (CC1) every two beats, so `cc learn` has a controller to learn."""
 
-    def __init__(self, send, bpm_of, gap_beats: float = 8.0) -> None:
-        self.send, self.bpm_of, self.gap_beats = send, bpm_of, gap_beats
+    def __init__(self, send, bpm_of, gap_beats: float = 8.0, phrases: int | None = None) -> None:
+        self.send, self.bpm_of, self.gap_beats, self.phrases = send, bpm_of, gap_beats, phrases
         self.stopped = threading.Event()
         self.clock = RealClock()
         self.notes = 0
 
     def start(self) -> "ScriptedPlayer":
         threading.Thread(target=self._run, name="antiphon-scripted-player", daemon=True).start()
+        threading.Thread(target=self._wheel, name="antiphon-scripted-wheel", daemon=True).start()
         return self
+
+    def _wheel(self) -> None:
+        value = 0
+        while not self.stopped.wait(120.0 / self.bpm_of()):
+            value = (value + 16) % 128
+            self.send(mido.Message("control_change", control=1, value=value))
 
     def _run(self) -> None:
         t = self.clock.now() + 0.5
         i = 0
-        while not self.stopped.is_set():
+        while not self.stopped.is_set() and (self.phrases is None or i < self.phrases):
             spb = 60.0 / self.bpm_of()
             events = []
             for pitch, b, d in PHRASES[i % len(PHRASES)]:
@@ -100,6 +109,7 @@ class Trace:
     def write(self, path: str) -> None:
         with open(path, "w") as f:
             json.dump({"scheduled": self.scheduled, "received": self.received, "changes": self.changes,
+                       "pending_done": list(self.engine.pending.done),
                        "bpm": self.engine.tempo.bpm, "beats_per_bar": self.engine.tempo.beats_per_bar}, f)
 
 
@@ -120,7 +130,7 @@ def run(args) -> int:
     player = None
     if not args.no_player:
         keyboard = ports.open_output("keyboard")
-        player = ScriptedPlayer(keyboard.send, lambda: engine.tempo.bpm, args.gap_beats).start()
+        player = ScriptedPlayer(keyboard.send, lambda: engine.tempo.bpm, args.gap_beats, args.phrases).start()
     banner = (f"antiphon repl: loopback ports, {'no player' if player is None else 'a scripted player'}; "
               f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm, model {cfg.model_dir()}.")
     try:
