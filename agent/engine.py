@@ -9,20 +9,19 @@ validates like the config file does and takes effect at the next step.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import threading
-from collections import deque
 from pathlib import Path
 
 import mido
 
 from .clock import RealClock, TempoMap
 from .config import Config, parse_value, set_value
+from .engine_live import LiveEngine
 from .errors import AntiphonError
 from .jam import Jam
 from .listener import EchoFilter, Listener
-from .live import CCMap, CCMapping, Figures, OutputSwitch, Pending
+from .live import OutputSwitch
 from .ports import PortLost
 from .sampler import SamplingControls
 from .scheduler import Scheduler
@@ -82,19 +81,6 @@ class LiveControls:
     def temperature_from_cc(self, value: int) -> None:
         lo, hi = TEMPERATURE_CC_RANGE
         self.set("sampling.temperature", round(lo + (hi - lo) * value / 127, 3))
-
-
-def reseed(predictor, seed: int) -> None:
-    """The sampler's generator (and a device sampler's) restarted from `seed` (-1: unseeded)."""
-    import numpy as np
-
-    s = None if seed < 0 else int(seed)
-    sampler = getattr(predictor, "sampler", None)
-    if sampler is not None:
-        sampler.seed, sampler.rng = s, np.random.default_rng(s)
-    gen = getattr(getattr(predictor, "backend", None), "_gen", None)
-    if gen is not None and s is not None:
-        gen.manual_seed(s)
 
 
 class Tee:
@@ -161,7 +147,7 @@ class SessionRecorder:
         return path
 
 
-class Engine:
+class Engine(LiveEngine):
     """Listener + jam + scheduler over one input and one output port."""
 
     def __init__(self, cfg: Config, predictor, *, ports, input_name: str = "", output_name: str = "",
@@ -186,14 +172,7 @@ class Engine:
         self.jam: Jam | None = None
         self.tempo = TempoMap(cfg.timing.bpm, self.clock.now(), cfg.timing.beats_per_bar)
         self.controls.listeners.append(self._on_control_change)
-        self.ccmap = CCMap()
-        self.pending = Pending(self.clock)
-        self.pending.on_error = lambda label, exc: self.report(f"pending '{label}' not applied: {exc}")
-        self.figures: Figures | None = None  # see measure()
-        self.model_name = str(cfg.model.path)
-        self.loading: str | None = None  # a model loading in the background
-        self._set_lock = threading.Lock()
-        self._change_at: float | None = None  # the time a pending change is due (its bar line)
+        self._init_live()
 
     # -- wiring --------------------------------------------------------------
     def start(self) -> "Engine":
@@ -282,142 +261,6 @@ class Engine:
         The agent then stays silent (solo included) until the player plays or a mode is given."""
         self.silence(panic=True)
 
-    def silence(self, panic: bool = False, until: str = "play") -> None:
-        """Cut the agent's notes and hold it silent: `until` "play" (the player's next note or
-        `resume()`) or "mode" (only `resume()`: the REPL's `mode off`)."""
-        def on_engine_thread() -> None:
-            self.jam.cut(self.clock.now())
-            self.jam.hold(until)
-            if panic:
-                self.scheduler.panic()
-
-        if self.listener is not None and self.listener.alive:
-            self.listener.call(on_engine_thread)
-        elif self.scheduler is not None:
-            self.scheduler.cut()
-            if panic:
-                self.scheduler.panic()
-
-    def resume(self) -> None:
-        """End a silence (panic, Ctrl-C, `mode off`): the jam plays again by its mode."""
-        if self.listener is not None and self.listener.alive:
-            self.listener.call(lambda: self.jam.hold(None))
-
-    def on_engine_thread(self, fn) -> None:
-        """fn() on the engine thread (the predictor's owner), or here if that thread is not running."""
-        if self.listener is not None and self.listener.alive:
-            self.listener.call(fn)
-        else:
-            fn()
-
-    # -- live changes ------------------------------------------------------------
-    def set(self, key: str, value, at_s: float | None = None) -> None:
-        """The one setter: `controls.set`, with a tempo change anchored at `at_s` (a bar line) if given."""
-        with self._set_lock:
-            self._change_at = at_s
-            try:
-                self.controls.set(key, value)
-            finally:
-                self._change_at = None
-
-    def set_many(self, changes: dict, at_s: float | None = None) -> None:
-        with self._set_lock:
-            self._change_at = at_s
-            try:
-                self.controls.set_many(changes)
-            finally:
-                self._change_at = None
-
-    def at(self, what: str, fn, label: str, early: bool = False) -> float:
-        """Run fn(line_s) on the next beat or bar line ("beat" | "bar"); returns that line's time.
-
-        `early` (sampling and tempo changes): it runs `lookahead_ms` before the line, as
-        what the jam samples then is due on the line, so the change lands on the music,
-        not after the notes already queued. Anything else (a mode, panic) runs on it."""
-        now = self.clock.now()
-        soon = now + 1e-3  # a line this close is gone: the next one
-        line = (self.tempo.next_bar(soon) if what == "bar"
-                else self.tempo.time(math.floor(self.tempo.beat(soon)) + 1))
-        ahead = min(self.controls.cfg.jam.lookahead_ms / 1000.0, max(0.0, line - now)) if early else 0.0
-        self.pending.add(line - ahead, label, lambda: fn(line), line)
-        return line
-
-    def measure(self) -> Figures:
-        """Start keeping the toolbar's figures (step times, scheduling errors); idempotent."""
-        if self.figures is None:
-            self.figures = Figures()
-            if self.scheduler is not None:
-                self.scheduler.hooks.append(self.figures.on_sent)
-            self._time_steps(self.predictor)
-        return self.figures
-
-    def _time_steps(self, predictor) -> None:
-        if self.figures is not None and not hasattr(predictor.feed, "__wrapped__"):
-            predictor.feed = self.figures.timed(predictor.feed)
-
-    def connect_input(self, name: str) -> str:
-        """Listen on another input port (part of its name) without stopping; returns its full name."""
-        new = self.ports.open_input(name, self.listener.receive)
-        with self._port_lock:
-            old, self.input = self.input, new
-        if old is not None:
-            old.close()
-        self.virtual_input = False
-        if self.cfg.midi.port_check_s > 0:
-            threading.Thread(target=self._watch_input, args=(self.cfg.midi.port_check_s,),
-                             name="antiphon-port-watch", daemon=True).start()
-        return new.name
-
-    def connect_output(self, name: str) -> str:
-        """Play on another output port without stopping: the agent's notes close on the old one first."""
-        new = self.ports.open_output(name)
-        done = threading.Event()
-
-        def on_engine_thread() -> None:  # the jam's owner cuts; nothing is queued for the old port after
-            try:
-                self.jam.cut(self.clock.now())
-                old = self.output.swap(new)
-                try:
-                    old.close()
-                except Exception as exc:
-                    log.error("closing %s: %s", getattr(old, "name", old), exc)
-            finally:
-                done.set()
-
-        self.on_engine_thread(on_engine_thread)
-        done.wait(2.0)
-        return new.name
-
-    def reset_model(self) -> None:
-        """Clear the model state (zero state, START), the agent's notes closed first."""
-        def on_engine_thread() -> None:
-            self.jam.cut(self.clock.now())
-            self.predictor.reset()
-
-        self.on_engine_thread(on_engine_thread)
-
-    def swap_predictor(self, new, name: str, retry_s: float = 0.05) -> None:
-        """Swap in a loaded predictor at the next silence, re-primed from the rolling context."""
-        def on_engine_thread() -> None:
-            j = self.jam
-            if self.stopped.is_set():
-                return
-            if j.gen is not None or j.enc.sounding or j.agent_sounding:  # not silent yet: look again soon
-                t = threading.Timer(retry_s, lambda: self.on_engine_thread(on_engine_thread))
-                t.daemon = True
-                t.start()
-                return
-            old = self.predictor
-            new.history = deque(maxlen=self.controls.cfg.jam.context_tokens)
-            context = list(getattr(old, "history", ()))
-            new.prime(context)
-            self._time_steps(new)
-            self.predictor = j.predictor = new
-            self.model_name, self.loading = name, None
-            self.report(f"model {name} loaded ({len(context)} tokens of context re-primed)")
-
-        self.on_engine_thread(on_engine_thread)
-
     # -- events from the threads ------------------------------------------------
     def _fail(self, exc: Exception) -> None:
         self.error = exc
@@ -457,20 +300,8 @@ class Engine:
             self.tempo.beats_per_bar = value
         elif key == "midi.velocity_scale" and self.scheduler:
             self.scheduler.velocity_scale = value
-        elif key == "midi.channel" and self.scheduler:
-            def channel() -> None:  # the agent's notes close on the old channel before it changes
-                self.jam.cut(self.clock.now())
-                self.scheduler.channel = self.jam.channel = value - 1
-            self.on_engine_thread(channel)
-        elif key == "jam.end_phrase_cc" and self.listener:
-            self.listener.end_phrase_cc = value
-        elif key == "jam.context_tokens" and self.listener:
-            def context() -> None:  # keeps the newest tokens that fit
-                if hasattr(self.predictor, "history"):
-                    self.predictor.history = deque(self.predictor.history, maxlen=value)
-            self.on_engine_thread(context)
-        elif key == "sampling.seed" and self.listener:
-            self.on_engine_thread(lambda: reseed(self.predictor, value))
+        else:
+            self._apply_live(key, value)
         if self.listener:
             self.listener.wake()
 

@@ -106,7 +106,9 @@ class Jam:
 
     def hold(self, until: str | None) -> None:
         """Stay silent (after a cut) until the player plays ("play") or hold(None) ("mode")."""
-        self.held, self.phrase = until, None
+        if until is not None:
+            self.phrase = None
+        self.held = until
 
     # -- time ----------------------------------------------------------------
     def _spt(self) -> float:

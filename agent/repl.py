@@ -24,8 +24,8 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from .config import ROOT
-from .repl_commands import ALIASES, HELP, KEYS, MODES, TEMPO_SOURCES, Commands, key_text, live_keys, state_of, \
-    tempo_source
+from .repl_commands import ALIASES, HELP, KEYS, MODES, TEMPO_SOURCES, Commands, live_keys
+from .repl_view import toolbar_text
 
 TOOLBAR_REFRESH_S = 0.25
 KEY_ARG = re.compile(r"^\s*(?:at\s+\w+\s+)?key\s+(.*)$")
@@ -115,35 +115,6 @@ class ReplCompleter(Completer):
             if o.startswith(partial) and o != partial:
                 yield Completion(o, start_position=-len(partial),
                                  display_meta=HELP[o][1][:40] if not words and o in HELP else "")
-
-
-def toolbar_text(engine) -> str:
-    """Mode and state, temperature, tempo, key, last onset, step and scheduling p99, late, held."""
-    c = engine.controls.cfg
-    j = engine.jam
-    mode = "off" if j is not None and j.held == "mode" else c.jam.mode
-    sampler = getattr(engine.predictor, "sampler", None)
-    used = getattr(sampler, "last_temperature", None)
-    temp = f"temp {c.sampling.temperature:g}" + (f" (used {used:.2f})" if c.sampling.adaptive and used else "")
-    parts = [f"{mode}: {state_of(engine)}", temp, f"{engine.tempo.bpm:g} bpm ({tempo_source(engine)})",
-             f"key {key_text(engine)}"]
-    if j is not None:
-        last = next((r for r in reversed(j.responses) if r.get("threshold_t") is not None
-                     and r.get("first_note_t") is not None), None)
-        if last is not None:
-            parts.append(f"onset {1e3 * (last['first_note_t'] - last['threshold_t']):+.1f} ms")
-    f = engine.figures
-    if f is not None:
-        step, err = f.p99_ms("steps"), f.p99_ms("errors")
-        parts.append(f"step p99 {step:.2f} ms" if step is not None else "step p99 -")
-        parts.append(f"sched p99 {err:.2f} ms" if err is not None else "sched p99 -")
-    s = engine.scheduler
-    if s is not None:
-        parts.append(f"late {s.dropped_late}")
-        parts.append(f"held {len(s.open_notes)}")
-    if engine.pending.items():
-        parts.append(f"pending {len(engine.pending.items())}")
-    return " | ".join(parts)
 
 
 class Repl:

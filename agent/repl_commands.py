@@ -12,7 +12,6 @@ predictor runs on the engine thread (`engine.on_engine_thread`).
 """
 from __future__ import annotations
 
-import shlex
 import threading
 from dataclasses import fields
 from pathlib import Path
@@ -21,6 +20,7 @@ from .config import ROOT, SECTIONS, _section_types, parse_value, set_value, to_t
 from .engine import LIVE_KEYS, LIVE_SECTIONS, TEMPERATURE_CC_RANGE
 from .errors import AntiphonError
 from .live import CCMapping
+from .repl_view import status_lines
 
 # short names for the settings a live-coder reaches for most (cc, set and their completion use them)
 ALIASES = {
@@ -482,64 +482,3 @@ class Commands:
 
     def cmd_quit(self, args, what):
         return False
-
-
-def state_of(engine) -> str:
-    j = engine.jam
-    if j is None:
-        return "stopped"
-    if j.held is not None:
-        return "silent (mode off)" if j.held == "mode" else "silent"
-    g = j.gen
-    if g is None:
-        return "listening"
-    return {"call": "answering", "accompany": "playing along", "solo": "playing solo"}.get(g.kind, g.kind)
-
-
-def key_text(engine) -> str:
-    key = engine.controls.cfg.sampling.key
-    if key.strip().lower() != "auto":
-        return key
-    sampler = getattr(engine.predictor, "sampler", None)
-    est = getattr(sampler, "_key_est", None)
-    if est is None:
-        return "auto (none heard yet)"
-    from .sampler import key_name
-
-    return f"{key_name(est)} (heard)"
-
-
-def tempo_source(engine) -> str:
-    t = engine.controls.cfg.timing
-    src = getattr(t, "source", None)
-    if src:
-        return src
-    return "MIDI clock" if t.midi_clock_in else "set"
-
-
-def status_lines(engine) -> list[str]:
-    c = engine.controls.cfg
-    s, j = c.sampling, c.jam
-    mode = "off" if engine.jam is not None and engine.jam.held == "mode" else j.mode
-    lines = [f"mode {mode} ({state_of(engine)}); model {engine.model_name}"
-             + (f" (loading {engine.loading})" if engine.loading else ""),
-             f"temperature {s.temperature:g}, top-p {s.top_p:g}, top-k {s.top_k}, adaptive "
-             f"{'on' if s.adaptive else 'off'}; key {key_text(engine)}; range {s.pitch_min}..{s.pitch_max}",
-             f"tempo {engine.tempo.bpm:g} bpm ({tempo_source(engine)}), {engine.tempo.beats_per_bar} beats a bar; "
-             f"silence {f'{j.silence_beats:g} beats' if j.silence_beats > 0 else f'{j.silence_ms:g} ms'}; "
-             f"length {f'{j.response_bars:g} bars' if j.response_bars > 0 else 'same'}; "
-             f"channel {c.midi.channel}, velocity x{c.midi.velocity_scale:g}"]
-    if engine.input is not None and engine.output is not None:
-        lines.append(f"listening on {engine.input.name!r}, playing on {engine.output.name!r}")
-    now = engine.clock.now()
-    for due, label in engine.pending.items():
-        lines.append(f"pending in {1e3 * (due - now):.0f} ms: {label}")
-    for m in sorted(engine.ccmap.maps.values(), key=lambda m: m.control):
-        lines.append(f"cc: {m.describe()}")
-    if engine.ccmap.learning:
-        lines.append(f"cc: learning {engine.ccmap.learning}")
-    if engine.scheduler is not None:
-        st = engine.stats()
-        lines.append(f"{st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
-                     f"{st['dropped_late']} late note-ons dropped, {st['open_notes']} notes held")
-    return lines

@@ -80,7 +80,7 @@ def test_the_repl_in_a_real_terminal(model_dir, tmp_path):
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "TMUX": "", "PYTHONUNBUFFERED": "1",
            "TMUX_TMPDIR": str(tmp_path)}
     command = (f"cd {ROOT} && {sys.executable} -m agent repl --model {model_dir} --mode solo --phrases 0 "
-               f"--trace {trace} --set timing.bpm=100.0 --set sampling.seed=3; sleep 30")
+               f"--trace {trace} --set timing.bpm=100.0 --set sampling.seed=3 --set sampling.rest_bias=-4.0; sleep 30")
     t = Tmux(f"antiphon-test-{os.getpid()}", env)
     t.start(command)
     try:
@@ -113,7 +113,8 @@ def test_the_repl_in_a_real_terminal(model_dir, tmp_path):
     notes = [(ts, due, bytes.fromhex(h), temp) for ts, due, h, temp in tr["scheduled"]]
     ons = [n for n in notes if n[2][0] & 0xF0 == 0x90 and n[2][2] > 0]
     before = [n for n in ons if n[0] < t_temp]
-    after = [n for n in ons if t_temp + 0.01 < n[0] < t_temp + 1.0]
+    t_learnt = min([ts for ts, k, v in tr["changes"] if k == "sampling.temperature" and v != 0.5] + [1e12])
+    after = [n for n in ons if t_temp + 0.01 < n[0] < t_learnt]
     assert before and all(n[3] == 1.0 for n in before)
     assert len(after) >= 3 and all(n[3] == 0.5 for n in after)  # the next notes, and they kept coming
     # temp -3 changed nothing: the only temperature changes are 0.5 and the learnt controller's
@@ -136,3 +137,59 @@ def test_the_repl_in_a_real_terminal(model_dir, tmp_path):
         elif b[0] & 0xF0 in (0x80, 0x90):
             open_.discard((b[0] & 0x0F, b[1]))
     assert not open_ and tr["received"]
+
+
+def start_session(tmp_path, name, args, model_dir):
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "TMUX": "", "PYTHONUNBUFFERED": "1",
+           "TMUX_TMPDIR": str(tmp_path)}
+    t = Tmux(f"antiphon-{name}-{os.getpid()}", env)
+    t.start(f"cd {ROOT} && {sys.executable} -m agent {args} --model {model_dir}; sleep 30")
+    return t
+
+
+def test_play_opens_the_repl_on_a_terminal_ctrl_c_silences_and_quit_stops(model_dir, tmp_path):
+    t = start_session(tmp_path, "play", "play --backend loopback --mode solo", model_dir)
+    try:
+        t.wait_for("antiphon>")
+        t.wait_for("solo: playing solo")
+        t.tmux("send-keys", "-t", t.name, "C-c")
+        t.wait_for("silenced: the agent's notes are off")
+        t.wait_for("solo: silent")  # and it stays so: solo does not start again by itself
+        time.sleep(1.0)
+        assert "solo: silent" in t.screen().strip().splitlines()[-1]
+        t.type("mode solo")
+        t.wait_for("solo: playing solo")
+        t.type("quit")
+        screen = t.wait_for("left open", 20.0)
+    finally:
+        t.kill()
+    assert "0 left open" in screen
+
+
+def test_play_headless_has_no_prompt(model_dir, tmp_path):
+    t = start_session(tmp_path, "headless", "play --backend loopback --mode solo --headless", model_dir)
+    try:
+        t.wait_for("Ctrl-C to stop.")
+        t.tmux("send-keys", "-t", t.name, "C-c")
+        screen = t.wait_for("left open", 20.0)
+    finally:
+        t.kill()
+    assert "antiphon>" not in screen and "0 left open" in screen
+
+
+def test_engine_messages_print_above_the_line_being_typed(model_dir, tmp_path):
+    t = start_session(tmp_path, "msgs", "repl --set jam.response_bars=1.0", model_dir)
+    try:
+        t.wait_for("antiphon>")
+        t.tmux("send-keys", "-t", t.name, "-l", "temp 0.8")  # typed, not entered, while the player plays
+        screen = t.wait_for("phrase 1: heard", 30.0)
+        lines = [x for x in screen.splitlines() if x.strip()]
+        heard = max(i for i, x in enumerate(lines) if "phrase 1: heard" in x)
+        prompt = max(i for i, x in enumerate(lines) if x.startswith("antiphon>"))
+        assert prompt > heard and lines[prompt].rstrip() == "antiphon> temp 0.8"
+        t.tmux("send-keys", "-t", t.name, "Enter")
+        t.wait_for("sampling.temperature = 0.8")
+        t.type("quit")
+        t.wait_for("0 left open", 20.0)
+    finally:
+        t.kill()
