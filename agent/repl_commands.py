@@ -174,8 +174,8 @@ class Commands:
                 raise CommandError(f"{what}: {key} cannot change while playing")
             try:
                 cfg = set_value(cfg, sec, name, value, source=what)
-            except AntiphonError as exc:
-                rng = allowed(key) if len(changes) == 1 or "range" not in what else ""
+            except AntiphonError as exc:  # the config's own message names the value; add the range
+                rng = allowed(key)
                 raise CommandError(f"{exc}" + (f" (allowed: {rng})" if rng and "one of" not in rng else "")
                                    + "; nothing changed") from None
 

@@ -262,3 +262,25 @@ def test_the_toolbar_shows_mode_state_temperature_tempo_key_and_figures(engine):
     for part in ("solo: playing solo", "temp 1", "300 bpm (set)", "key auto", "step p99", "sched p99", "late 0",
                  "held"):
         assert part in text, text
+
+
+def test_connect_in_listens_on_the_new_port_only(engine):
+    out = drive(engine, "connect in pads")
+    assert out[-1] == "listening on 'pads'" and engine.input.name == "pads"
+    ports = Ports("loopback", loop=engine.loop)
+    received = engine.listener.received
+    ports.open_output("keyboard").send(mido.Message("note_on", note=60, velocity=90))
+    ports.open_output("pads").send(mido.Message("note_on", note=62, velocity=90))
+    assert wait_for(lambda: engine.listener.received == received + 1)
+    time.sleep(0.1)
+    assert engine.listener.received == received + 1 and engine.jam.phrase is not None
+
+
+def test_reset_clears_the_model_state(engine):
+    pred = engine.predictor
+    kbd = Ports("loopback", loop=engine.loop).open_output("keyboard")
+    kbd.send(mido.Message("note_on", note=60, velocity=90))
+    assert wait_for(lambda: len(pred.fed) >= 2)  # VEL, NOTE_ON
+    out = drive(engine, "reset")
+    assert out[-1] == "model state cleared"
+    assert wait_for(lambda: pred.fed == [pred.vocab.START])
