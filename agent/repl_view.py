@@ -74,7 +74,7 @@ def toolbar_text(engine) -> str:
     mode = "off" if j is not None and j.held == "mode" else c.jam.mode
     sampler = getattr(engine.predictor, "sampler", None)
     used = getattr(sampler, "last_temperature", None)
-    temp = f"temp {c.sampling.temperature:g}" + (f" (used {used:.2f})" if c.sampling.adaptive and used else "")
+    temp = f"temp {c.sampling.temperature:.2f}" + (f" (used {used:.2f})" if c.sampling.adaptive and used else "")
     parts = [f"{mode}: {state_of(engine)}", temp, f"{engine.tempo.bpm:g} bpm ({tempo_source(engine)})",
              f"key {key_text(engine)}"]
     if j is not None:
