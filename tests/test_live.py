@@ -174,3 +174,33 @@ def test_load_swaps_the_model_at_a_silence_and_refuses_another_vocabulary(model_
     assert wait_for(lambda: eng.predictor is not old and eng.loading is None)
     assert eng.jam.predictor is eng.predictor and list(eng.predictor.history)[-5:] == list(old.history)[-5:]
     eng.stop()
+
+
+def antiphon(*args, timeout=120):
+    import os
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_antiphon_repl_without_a_terminal_says_so_before_loading_anything():
+    r = antiphon("repl", "--model", "/nonexistent/model")
+    assert r.returncode == 2 and "needs a terminal" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_antiphon_repl_for_some_seconds_with_no_prompt_plays_and_closes_every_note(model_dir, tmp_path):
+    trace = tmp_path / "trace.json"
+    r = antiphon("repl", "--model", str(model_dir), "--seconds", "6", "--set", "timing.bpm=240.0",
+                 "--set", "jam.response_bars=1.0", "--trace", str(trace))
+    assert r.returncode == 0, r.stderr
+    assert "phrase 1: heard" in r.stdout and "0 left open" in r.stdout
+    got = json.loads(trace.read_text())["received"]
+    sounding = set()
+    for _, h in got:
+        b = bytes.fromhex(h)
+        if b[0] & 0xF0 == 0x90 and b[2]:
+            sounding.add(b[1])
+        elif b[0] & 0xF0 in (0x80, 0x90):
+            sounding.discard(b[1])
+    assert got and not sounding

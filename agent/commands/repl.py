@@ -117,6 +117,8 @@ def run(args) -> int:
     from ..engine import Engine
     from ..ports import Loopback, Ports
 
+    if not use_repl(args) and not args.seconds:
+        raise AntiphonError("antiphon repl needs a terminal (or --seconds N, to run with no prompt)")
     cfg = configure(args)
     predictor = load_predictor(cfg)
     loop = Loopback()
@@ -136,8 +138,6 @@ def run(args) -> int:
     try:
         if use_repl(args):
             return run_with_repl(engine, banner, args.seconds)
-        if not args.seconds:
-            raise AntiphonError("antiphon repl needs a terminal (or --seconds N with --headless)")
         return run_until_stopped(engine, args.seconds, banner)
     finally:
         if player:
