@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokens": ("agent.commands.tokens", "show a MIDI file as tokens, or round-trip it through them"),
     "ports": ("agent.commands.ports", "list MIDI input and output ports, and the backend in use"),
     "play": ("agent.commands.play", "play along live: listen on a MIDI input, answer on a virtual or named output"),
+    "repl": ("agent.commands.repl", "try the live REPL with no keyboard: loopback ports and a scripted player"),
     "demo": ("agent.commands.demo", "no keyboard needed: a scripted player and the agent, recorded to MIDI, MusicXML, PNG and WAV"),
     "generate": ("agent.commands.generate", "continue a MIDI file and write MIDI, MusicXML and a piano roll"),
 }

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .clock import RealClock, TempoMap
 from .config import Config, parse_value, set_value
+from .engine_live import LiveEngine
 from .errors import AntiphonError
 from .jam import Jam
 from .listener import EchoFilter, Listener
@@ -26,7 +27,7 @@ from .tempo import BeatTracker, TempoFollower
 log = logging.getLogger(__name__)
 # what may change while playing; the rest (ports, model, vocabulary) needs a restart
 LIVE_SECTIONS = {"sampling", "jam"}
-LIVE_KEYS = {"timing.bpm", "timing.beats_per_bar", "timing.source", "midi.velocity_scale"}
+LIVE_KEYS = {"timing.bpm", "timing.beats_per_bar", "timing.source", "midi.velocity_scale", "midi.channel"}
 TEMPERATURE_CC_RANGE = (0.1, 2.0)  # CC value 0..127 maps linearly onto this temperature range
 
 
@@ -52,18 +53,28 @@ class LiveControls:
             raise AntiphonError(f"unknown setting {key!r}") from None
 
     def set(self, key: str, value) -> None:
-        sec, _, name = key.partition(".")
-        if sec not in LIVE_SECTIONS and key not in LIVE_KEYS:
-            raise AntiphonError(f"{key} cannot change while playing (live: {', '.join(sorted(LIVE_SECTIONS))}.*, "
-                                f"{', '.join(sorted(LIVE_KEYS))})")
-        if isinstance(value, str):
-            value = parse_value(value)
+        self.set_many({key: value})
+
+    def set_many(self, changes: dict) -> None:
+        """Several settings at once (e.g. a range's two ends): all validated first, then one swap."""
+        for key in changes:
+            sec = key.partition(".")[0]
+            if sec not in LIVE_SECTIONS and key not in LIVE_KEYS:
+                raise AntiphonError(f"{key} cannot change while playing (live: {', '.join(sorted(LIVE_SECTIONS))}"
+                                    f".*, {', '.join(sorted(LIVE_KEYS))})")
         with self._lock:
-            new = set_value(self.cfg, sec, name, value, source="live")
-            sampling = SamplingControls.from_config(new.sampling) if sec == "sampling" else self.sampling
+            new = self.cfg
+            for key, value in changes.items():
+                sec, _, name = key.partition(".")
+                if isinstance(value, str):
+                    value = parse_value(value)
+                new = set_value(new, sec, name, value, source="live")
+            sampling = (SamplingControls.from_config(new.sampling)
+                        if any(k.startswith("sampling.") for k in changes) else self.sampling)
             self.cfg, self.sampling = new, sampling
-        for fn in list(self.listeners):
-            fn(key, self.get(key))
+        for key in changes:
+            for fn in list(self.listeners):
+                fn(key, self.get(key))
 
     def temperature_from_cc(self, value: int) -> None:
         lo, hi = TEMPERATURE_CC_RANGE
@@ -95,7 +106,7 @@ class Tee:
             raise error
 
 
-class Engine:
+class Engine(LiveEngine):
     """Listener + jam + scheduler over one input and one output port."""
 
     def __init__(self, cfg: Config, predictor, *, ports, input_name: str = "", output_name: str = "",
@@ -124,6 +135,7 @@ class Engine:
         self.controls.listeners.append(self._on_control_change)
         self.recorder = recorder  # a record.Recorder: attached when the threads exist, final files written at stop
         self.recorded: list[Path] = []  # the files the last recording wrote
+        self._init_live()
 
     # -- wiring --------------------------------------------------------------
     def start(self) -> "Engine":
@@ -180,6 +192,7 @@ class Engine:
         closed: list[int] = []
         with self._port_lock:
             self._closing = True
+        self.pending.stop()
         if self.listener is not None:
             self.listener.stop()
             if not self.listener.alive and self.jam is not None:  # its thread is gone: we own the jam now
@@ -239,15 +252,10 @@ class Engine:
         return self.stopped.wait(timeout_s)
 
     def panic(self) -> None:
-        """All notes off now: the jam stops generating, the scheduler sends CC123/CC120 on 16 channels."""
-        def on_engine_thread() -> None:
-            self.jam.cut(self.clock.now())
-            self.scheduler.panic()
+        """All notes off now: the jam stops generating, the scheduler sends CC123/CC120 on 16 channels.
 
-        if self.listener is not None and self.listener.alive:
-            self.listener.call(on_engine_thread)
-        else:
-            self.scheduler.panic()
+        The agent then stays silent (solo included) until the player plays or a mode is given."""
+        self.silence(panic=True)
 
     # -- events from the threads ------------------------------------------------
     def _fail(self, exc: Exception) -> None:
@@ -256,6 +264,15 @@ class Engine:
         self.stopped.set()
 
     def _on_cc(self, control: int, value: int, t_s: float) -> None:
+        mapping, learnt = self.ccmap.on_cc(control, value)
+        if learnt:
+            self.report(f"learnt: {mapping.describe()}")
+        if mapping is not None:
+            try:
+                self.set(mapping.key, mapping.value(value))
+            except AntiphonError as exc:  # e.g. a range that crosses another setting: say so, go on
+                log.warning("CC%d: %s", control, exc)
+            return
         if control == self.controls.cfg.jam.temperature_cc:
             self.controls.temperature_from_cc(value)
 
@@ -276,16 +293,19 @@ class Engine:
             self.jam.cut(t_s)  # on the listener thread: the jam's owner
 
     def _on_control_change(self, key: str, value) -> None:
+        at = self.clock.now() if self._change_at is None else self._change_at  # now, or on the bar line
         if key == "timing.bpm":
-            self.tempo.set_bpm(value, self.clock.now())
+            self.tempo.set_bpm(value, at)
         elif key == "timing.source" and value == "fixed":
-            self.tempo.set_bpm(self.controls.cfg.timing.bpm, self.clock.now())
+            self.tempo.set_bpm(self.controls.cfg.timing.bpm, at)
         elif key == "timing.beats_per_bar":
             self.tempo.beats_per_bar = value
         elif key == "midi.velocity_scale" and self.scheduler:
             self.scheduler.velocity_scale = value
         elif key == "sampling.max_polyphony" and self.scheduler:
             self.scheduler.max_polyphony = value
+        else:
+            self._apply_live(key, value)
         if self.listener:
             self.listener.wake()
 

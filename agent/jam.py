@@ -85,6 +85,13 @@ class Jam:
         self._turn = None
         self.chord_s = 0.05  # note-ons this close are one onset (a chord)
         self.withdrawn = 0  # answers that had begun when the player went on within WENT_ON_BEATS
+        self.held: str | None = None  # silenced (panic, Ctrl-C): until "play" (the player plays) or "mode"
+
+    def hold(self, until: str | None) -> None:
+        """Stay silent (after a cut) until the player plays ("play") or hold(None) ("mode")."""
+        if until is not None:
+            self.phrase = None
+        self.held = until
 
     # -- time ----------------------------------------------------------------
     def _spt(self) -> float:
@@ -137,6 +144,8 @@ class Jam:
         now = self.clock.now()
         floor = now + self.controls.cfg.jam.rollback_guard_ms / 1000.0
         self.player_events += 1
+        if on and self.held == "play":
+            self.held = None
         if on:
             self.player_onset[pitch] = t_s
         else:
@@ -201,7 +210,9 @@ class Jam:
         cfg = self.controls.cfg
         if cfg.jam.mode != self.mode:
             self.cut(now)
-            self.mode, self.phrase = cfg.jam.mode, None
+            self.mode, self.phrase, self.held = cfg.jam.mode, None, None
+        if self.held is not None:
+            return now + 0.05
         self._follow_tempo()
         wake = [now + 0.05]
         if self.player_onset:

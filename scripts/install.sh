@@ -2,7 +2,8 @@
 # Set up Antiphon in a virtual environment (default .venv; ANTIPHON_VENV overrides).
 #   scripts/install.sh           the live agent only: light, no torch
 #   scripts/install.sh --full    + training/export tools (torch CPU 2.13.0 first) and test tools,
-#                                + JACK and fluidsynth from Debian for the real-MIDI test tier
+#                                + JACK and fluidsynth from Debian for the real-MIDI test tier,
+#                                  and tmux for the REPL's terminal test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${ANTIPHON_VENV:-.venv}"
@@ -16,12 +17,13 @@ if [ "$full" = 1 ]; then
     # the [train] extra's range admits it, so nothing else is fetched.
     "${pip[@]}" "torch==2.13.0"
     "${pip[@]}" -e ".[train,dev]"
-    if ! command -v jackd >/dev/null 2>&1 || ! command -v fluidsynth >/dev/null 2>&1; then
+    if ! command -v jackd >/dev/null 2>&1 || ! command -v fluidsynth >/dev/null 2>&1 \
+            || ! command -v tmux >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-                jackd2 fluidsynth fluid-soundfont-gm >/dev/null
+                jackd2 fluidsynth fluid-soundfont-gm tmux >/dev/null
         else
-            echo "note: jackd2/fluidsynth not installed; the real-MIDI tests will be skipped" >&2
+            echo "note: jackd2/fluidsynth/tmux not installed; the real-MIDI and terminal tests will be skipped" >&2
         fi
     fi
 else

@@ -1,8 +1,15 @@
-"""antiphon play: run the engine headless until Ctrl-C or SIGTERM (both close every note)."""
+"""antiphon play: run the engine; with a terminal, a REPL changes it live (agent/repl.py).
+
+With no terminal on standard input (or --headless) it runs until Ctrl-C or
+SIGTERM (both close every note). With one, a prompt_toolkit REPL runs on the
+main thread while the engine plays in its own threads; Ctrl-C there silences
+the agent, Ctrl-D or `quit` stops it.
+"""
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +37,7 @@ def add_arguments(p) -> None:
                                                         "end); an existing file is never overwritten (FILE-1.mid...)")
     p.add_argument("--feed", metavar="FILE.mid", help="loopback backend only: play this MIDI file into the input in "
                                                       "real time, as a scripted player (for tests and trials)")
+    p.add_argument("--headless", action="store_true", help="no REPL even on a terminal: run until Ctrl-C")
     common_options(p)
 
 
@@ -85,12 +93,7 @@ def run_until_stopped(engine, seconds: float | None = None, banner: str | None =
         pass
     finally:
         signal.signal(signal.SIGTERM, old)
-        with _sigint_ignored():
-            closed = engine.stop()
-        st = engine.stats()
-        print(f"stopped: {st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
-              f"{st['dropped_late']} late note-ons dropped, {len(closed)} notes closed at stop, "
-              f"{st['open_notes']} left open")
+        stop_and_report(engine)
     if engine.error is not None:
         raise AntiphonError(f"the engine stopped: {type(engine.error).__name__}: {engine.error}")
     return 0
@@ -134,6 +137,44 @@ def feed_file(send, path: str, start_s: float, clock) -> threading.Thread:
     th = threading.Thread(target=run, name="antiphon-feed", daemon=True)
     th.start()
     return th
+def stop_and_report(engine) -> None:
+    """Stop the engine (a second Ctrl-C meanwhile is ignored, so the note-offs go out) and say how it ended."""
+    with _sigint_ignored():
+        closed = engine.stop()
+    st = engine.stats()
+    print(f"stopped: {st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
+          f"{st['dropped_late']} late note-ons dropped, {len(closed)} notes closed at stop, "
+          f"{st['open_notes']} left open", flush=True)
+
+
+def run_with_repl(engine, banner: str, seconds: float | None = None) -> int:
+    """The REPL on this thread while the engine plays; always stops the engine."""
+    from ..repl import Repl
+
+    done = threading.Event()
+    old = signal.signal(signal.SIGTERM, lambda *_: (done.set(), engine.stopped.set()))
+    limit = threading.Timer(seconds, engine.stopped.set) if seconds else None
+    try:
+        print(banner + " Type `help`; Ctrl-C silences, Ctrl-D or `quit` stops.", flush=True)
+        if limit:
+            limit.daemon = True
+            limit.start()
+        Repl(engine).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if limit:
+            limit.cancel()
+        signal.signal(signal.SIGTERM, old)
+        stop_and_report(engine)
+    if engine.error is not None:
+        raise AntiphonError(f"the engine stopped: {type(engine.error).__name__}: {engine.error}")
+    return 0
+
+
+def use_repl(args) -> bool:
+    """A REPL when standard input and output are a terminal and --headless is not given."""
+    return not getattr(args, "headless", False) and sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def run(args) -> int:
@@ -165,9 +206,11 @@ def run(args) -> int:
     if args.feed:
         keyboard = ports.open_output(inp or "keyboard")
         feed_file(keyboard.send, args.feed, RealClock().now() + 0.2, RealClock())
-    return run_until_stopped(engine, args.seconds,
-                             f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
-                             f"mode {cfg.jam.mode}, {tempo_words(cfg)}. Ctrl-C to stop.{note}")
+    banner = (f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
+              f"mode {cfg.jam.mode}, {tempo_words(cfg)}.{note}")
+    if use_repl(args):
+        return run_with_repl(engine, banner, args.seconds)
+    return run_until_stopped(engine, args.seconds, banner + " Ctrl-C to stop.")
 
 
 def tempo_words(cfg) -> str:
