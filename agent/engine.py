@@ -188,8 +188,6 @@ class Engine:
                     log.error("while stopping: %s", exc)
         if self.scheduler is not None:
             closed += self.scheduler.stop()  # its last note-offs reach the recorder too
-        if self.recorder is not None:
-            self.stop_recording()
         for port in (self.input, self.output):
             if port is not None:
                 try:
@@ -199,6 +197,8 @@ class Engine:
         self.input = self.output = None
         if getattr(self, "_old_switch", None):
             sys.setswitchinterval(self._old_switch)
+        if self.recorder is not None:  # last: the ports are free while the final files are written
+            self.stop_recording()
         self.stopped.set()
         return closed
 
