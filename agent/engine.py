@@ -202,8 +202,6 @@ class Engine(LiveEngine):
                     log.error("while stopping: %s", exc)
         if self.scheduler is not None:
             closed += self.scheduler.stop()  # its last note-offs reach the recorder too
-        if self.recorder is not None:
-            self.stop_recording()
         for port in (self.input, self.output):
             if port is not None:
                 try:
@@ -213,6 +211,8 @@ class Engine(LiveEngine):
         self.input = self.output = None
         if getattr(self, "_old_switch", None):
             sys.setswitchinterval(self._old_switch)
+        if self.recorder is not None:  # last: the ports are free while the final files are written
+            self.stop_recording()
         self.stopped.set()
         return closed
 

@@ -27,6 +27,8 @@ if [ "$full" = 1 ]; then
         fi
     fi
 else
-    "${pip[@]}" -e .
+    # --no-compile: Python compiles what it imports on first use; byte-compiling every installed
+    # module up front (music21 is large) made this install ~1.7x slower (BENCHMARKS.md, demo)
+    "${pip[@]}" --no-compile -e .
 fi
 echo "installed into $venv ($("$venv/bin/python" -c 'import agent; print("antiphon", agent.__version__)'))"

@@ -116,17 +116,20 @@ def record_path(cfg, explicit: str | None = None):
     return free_path(path)
 
 
-def feed_file(send, path: str, start_s: float, clock) -> threading.Thread:
-    """Play a MIDI file's channel messages through `send` on absolute deadlines, on a daemon thread."""
+def read_feed(path: str) -> list:
+    """A MIDI file's channel messages, each with its delay after the one before in seconds (tempo map applied)."""
     import mido
 
     from ..sources import MidiReadError
 
     try:
-        msgs = [m for m in mido.MidiFile(path) if not m.is_meta]  # iteration gives seconds, tempo map applied
+        return [m for m in mido.MidiFile(path) if not m.is_meta]
     except Exception as exc:
         raise MidiReadError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
 
+
+def feed(send, msgs: list, start_s: float, clock) -> threading.Thread:
+    """Send `msgs` (from read_feed) through `send` on absolute deadlines from start_s, on a daemon thread."""
     def run() -> None:
         t = start_s
         for m in msgs:
@@ -188,6 +191,7 @@ def run(args) -> int:
     ports = Ports(cfg.midi.backend)
     if args.feed and not ports.is_loopback:
         raise AntiphonError("--feed plays into a loopback input: use it with --backend loopback")
+    fed = read_feed(args.feed) if args.feed else None
     inp = args.inp if args.inp is not None else (args.virtual_in or cfg.midi.input)
     if not inp and not ports.is_loopback:
         names = ports.input_names()
@@ -201,11 +205,15 @@ def run(args) -> int:
                     virtual_input=bool(args.virtual_in))
     engine.start()
     note = ""
-    if rec_path is not None:
-        note = f" Recording to {engine.start_recording(rec_path)} (saved every {cfg.record.flush_s:g} s)."
-    if args.feed:
-        keyboard = ports.open_output(inp or "keyboard")
-        feed_file(keyboard.send, args.feed, RealClock().now() + 0.2, RealClock())
+    try:
+        if rec_path is not None:
+            note = f" Recording to {engine.start_recording(rec_path)} (saved every {cfg.record.flush_s:g} s)."
+        if fed is not None:
+            keyboard = ports.open_output(inp or "keyboard")
+            feed(keyboard.send, fed, RealClock().now() + 0.2, RealClock())
+    except BaseException:
+        engine.stop()
+        raise
     banner = (f"listening on {engine.input.name!r}, playing on {engine.output.name!r} ({ports.name}); "
               f"mode {cfg.jam.mode}, {tempo_words(cfg)}.{note}")
     if use_repl(args):
