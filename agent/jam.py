@@ -74,7 +74,8 @@ class Jam:
         self.player_events = 0
         self.rollbacks = 0
         self.resample_s: deque[float] = deque(maxlen=HISTORY)
-        self.agent_onset: dict[int, int] = {}  # pitch -> tick of the agent's latest note-on (max_note_beats)
+        # pitch -> [(tick, due_s)] of the agent's recent note-ons, oldest first (a rollback drops the later ones)
+        self.agent_onset: dict[int, list[tuple[int, float]]] = {}
         self.player_onset: dict[int, float] = {}  # pitch -> when the player pressed it, while held
         self.notes_limited = 0  # agent notes closed at max_note_beats
         self.held_released = 0  # player notes dropped from the context after held_note_timeout_s
@@ -249,6 +250,7 @@ class Jam:
             self.phrase = None
         g = self.gen
         if g is not None and not g.done:
+            wake.append(self._limit_notes(now))  # woken when a note reaches the limit, to close it on time
             self._generate(now)
             if not g.done:
                 wake.append(max(self.time_of(self.enc.tick) - self.lookahead_s(), g.pause_until))
@@ -273,22 +275,46 @@ class Jam:
         self.predictor.reprime()
         self.reprimes += 1
 
-    def _limit_notes(self) -> None:
+    def _limit_notes(self, now: float) -> float:
         """Close every agent note held max_note_beats or longer, at that length.
 
         At a high temperature the state drifts and may never emit a note's
         NOTE_OFF (and once max_polyphony notes sound, no new note may start):
-        the NOTE_OFF is fed here as if the model had sampled it."""
-        limit = max(1, round(self.controls.cfg.sampling.max_note_beats * self.vocab.resolution))
+        the NOTE_OFF is fed here as if the model had sampled it. The length
+        is bounded in stream ticks and in seconds (the anchor can move on:
+        a player's event, a tempo change), whichever comes first. Returns
+        when the next agent note reaches the limit in seconds (inf: none)."""
+        g = self.gen
+        if g is None or not g.started or not self.agent_sounding:
+            return float("inf")
+        beats = self.controls.cfg.sampling.max_note_beats
+        limit = max(1, round(beats * self.vocab.resolution))
+        limit_s = beats * self.tempo.seconds_per_beat()
         tick = self.enc.tick
+        front = max(self.time_of(tick), now)
+        next_s = float("inf")
         for p in sorted(self.agent_sounding):
-            on = min(self.agent_onset.get(p, tick), tick)  # after a rollback the latest onset may be ahead
-            if tick - on >= limit:
+            on, on_t = (self.agent_onset.get(p) or [(tick, front)])[-1]
+            if tick - on >= limit or front - on_t >= limit_s - 1e-9:
                 self.agent_sounding.discard(p)
                 self.predictor.feed(self.vocab.note_off(p))
-                self.scheduler.schedule(self.time_of(on + limit),
-                                        mido.Message("note_off", channel=self.channel, note=p))
+                due = max(min(self.time_of(on + limit), on_t + limit_s), on_t)
+                self.scheduler.schedule(due, mido.Message("note_off", channel=self.channel, note=p))
                 self.notes_limited += 1
+            else:
+                next_s = min(next_s, on_t + limit_s)
+        return next_s
+
+    def _onset(self, pitch: int, due_s: float) -> None:
+        ons = self.agent_onset.setdefault(pitch, [])
+        ons.append((self.enc.tick, due_s))
+        del ons[:-4]  # a few: a rollback can only undo the ones still ahead of the clock
+
+    def _forget_onsets_after(self, t_s: float) -> None:
+        """A rollback at t_s: the note-ons due after it were dropped from the queue, never sounded."""
+        for ons in self.agent_onset.values():
+            while ons and ons[-1][1] > t_s:
+                ons.pop()
 
     def lookahead_s(self) -> float:
         return self.controls.cfg.jam.lookahead_ms / 1000.0
@@ -339,7 +365,7 @@ class Jam:
         g.end_tick = self.enc.tick + g.length_ticks
         g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
         for pitch, vel in o.onset:
-            self.agent_onset[pitch] = self.enc.tick
+            self._onset(pitch, t0)
             self.scheduler.schedule(t0, mido.Message("note_on", channel=self.channel, note=pitch, velocity=vel))
         if o.onset:
             g.first_note_t = t0
@@ -385,7 +411,7 @@ class Jam:
                     self._finish(g)
                 else:
                     self.enc.tick += v
-                    self._limit_notes()
+                    self._limit_notes(now)
         elif kind == "VEL":
             self.enc.velocity_bin = v
         elif kind == "NOTE_ON":
@@ -399,7 +425,7 @@ class Jam:
                 g.opening.onset = [(p, x) for p, x in g.opening.onset if p != v] + [(v, vel)]
                 return
             due = self.time_of(self.enc.tick)
-            self.agent_onset[v] = self.enc.tick
+            self._onset(v, due)
             self.scheduler.schedule(due, mido.Message("note_on", channel=self.channel, note=v, velocity=vel))
             if g.first_note_t is None:
                 g.first_note_t = due
@@ -456,6 +482,7 @@ class Jam:
         self.predictor.rollback(snap)
         self.enc.tick, self.enc.velocity_bin, self._anchor = tick, vel, anchor
         self.agent_sounding = set(sounding)
+        self._forget_onsets_after(t_s)
         g.ended, g.end_t = None, None
         return True
 

@@ -48,6 +48,11 @@ class Session:
             if nxt >= t_s:
                 return
 
+    def note(self, pitch: int, on: bool, t_s: float) -> None:
+        """A player's event, then the policy step the listener runs right after it."""
+        self.jam.player_note(pitch, 80 if on else 0, on, t_s)
+        self.wake = self.jam.tick(self.clock.now())
+
     def note_lengths_beats(self) -> tuple[list[float], int]:
         """Every agent note's length in beats as the receiver heard it, and how many never ended."""
         on: dict[int, float] = {}
@@ -82,3 +87,26 @@ def test_the_state_is_reprimed_from_the_context_periodically():
     assert s.jam.reprimes > 0
     assert s.jam.notes_limited >= 0 and s.out.sent  # it played through the re-primes
     assert s.pred.steps <= every + 64  # never drifts for more than that many steps (64: one tick's tokens)
+
+
+def test_no_agent_note_outlasts_max_note_beats_in_a_long_accompany_run():
+    """The player's events move the agent's time anchor: the bound holds in seconds, not just ticks."""
+    import random
+
+    s = Session("accompany", 2.0, seed=11)
+    rng = random.Random(5)
+    t = s.clock.now() + 0.5
+    end = t + 90.0
+    while t < end:
+        p = rng.randrange(48, 84)
+        s.run_until(t)
+        s.note(p, True, t)
+        s.run_until(t + rng.uniform(0.05, 0.6))
+        s.note(p, False, s.clock.now())
+        t = s.clock.now() + rng.uniform(0.05, 0.4)
+    s.run_until(end + 5.0)
+    lengths, open_now = s.note_lengths_beats()
+    assert len(lengths) > 50
+    limit = s.cfg.sampling.max_note_beats
+    assert max(lengths) <= limit + 1e-6, f"longest note {max(lengths):.2f} beats (limit {limit})"
+    assert open_now == 0
