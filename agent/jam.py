@@ -21,7 +21,8 @@ Modes:
   (`jam.align`: beat, bar, none) at least `lead_ms` after it was sampled.
   Rests it samples before its first note are fed but take no time. It
   lasts `response_bars`, or as long as the call. A player note-on during
-  the answer stops it at once (barge-in), closing its notes.
+  the answer stops it at once (barge-in), closing its notes; one before, or
+  within WENT_ON_BEATS of, its first note withdraws it: the phrase goes on.
 - accompany: the agent plays while the player plays, sampling at most
   `lookahead_ms` ahead. Each sampled token keeps a snapshot; a player event
   at time t rolls the predictor back to the first token not yet due, drops
