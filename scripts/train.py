@@ -220,6 +220,8 @@ if resumed:
     best_valid, best_epoch, bad_epochs = resumed["best_valid"], resumed["best_epoch"], resumed["bad_epochs"]
     train_s, planned_steps = resumed["train_s"], resumed["planned_steps"]
     log(f"resumed from {state_path} at epoch {resumed['epoch']}, step {step}, best valid {best_valid:.4f}")
+elif ROLL:  # a fresh roll model starts from the keys' rates (the first epochs are not spent finding them)
+    model.init_key_bias(np.concatenate(train_pieces).mean(axis=0))
 raw_model = model
 if ddp:
     model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
