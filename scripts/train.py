@@ -74,6 +74,8 @@ ap.add_argument("--max-minutes", type=float, default=0.0, help="training time bu
 ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0 = none)")
 ap.add_argument("--patience", type=int, default=5, help="epochs without a better valid loss before stopping")
 ap.add_argument("--transpose", type=int, default=6, help="random transposition range, +-semitones")
+ap.add_argument("--transpose-p", type=float, default=1.0,
+                help="roll: share of pieces transposed each epoch (the rest keep their key)")
 ap.add_argument("--seed", type=int, default=1337)
 ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = cores / processes)")
 ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
@@ -171,7 +173,8 @@ def epoch_roll_chunks(epoch: int) -> list[tuple]:
         x = np.zeros((len(idx), width, train_pieces[idx[0]].shape[1]), np.float32)
         mask = np.zeros((len(idx), width - 1), np.float32)
         for r, i in enumerate(idx):
-            piece = roll.transpose(train_pieces[i], int(rng.choice(shift_choices[i])))
+            shift = int(rng.choice(shift_choices[i])) if rng.random() < args.transpose_p else 0
+            piece = roll.transpose(train_pieces[i], shift)
             x[r, :len(piece)] = piece
             mask[r, :len(piece) - 1] = 1.0
         x = torch.from_numpy(x)
