@@ -34,7 +34,9 @@ if str(ROOT) not in sys.path:
 
 from agent import roll  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "poly_music"
+# ../shared/data/poly_music beside the checkout (a worktree under wt/ has it one level further up)
+DATA = next((p for p in (ROOT.parent / "shared/data/poly_music", ROOT.parent.parent / "shared/data/poly_music")
+             if p.is_dir()), ROOT.parent / "shared/data/poly_music")
 TOLERANCE = 0.05  # |ONNX test NLL - card test NLL| allowed
 
 # Each row: model folder, data set, and the exact train.py settings that made the committed model.
@@ -42,8 +44,9 @@ COMMON = ["--kind", "roll", "--chunk", "128", "--warmup", "50", "--threads", "1"
 ROWS = {
     "jsb-sigmoid": {
         "folder": "models/roll-jsb", "set": "JSB_Chorales", "target": 8.10, "target_row": "TCN (Bai et al. 2018)",
-        "args": ["--head", "sigmoid", "--layers", "1", "--hidden", "220", "--dropout", "0.1", "--batch", "8",
-                 "--lr", "3e-3", "--epochs", "150", "--patience", "30", "--transpose", "6"],
+        "args": ["--head", "sigmoid", "--layers", "1", "--hidden", "220", "--dropout", "0.5", "--input-dropout", "0.2",
+                 "--weight-decay", "0.1", "--batch", "8", "--lr", "3e-3", "--epochs", "60", "--patience", "15",
+                 "--transpose", "6", "--transpose-p", "0.3"],
     },
     "nottingham-sigmoid": {
         "folder": "models/roll-nottingham", "set": "Nottingham", "target": 3.07, "target_row": "TCN (Bai et al. 2018)",
@@ -136,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name in [t for t in args.train.split(",") if t]:
         train_row(name, data_dir)
-    rows = [score_row(n, data_dir) for n in wanted if (ROOT / ROWS[n]["folder"] / "model.onnx").exists()]
+    try:
+        rows = [score_row(n, data_dir) for n in wanted if (ROOT / ROWS[n]["folder"] / "model.onnx").exists()]
+    except roll.RollError as exc:
+        print(f"bench_polyphonic: {exc}", file=sys.stderr)
+        return 2
     missing = [n for n in wanted if not (ROOT / ROWS[n]["folder"] / "model.onnx").exists()]
     report = {"protocol": "frame-level NLL in nats, test split, sum over predicted frames (2..T of each piece, "
                           "zero state per piece) / their number; model chosen on valid",

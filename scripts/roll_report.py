@@ -111,7 +111,7 @@ def write_roll_card(out_dir: str | Path, data: str | Path, stop_reason: str = ""
                         f"{'RNN-NADE joint' if a['head'] == 'nade' else 'independent sigmoid'} head, "
                         f"trained on {data_name} (train split; model chosen on valid)"),
         "data": {"file": data_name + ".mat", "splits": {k: len(v) for k, v in splits.items()},
-                 "transpose_semitones": cfg.get("transpose")},
+                 "transpose_semitones": cfg.get("transpose"), "transpose_p": cfg.get("transpose_p", 1.0)},
         "frames_per_beat": FRAMES_PER_BEAT.get(data_name, 1.0),
         "model_args": a,
         "params": model.num_params(),
@@ -119,7 +119,8 @@ def write_roll_card(out_dir: str | Path, data: str | Path, stop_reason: str = ""
             "train_s": round(ck.get("train_s", metrics.get("train_s", 0.0)), 1),
             "total_train_s": metrics.get("train_s"),
             "epochs_run": len(epochs), "best_epoch": ck["best_epoch"], "steps": metrics.get("steps"),
-            "stop_reason": stop_reason,
+            "stop_reason": stop_reason, "max_minutes": cfg.get("max_minutes"), "epochs": cfg.get("epochs"),
+            "patience": cfg.get("patience"),
             **{k: cfg.get(k) for k in ("chunk", "batch", "lr", "min_lr", "weight_decay", "clip", "dropout",
                                       "input_dropout", "threads", "world_size")},
         },
