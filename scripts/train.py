@@ -2,6 +2,7 @@
 
     python scripts/train.py --data data/prepared --out models/default --max-minutes 60
     torchrun --nproc_per_node=2 scripts/train.py --data data/prepared --out runs/ddp
+    python scripts/train.py --kind roll --data ../shared/data/poly_music/JSB_Chorales.mat --out models/roll-jsb
 
 Each epoch the training pieces are shuffled, each one transposed by a random
 number of semitones (within --transpose and the vocabulary's range), and
@@ -14,6 +15,14 @@ Under torchrun each rank takes its own share of the pieces (DDP; gloo on CPU,
 nccl on GPU). Writes to --out: checkpoint.pt (the best by validation loss,
 weights only), vocab.json, metrics.json, loss.png; and to --run-dir
 last.pt (with the optimizer) for --resume.
+
+With --kind roll the model reads 88-key piano-roll frames (--data is a .mat
+file of the polyphonic benchmark, see agent/roll.py) and its head is
+--head sigmoid or nade. Pieces are not laid end to end: each batch holds
+--batch whole pieces of similar length (each transposed at random), padded
+and masked, cut into chunks with the state carried from chunk to chunk of
+the same pieces and reset at the next batch. Every frame but the first is a
+target; the loss is the frame NLL in nats (the benchmark's measure).
 """
 from __future__ import annotations
 
@@ -35,13 +44,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from agent import dataset  # noqa: E402
-from agent.model import LSTMModel, ModelArgs  # noqa: E402
+from agent.model import LSTMModel, ModelArgs, roll_nll, score_rolls  # noqa: E402
 from train_report import evaluate_pieces, plot_losses, write_card  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # options
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-ap.add_argument("--data", default=str(ROOT / dataset.DEFAULT_DATA_DIR), help="prepared data folder")
+ap.add_argument("--data", default=str(ROOT / dataset.DEFAULT_DATA_DIR),
+                help="prepared data folder (--kind roll: a piano-roll .mat file)")
+ap.add_argument("--kind", choices=("token", "roll"), default="token", help="token model or piano-roll model")
+ap.add_argument("--head", choices=("sigmoid", "nade"), default="sigmoid", help="roll: output head")
+ap.add_argument("--input-dropout", type=float, default=0.0, help="roll: dropout on the input frames")
+ap.add_argument("--nade-hidden", type=int, default=100, help="roll + nade: NADE hidden units")
 ap.add_argument("--out", default=str(ROOT / "models/default"), help="model folder to write")
 ap.add_argument("--run-dir", default=None, help="where last.pt (resume state) goes; default runs/<out name>")
 ap.add_argument("--layers", type=int, default=2)
@@ -60,6 +74,8 @@ ap.add_argument("--max-minutes", type=float, default=0.0, help="training time bu
 ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0 = none)")
 ap.add_argument("--patience", type=int, default=5, help="epochs without a better valid loss before stopping")
 ap.add_argument("--transpose", type=int, default=6, help="random transposition range, +-semitones")
+ap.add_argument("--transpose-p", type=float, default=1.0,
+                help="roll: share of pieces transposed each epoch (the rest keep their key)")
 ap.add_argument("--seed", type=int, default=1337)
 ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = cores / processes)")
 ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
@@ -106,14 +122,23 @@ def all_sum(values: list[float]) -> list[float]:
 
 # -----------------------------------------------------------------------------
 # data: pieces per rank, streams per epoch
-vocab = dataset.vocab_of(args.data)
-manifest = dataset.load_manifest(args.data)
-train_pieces = dataset.load_split(args.data, "train")
-valid_pieces = dataset.load_split(args.data, "valid")
+ROLL = args.kind == "roll"
+if ROLL:
+    from agent import roll
+
+    vocab = None
+    splits = roll.load_mat(args.data)
+    train_pieces, valid_pieces = splits["train"], splits["valid"]
+    shift_choices = [roll.allowed_shifts(p, args.transpose) for p in train_pieces]
+else:
+    vocab = dataset.vocab_of(args.data)
+    manifest = dataset.load_manifest(args.data)
+    train_pieces = dataset.load_split(args.data, "train")
+    valid_pieces = dataset.load_split(args.data, "valid")
+    shift_choices = [dataset.allowed_shifts(p, vocab, args.transpose) for p in train_pieces]
 if not train_pieces or not valid_pieces:
     sys.exit(f"{args.data}: the train and valid splits must both have pieces")
 valid_mine = valid_pieces[rank::world]
-shift_choices = [dataset.allowed_shifts(p, vocab, args.transpose) for p in train_pieces]
 
 
 def epoch_streams(epoch: int) -> np.ndarray:
@@ -127,8 +152,41 @@ def epoch_streams(epoch: int) -> np.ndarray:
     return flat[: length * args.batch].reshape(args.batch, length)
 
 
-def steps_in(streams: np.ndarray) -> int:
-    n = (streams.shape[1] - 1) // args.chunk
+def epoch_roll_chunks(epoch: int) -> list[tuple]:
+    """This rank's (x, y, mask, fresh) chunks: batches of similar-length whole pieces, transposed, padded.
+
+    x, y [batch, <=chunk, keys] float (y is x one frame on), mask [batch, <=chunk];
+    fresh marks a batch's first chunk (the state starts from zero there).
+    """
+    rng = np.random.default_rng(args.seed * 1000 + epoch)
+    order = rng.permutation(len(train_pieces))[rank::world]
+    rng = np.random.default_rng((args.seed * 1000 + epoch) * 64 + rank)
+    pool = args.batch * 16  # sort by length within pools: little padding, still a random mix
+    batches = []
+    for p in range(0, len(order), pool):
+        group = sorted(order[p:p + pool], key=lambda i: len(train_pieces[i]))
+        batches += [group[b:b + args.batch] for b in range(0, len(group), args.batch)]
+    chunks = []
+    for k in rng.permutation(len(batches)):
+        idx = batches[k]
+        width = max(len(train_pieces[i]) for i in idx)
+        x = np.zeros((len(idx), width, train_pieces[idx[0]].shape[1]), np.float32)
+        mask = np.zeros((len(idx), width - 1), np.float32)
+        for r, i in enumerate(idx):
+            shift = int(rng.choice(shift_choices[i])) if rng.random() < args.transpose_p else 0
+            piece = roll.transpose(train_pieces[i], shift)
+            x[r, :len(piece)] = piece
+            mask[r, :len(piece) - 1] = 1.0
+        x = torch.from_numpy(x)
+        mask = torch.from_numpy(mask)
+        for a in range(0, width - 1, args.chunk):
+            b = min(a + args.chunk, width - 1)
+            chunks.append((x[:, a:b], x[:, a + 1:b + 1], mask[:, a:b], a == 0))
+    return chunks
+
+
+def steps_in(streams) -> int:
+    n = len(streams) if ROLL else (streams.shape[1] - 1) // args.chunk
     if ddp:  # every rank must take the same number of steps, or DDP's all-reduce hangs
         t = torch.tensor([n], device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
@@ -138,8 +196,13 @@ def steps_in(streams: np.ndarray) -> int:
 
 # -----------------------------------------------------------------------------
 # model, optimizer, resume
-model_args = ModelArgs(vocab_size=vocab.size, embedding=args.embedding, hidden=args.hidden,
-                       layers=args.layers, dropout=args.dropout)
+if ROLL:
+    model_args = ModelArgs(vocab_size=train_pieces[0].shape[1], embedding=0, hidden=args.hidden,
+                           layers=args.layers, dropout=args.dropout, kind="roll", head=args.head,
+                           input_dropout=args.input_dropout, nade_hidden=args.nade_hidden if args.head == "nade" else 0)
+else:
+    model_args = ModelArgs(vocab_size=vocab.size, embedding=args.embedding, hidden=args.hidden,
+                           layers=args.layers, dropout=args.dropout)
 state_path = run_dir / "last.pt"
 resumed = None
 if args.resume:
@@ -160,6 +223,8 @@ if resumed:
     best_valid, best_epoch, bad_epochs = resumed["best_valid"], resumed["best_epoch"], resumed["bad_epochs"]
     train_s, planned_steps = resumed["train_s"], resumed["planned_steps"]
     log(f"resumed from {state_path} at epoch {resumed['epoch']}, step {step}, best valid {best_valid:.4f}")
+elif ROLL:  # a fresh roll model starts from the keys' rates (the first epochs are not spent finding them)
+    model.init_key_bias(np.concatenate(train_pieces).mean(axis=0))
 raw_model = model
 if ddp:
     model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -181,7 +246,7 @@ def lr_at(s: int) -> float:
 def checkpoint(epoch: int, with_optimizer: bool) -> dict:
     """Plain types only (tensors, numbers, strings, lists, dicts): loads with weights_only=True."""
     ck = {"model": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
-          "model_args": raw_model.model_args(), "vocab": vocab.to_dict(), "config": config,
+          "model_args": raw_model.model_args(), "vocab": vocab.to_dict() if vocab else None, "config": config,
           "epoch": epoch, "step": step, "best_valid": best_valid, "best_epoch": best_epoch,
           "params": raw_model.num_params(), "train_s": train_s}
     if with_optimizer:
@@ -202,10 +267,10 @@ def save_metrics() -> None:
 budget_s = args.max_minutes * 60 if args.max_minutes > 0 else math.inf
 t_start = time.perf_counter()
 stop_reason = "epochs"
-if master:
+if master and vocab:
     vocab.save(out_dir / "vocab.json")
 for epoch in range(start_epoch, args.epochs + 1):
-    streams = torch.from_numpy(epoch_streams(epoch))
+    streams = epoch_roll_chunks(epoch) if ROLL else torch.from_numpy(epoch_streams(epoch))
     n_steps = steps_in(streams)
     if n_steps == 0:
         sys.exit(f"train split too small for --batch {args.batch} x --chunk {args.chunk} (per process)")
@@ -220,21 +285,30 @@ for epoch in range(start_epoch, args.epochs + 1):
         bar = tqdm(total=n_steps, desc=f"epoch {epoch}", unit="step", file=sys.stderr, dynamic_ncols=True)
     out_of_time, i = False, 0
     for i in range(n_steps):
-        a = i * args.chunk
-        x = streams[:, a:a + args.chunk].to(device)
-        y = streams[:, a + 1:a + args.chunk + 1].to(device)
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step)
-        logits, state = model(x, state)
+        if ROLL:
+            x, y, mask, fresh = (t.to(device) if torch.is_tensor(t) else t for t in streams[i])
+            if fresh:  # a new batch of pieces: each starts from a zero state, as in evaluation
+                state = None
+            logits, state = model(x, state, y)
+            n_targets = mask.sum()
+            loss = (roll_nll(logits, y) * mask).sum() / n_targets.clamp(min=1.0)
+        else:
+            a = i * args.chunk
+            x = streams[:, a:a + args.chunk].to(device)
+            y = streams[:, a + 1:a + args.chunk + 1].to(device)
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+            n_targets = y.numel()
         state = tuple(s.detach() for s in state)  # truncated BPTT: carry the value, not the graph
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
         step += 1
-        loss_sum += loss.item() * y.numel()
-        tok_count += y.numel()
+        loss_sum += loss.item() * float(n_targets)
+        tok_count += float(n_targets)
         if bar is not None:
             rate = tok_count * world / (time.perf_counter() - t_epoch)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}", lr=f"{lr_at(step):.1e}", refresh=False)
@@ -256,7 +330,11 @@ for epoch in range(start_epoch, args.epochs + 1):
     epoch_s = time.perf_counter() - t_epoch
     train_s += epoch_s
     loss_sum, tok_count = all_sum([loss_sum, float(tok_count)])
-    v_sum, v_count = all_sum(list(evaluate_pieces(raw_model, valid_mine, device)))
+    if ROLL:
+        v_nll = score_rolls(raw_model, valid_mine, device=device)
+        v_sum, v_count = all_sum([float(sum(v.sum() for v in v_nll)), float(sum(len(v) for v in v_nll))])
+    else:
+        v_sum, v_count = all_sum(list(evaluate_pieces(raw_model, valid_mine, device)))
     valid_loss = v_sum / max(v_count, 1)
     tokens_per_s = tok_count / epoch_s
     history.append({"epoch": epoch, "steps": step, "train_loss": loss_sum / max(tok_count, 1),
@@ -295,7 +373,12 @@ log(f"stopped ({stop_reason}) after {step} steps, {train_s:.0f}s of training; "
 # -----------------------------------------------------------------------------
 # test NLL of the best checkpoint, and the model card
 if master and not args.no_test:
-    write_card(out_dir, args.data, stop_reason=stop_reason)
+    if ROLL:
+        from roll_report import write_roll_card
+
+        write_roll_card(out_dir, args.data, stop_reason=stop_reason)
+    else:
+        write_card(out_dir, args.data, stop_reason=stop_reason)
 if ddp:
     dist.barrier()
     dist.destroy_process_group()

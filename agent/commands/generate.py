@@ -6,6 +6,12 @@ exist, and write MIDI (tracks "primer" and "generated"), MusicXML (piano
 staves, treble and bass) and a piano-roll PNG. The same seed and options give
 the same files. music21 and matplotlib are imported only when their output
 is asked for.
+
+A piano-roll model (card.json "kind": "roll", see agent/roll.py) generates
+on its frame grid instead: each frame's keys drawn with their probabilities
+(a Bernoulli draw per key for the sigmoid head, key by key for the nade
+head), at --temp; keys held over frames become notes. The token sampling
+controls other than --temp do not apply to it.
 """
 from __future__ import annotations
 
@@ -125,6 +131,9 @@ def run(args) -> int:
             primer = [Note(n.pitch, n.start, min(n.end, cut), n.velocity) for n in primer if n.start < cut]
     if args.bpm:
         bpm = args.bpm
+    model_path = Path(args.model) if args.model else cfg.model_dir()
+    if is_roll_model(model_path):
+        return run_roll(args, cfg, model_path, controls, primer, bpm, seed)
     predictor = Predictor.load(args.model or cfg.model_dir(), backend=args.backend or cfg.model.backend,
                                threads=cfg.model.threads, quantized=cfg.model.quantized,
                                seed=None if seed < 0 else seed, context_tokens=cfg.jam.context_tokens)
@@ -138,6 +147,45 @@ def run(args) -> int:
         print(f"wrote {write_musicxml(g.primer + g.generated, args.musicxml, bpm=bpm, beats_per_bar=bpb)}")
     if args.pianoroll:
         png = write_pianoroll(g.primer, g.generated, args.pianoroll, beats_per_bar=bpb, split_beat=g.start_beat)
+        print(f"wrote {png}")
+    return 0
+
+
+def is_roll_model(path: Path) -> bool:
+    from ..modeldir import ModelDir
+
+    try:
+        md = ModelDir.resolve(path)
+    except AntiphonError:
+        return False  # Predictor.load names the problem
+    return md.card_path.exists() and md.card().get("kind") == "roll"
+
+
+def run_roll(args, cfg, model_path: Path, controls: SamplingControls, primer: list[Note], bpm: float,
+             seed: int) -> int:
+    """Sample `args.bars` bars of frames from a roll model after the primer; write MIDI (+ MusicXML, PNG)."""
+    from .. import roll
+    from ..modeldir import ModelDir
+    from ..sources import write_midi
+
+    md = ModelDir.resolve(model_path)
+    model = roll.RollModel.load(md.path, threads=cfg.model.threads or 1)
+    fpb = model.frames_per_beat
+    bpb = cfg.timing.beats_per_bar
+    primer_frames = roll.notes_to_frames(primer, fpb)
+    start_beat = len(primer_frames) / fpb
+    n_frames = max(1, round(args.bars * bpb * fpb))
+    frames = roll.generate_frames(model, n_frames, primer=primer_frames, temperature=controls.temperature,
+                                  seed=None if seed < 0 else seed)
+    generated = roll.frames_to_notes(frames, fpb, start_beat=start_beat)
+    out = write_midi([], args.out, bpm=bpm, tracks={"primer": primer, "generated": generated})
+    print(f"wrote {out}: {len(primer)} primer notes, {len(generated)} new notes ({n_frames} frames of "
+          f"1/{fpb:g} beat, {args.bars:g} bars at {bpm:.0f} bpm, {md.path.name} {model.nade and 'nade' or 'sigmoid'} "
+          f"head, temperature {controls.temperature:g}, seed {seed})")
+    if args.musicxml:
+        print(f"wrote {write_musicxml(primer + generated, args.musicxml, bpm=bpm, beats_per_bar=bpb)}")
+    if args.pianoroll:
+        png = write_pianoroll(primer, generated, args.pianoroll, beats_per_bar=bpb, split_beat=start_beat)
         print(f"wrote {png}")
     return 0
 
