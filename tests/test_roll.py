@@ -135,7 +135,7 @@ def train(mat, out, *extra):
 @pytest.fixture(scope="module", params=["sigmoid", "nade"])
 def trained(request, tiny_mat, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"roll-{request.param}")
-    train(tiny_mat, out, "--epochs", "4", "--head", request.param, "--nade-hidden", "8")
+    train(tiny_mat, out, "--epochs", "8", "--batch", "2", "--head", request.param, "--nade-hidden", "8")
     return request.param, out
 
 
@@ -147,7 +147,8 @@ def test_training_lowers_the_loss_and_the_card_matches_the_onnx_file(trained, ti
     head, out = trained
     hist = json.loads((out / "metrics.json").read_text())["epochs"]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
-    assert hist[-1]["valid_loss"] < 88 * np.log(2)  # well below a coin per key
+    assert min(h["valid_loss"] for h in hist[1:]) < hist[0]["valid_loss"]
+    assert hist[-1]["valid_loss"] < 88 * np.log(2) / 2  # far below a coin per key
     raw = torch.load(out / "checkpoint.pt", weights_only=True)
     assert raw["model_args"]["kind"] == "roll" and raw["model_args"]["head"] == head
     model, _ = load_checkpoint(out / "checkpoint.pt")
