@@ -175,7 +175,8 @@ def test_roll_resume_continues(tiny_mat, tmp_path):
 def test_bad_roll_data_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--data", str(tmp_path / "nope.mat"),
                         "--out", str(tmp_path / "m"), *TINY], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode != 0 and "nope.mat: no such piano-roll data file" in r.stderr
+    assert r.returncode == 1 and r.stderr.strip().endswith("nope.mat: no such piano-roll data file")
+    assert "Traceback" not in r.stderr
 
 
 # -- generation ---------------------------------------------------------------------
