@@ -1,6 +1,8 @@
 """Piano-roll frames: the polyphonic benchmark's data, frames <-> notes, and roll models run from ONNX.
 
-A frame is one time step of an 88-key many-hot vector (key 0 = A0 = MIDI 21).
+A frame is one time step of an 88-key many-hot vector (key 0 = A0 = MIDI 21 on
+a piano; but the published JSB Chorales roll sits an octave higher than the
+chorales sound: its key 0 is MIDI 9, see scripts/roll_report.py).
 The benchmark sets (JSB Chorales, Nottingham; see ../shared/data/poly_music/)
 are .mat files of pieces, each a (frames x 88) 0/1 array.
 
@@ -86,27 +88,29 @@ def transpose(piece: np.ndarray, shift: int) -> np.ndarray:
 
 # -- frames <-> notes -----------------------------------------------------------
 def frames_to_notes(frames: np.ndarray, frames_per_beat: float, *, start_beat: float = 0.0,
-                    velocity: int = 80) -> list[Note]:
-    """A key held over consecutive frames is one note (a roll cannot tell a repeat from a hold)."""
+                    velocity: int = 80, lowest: int = LOWEST) -> list[Note]:
+    """A key held over consecutive frames is one note (a roll cannot tell a repeat from a hold).
+
+    lowest: the MIDI pitch of key 0 (see `RollModel.lowest_pitch`)."""
     frames = np.asarray(frames) > 0
     notes = []
     step = 1.0 / frames_per_beat
     for k in range(frames.shape[1]):
         on = np.flatnonzero(np.diff(np.concatenate([[0], frames[:, k].astype(np.int8), [0]])))
         for a, b in zip(on[::2], on[1::2]):
-            notes.append(Note(LOWEST + k, start_beat + a * step, start_beat + b * step, velocity))
+            notes.append(Note(lowest + k, start_beat + a * step, start_beat + b * step, velocity))
     notes.sort(key=lambda n: (n.start, n.pitch))
     return notes
 
 
-def notes_to_frames(notes: list[Note], frames_per_beat: float) -> np.ndarray:
+def notes_to_frames(notes: list[Note], frames_per_beat: float, *, lowest: int = LOWEST) -> np.ndarray:
     """(frames, 88) uint8: a key is on in every frame whose start it sounds at (or whose span it starts in)."""
     if not notes:
         return np.zeros((0, KEYS), np.uint8)
     end = max(n.end for n in notes)
     frames = np.zeros((int(np.ceil(end * frames_per_beat - 1e-9)), KEYS), np.uint8)
     for n in notes:
-        k = n.pitch - LOWEST
+        k = n.pitch - lowest
         if 0 <= k < KEYS:
             a = int(np.floor(n.start * frames_per_beat + 1e-9))
             b = max(a + 1, int(np.ceil(n.end * frames_per_beat - 1e-9)))
@@ -124,6 +128,7 @@ class RollModel:
     hidden: int
     nade: bool
     frames_per_beat: float = 1.0
+    lowest_pitch: int = LOWEST  # MIDI pitch of key 0 in the data the model was trained on
 
     @classmethod
     def load(cls, path: str | Path, *, threads: int = 1, frames_per_beat: float | None = None) -> "RollModel":
@@ -147,7 +152,7 @@ class RollModel:
             raise RollError(f"{p}: not a roll model (inputs {sorted(inputs)}, expected x, h, c[, v])")
         layers, _, hidden = inputs["h"]
         fpb = frames_per_beat or card.get("frames_per_beat") or 1.0
-        return cls(sess, int(layers), int(hidden), "v" in inputs, float(fpb))
+        return cls(sess, int(layers), int(hidden), "v" in inputs, float(fpb), int(card.get("lowest_pitch", LOWEST)))
 
     def zero_state(self) -> tuple[np.ndarray, np.ndarray]:
         z = np.zeros((self.layers, 1, self.hidden), np.float32)

@@ -36,6 +36,11 @@ PROTOCOL = ("frame-level NLL in nats: per piece from a zero state, inputs frames
 # frames per beat of each benchmark set (Boulanger-Lewandowski et al. 2012 sampled the rolls on a
 # fixed grid: JSB Chorales at quarter notes; Nottingham, read from its note lengths, at eighth notes)
 FRAMES_PER_BEAT = {"JSB_Chorales": 1.0, "Nottingham": 2.0}
+# MIDI pitch of key 0. Nottingham's roll is A0-based (its melodies' median top key, 53, is D5). JSB's is
+# an octave up: its frames' top key averages 62 and bottom key 42, which A0-based would put the soprano
+# at B5; music21's chorales average a soprano of 70 (B-flat 4) and a bass of 51, i.e. key + 9 (both
+# sets were moved to C by their authors, which shifts single pieces but not the average).
+LOWEST_PITCH = {"JSB_Chorales": 9, "Nottingham": 21}
 
 
 class _Step(torch.nn.Module):
@@ -113,6 +118,7 @@ def write_roll_card(out_dir: str | Path, data: str | Path, stop_reason: str = ""
         "data": {"file": data_name + ".mat", "splits": {k: len(v) for k, v in splits.items()},
                  "transpose_semitones": cfg.get("transpose"), "transpose_p": cfg.get("transpose_p", 1.0)},
         "frames_per_beat": FRAMES_PER_BEAT.get(data_name, 1.0),
+        "lowest_pitch": LOWEST_PITCH.get(data_name, roll.LOWEST),
         "model_args": a,
         "params": model.num_params(),
         "training": {

@@ -127,7 +127,10 @@ if ROLL:
     from agent import roll
 
     vocab = None
-    splits = roll.load_mat(args.data)
+    try:
+        splits = roll.load_mat(args.data)
+    except roll.RollError as exc:
+        sys.exit(f"train.py: {exc}")
     train_pieces, valid_pieces = splits["train"], splits["valid"]
     shift_choices = [roll.allowed_shifts(p, args.transpose) for p in train_pieces]
 else:

@@ -135,7 +135,7 @@ def train(mat, out, *extra):
 @pytest.fixture(scope="module", params=["sigmoid", "nade"])
 def trained(request, tiny_mat, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"roll-{request.param}")
-    train(tiny_mat, out, "--epochs", "4", "--head", request.param, "--nade-hidden", "8")
+    train(tiny_mat, out, "--epochs", "8", "--batch", "2", "--head", request.param, "--nade-hidden", "8")
     return request.param, out
 
 
@@ -147,7 +147,8 @@ def test_training_lowers_the_loss_and_the_card_matches_the_onnx_file(trained, ti
     head, out = trained
     hist = json.loads((out / "metrics.json").read_text())["epochs"]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
-    assert hist[-1]["valid_loss"] < 88 * np.log(2)  # well below a coin per key
+    assert min(h["valid_loss"] for h in hist[1:]) < hist[0]["valid_loss"]
+    assert hist[-1]["valid_loss"] < 88 * np.log(2) / 2  # far below a coin per key
     raw = torch.load(out / "checkpoint.pt", weights_only=True)
     assert raw["model_args"]["kind"] == "roll" and raw["model_args"]["head"] == head
     model, _ = load_checkpoint(out / "checkpoint.pt")
@@ -174,7 +175,8 @@ def test_roll_resume_continues(tiny_mat, tmp_path):
 def test_bad_roll_data_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--data", str(tmp_path / "nope.mat"),
                         "--out", str(tmp_path / "m"), *TINY], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode != 0 and "nope.mat: no such piano-roll data file" in r.stderr
+    assert r.returncode == 1 and r.stderr.strip().endswith("nope.mat: no such piano-roll data file")
+    assert "Traceback" not in r.stderr
 
 
 # -- generation ---------------------------------------------------------------------

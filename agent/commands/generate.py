@@ -172,12 +172,12 @@ def run_roll(args, cfg, model_path: Path, controls: SamplingControls, primer: li
     model = roll.RollModel.load(md.path, threads=cfg.model.threads or 1)
     fpb = model.frames_per_beat
     bpb = cfg.timing.beats_per_bar
-    primer_frames = roll.notes_to_frames(primer, fpb)
+    primer_frames = roll.notes_to_frames(primer, fpb, lowest=model.lowest_pitch)
     start_beat = len(primer_frames) / fpb
     n_frames = max(1, round(args.bars * bpb * fpb))
     frames = roll.generate_frames(model, n_frames, primer=primer_frames, temperature=controls.temperature,
                                   seed=None if seed < 0 else seed)
-    generated = roll.frames_to_notes(frames, fpb, start_beat=start_beat)
+    generated = roll.frames_to_notes(frames, fpb, start_beat=start_beat, lowest=model.lowest_pitch)
     out = write_midi([], args.out, bpm=bpm, tracks={"primer": primer, "generated": generated})
     print(f"wrote {out}: {len(primer)} primer notes, {len(generated)} new notes ({n_frames} frames of "
           f"1/{fpb:g} beat, {args.bars:g} bars at {bpm:.0f} bpm, {md.path.name} {model.nade and 'nade' or 'sigmoid'} "
