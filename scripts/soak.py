@@ -147,7 +147,7 @@ def role_engine(spec: str) -> None:
                   losses=eng.watcher.losses, reconnects=eng.watcher.reconnects, note_messages_sent=len(sends),
                   stopped=eng.stopped.is_set(), error=repr(eng.error) if eng.error else None,
                   dropped_polyphony=s.dropped_polyphony, unclosed=s.unclosed, lines=lines[-5:],
-                  received=li.received, idle=j.gen is None)
+                  received=li.received, queued=li.inbox.qsize(), idle=j.gen is None)
         return st
 
     for line in sys.stdin:
@@ -207,17 +207,18 @@ def soak(minutes: float, model: str, seed: int) -> dict:
                  "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     engine = player = reader = None
     crashes, segments, removals, mode_changes = 0, {}, 0, 0
+    lost_by_kind: dict[str, int] = {}  # messages the player sent that never reached the engine, by segment
     try:
         player = Proc("player", "SoakKeys", env)
         engine = Proc("engine", f"jack,{model}", env)
         reader = br.Child("reader", "SoakOut", env)
         time.sleep(1.0)
-        player.ask(f"play phrase {rng.randrange(1 << 30)}")  # warm up: the model's first steps allocate
+        warm = player.ask(f"play phrase {rng.randrange(1 << 30)}")  # warm up: the model's first steps allocate
         time.sleep(2.0)
         rss0 = engine.ask("stats")["rss_mb"]
         end = time.monotonic() + minutes * 60
         mode = "call"
-        player_sent = 0
+        player_sent = warm
         while time.monotonic() < end:
             if rng.random() < 0.25:
                 mode = rng.choice([m for m in MODES if m != mode])
@@ -231,9 +232,13 @@ def soak(minutes: float, model: str, seed: int) -> dict:
                 removals += 1
             kind = rng.choices(["phrase", "chords", "run", "flood", "temperature"], [6, 2, 2, 1, 1])[0]
             segments[kind] = segments.get(kind, 0) + 1
+            st0 = engine.ask("stats")
+            before = player_sent
             player_sent = player.ask(f"play {kind} {rng.randrange(1 << 30)}")
             time.sleep(rng.uniform(0.5, 3.0))  # the pause: answers, accompaniment ending
             st = engine.ask("stats")
+            arrived = sum(st[k] - st0[k] for k in ("received", "overflow", "queued"))
+            lost_by_kind[kind] = lost_by_kind.get(kind, 0) + (player_sent - before) - arrived
             if st["stopped"]:
                 crashes += 1
                 break
@@ -289,7 +294,7 @@ def soak(minutes: float, model: str, seed: int) -> dict:
         stuck_notes=len(br.sounding(got[:before_stop])), left_open_after_stop=len(br.sounding(got)),
         lost_events=max(0, lost_in) + lost_out, lost_in=lost_in, lost_out=lost_out, inbox_overflow=final["overflow"],
         late_messages=final["late"] + final["dropped_late"], dropped_late=final["dropped_late"],
-        faults_survived=final["faults"], crashes=crashes, port_removals=removals, reconnects=final["reconnects"],
+        lost_in_by_segment=lost_by_kind, faults_survived=final["faults"], crashes=crashes, port_removals=removals, reconnects=final["reconnects"],
         mode_changes=mode_changes, segments=segments, answers=final["answers"], phrases=final["phrases"],
         rss_start_mb=round(rss0, 1), rss_end_mb=round(mid["rss_mb"], 1),  # before stop() frees anything
         rss_growth_mb=round(mid["rss_mb"] - rss0, 1), longest_note_beats=round(longest, 2),
