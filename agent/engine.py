@@ -161,7 +161,6 @@ class Engine(LiveEngine):
                                    rt_priority=s.rt_priority, on_error=self._fail,
                                    max_polyphony=cfg.sampling.max_polyphony)
         self.watcher = PortWatcher(self, cfg.midi.port_check_s)
-        self.scheduler.on_port_lost = self.watcher.output_failed
         self.jam = Jam(self.predictor, self.scheduler, self.tempo, self.controls, self.clock,
                        self.predictor.vocab, lead_s=s.lead_ms / 1000, channel=cfg.midi.channel - 1,
                        report=self.report, follow=TempoFollower(self.tempo, self.beat))
@@ -180,6 +179,8 @@ class Engine(LiveEngine):
         self.listener.start()
         if cfg.midi.port_check_s > 0 and (not self.virtual_input or self.output_name):  # ours cannot go away
             self.watcher.start()
+            if self.output_name:  # a port we send to may come back; losing our own is the end
+                self.scheduler.on_port_lost = self.watcher.output_failed
 
     def set_main_output(self, port) -> None:
         """Swap the output the agent plays on (the port watcher: lost, then back)."""

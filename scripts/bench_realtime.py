@@ -196,20 +196,25 @@ def sounding(got) -> set[tuple[int, int]]:
     return open_
 
 
-def pair_by_identity(sent, got) -> tuple[list, int]:
+def pair_by_identity(sent, got, window_s: float | None = None) -> tuple[list, int]:
     """Pairs (sent, received) by the message itself (its bytes, in order among equal ones), not by
-    position, so one lost message does not misalign the rest. Returns (pairs, sent but never received)."""
+    position, so one lost message does not misalign the rest. With window_s, a send more than that
+    older than a received copy of it is taken as lost rather than paired with a later one.
+    sent: (bytes, due_s, sent_s); got: (t_s, bytes). Returns (pairs, sent but never received)."""
     from collections import defaultdict, deque
 
     waiting: dict[tuple, deque] = defaultdict(deque)
     for s in sent:
         waiting[tuple(s[0])].append(s)
-    pairs = []
+    pairs, lost = [], 0
     for g in got:
         q = waiting.get(tuple(g[1]))
+        while q and window_s is not None and q[0][2] < g[0] - window_s:
+            q.popleft()
+            lost += 1
         if q:
             pairs.append((q.popleft(), g))
-    return pairs, sum(len(q) for q in waiting.values())
+    return pairs, lost + sum(len(q) for q in waiting.values())
 
 
 def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = ()) -> dict:

@@ -101,7 +101,7 @@ def role_player(name: str) -> None:
         if cmd[0] == "play":
             evs = segment_events(cmd[1], random.Random(int(cmd[2])), time.perf_counter() + 0.05)
             log = br.play_script(lambda d: out.send(mido.Message.from_bytes(d)), evs)
-            sent += sum(1 for _, b in log if b[0] & 0xF0 in (0x80, 0x90))
+            sent += len(log)  # every message: notes, pedal, temperature CC
         elif cmd[0] == "remove":
             out.close()
         elif cmd[0] == "restore":
@@ -146,7 +146,8 @@ def role_engine(spec: str) -> None:
                   notes_limited=j.notes_limited, held_released=j.held_released, reprimes=j.reprimes,
                   losses=eng.watcher.losses, reconnects=eng.watcher.reconnects, note_messages_sent=len(sends),
                   stopped=eng.stopped.is_set(), error=repr(eng.error) if eng.error else None,
-                  dropped_polyphony=s.dropped_polyphony, unclosed=s.unclosed, lines=lines[-5:])
+                  dropped_polyphony=s.dropped_polyphony, unclosed=s.unclosed, lines=lines[-5:],
+                  received=li.received, queued=li.inbox.qsize(), idle=j.gen is None)
         return st
 
     for line in sys.stdin:
@@ -164,7 +165,7 @@ def role_engine(spec: str) -> None:
             closed = eng.stop()
             st = stats()
             st.update(closed_at_stop=len(closed), stop_s=time.perf_counter() - t, all_lines=lines,
-                      sends=[(list(b), d) for b, d, _ in sends])
+                      sends=[(list(b), d, s_) for b, d, s_ in sends])
             print(json.dumps(st), flush=True)
             return
 
@@ -206,17 +207,18 @@ def soak(minutes: float, model: str, seed: int) -> dict:
                  "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     engine = player = reader = None
     crashes, segments, removals, mode_changes = 0, {}, 0, 0
+    lost_by_kind: dict[str, int] = {}  # messages the player sent that never reached the engine, by segment
     try:
         player = Proc("player", "SoakKeys", env)
         engine = Proc("engine", f"jack,{model}", env)
         reader = br.Child("reader", "SoakOut", env)
         time.sleep(1.0)
-        player.ask(f"play phrase {rng.randrange(1 << 30)}")  # warm up: the model's first steps allocate
+        warm = player.ask(f"play phrase {rng.randrange(1 << 30)}")  # warm up: the model's first steps allocate
         time.sleep(2.0)
         rss0 = engine.ask("stats")["rss_mb"]
         end = time.monotonic() + minutes * 60
         mode = "call"
-        player_sent = 0
+        player_sent = warm
         while time.monotonic() < end:
             if rng.random() < 0.25:
                 mode = rng.choice([m for m in MODES if m != mode])
@@ -230,14 +232,21 @@ def soak(minutes: float, model: str, seed: int) -> dict:
                 removals += 1
             kind = rng.choices(["phrase", "chords", "run", "flood", "temperature"], [6, 2, 2, 1, 1])[0]
             segments[kind] = segments.get(kind, 0) + 1
+            st0 = engine.ask("stats")
+            before = player_sent
             player_sent = player.ask(f"play {kind} {rng.randrange(1 << 30)}")
             time.sleep(rng.uniform(0.5, 3.0))  # the pause: answers, accompaniment ending
             st = engine.ask("stats")
+            arrived = sum(st[k] - st0[k] for k in ("received", "overflow", "queued"))
+            lost_by_kind[kind] = lost_by_kind.get(kind, 0) + (player_sent - before) - arrived
             if st["stopped"]:
                 crashes += 1
                 break
-        engine.ask('set jam.mode "call"')  # solo plays on for ever: let the last notes end before counting
-        time.sleep(3.0)
+        engine.ask('set jam.mode "call"')  # solo plays on for ever: let the last answer end before counting
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and not engine.ask("stats")["idle"]:
+            time.sleep(0.5)
+        time.sleep(1.0)
         mid = engine.ask("stats")
         reader.say(f"mark {mid['note_messages_sent']}")
         before_stop = reader.result()
@@ -259,28 +268,39 @@ def soak(minutes: float, model: str, seed: int) -> dict:
             server.stop()
     # figures
     notes_got = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
-    sends = [(tuple(b), d, d) for b, d in final["sends"]]
-    pairs, lost_out = br.pair_by_identity(sends, notes_got)
+    sends = [(tuple(b), d, s_) for b, d, s_ in final["sends"]]
+    pairs, lost_out = br.pair_by_identity(sends, notes_got, window_s=1.0)
     err_ms = sorted((g[0] - s[1]) * 1e3 for s, g in pairs)
-    lost_in = player_sent - final["player_notes"] - final["overflow"]
+    lost_in = player_sent - final["received"] - final["overflow"]
     spb = 60.0 / BPM
-    open_: dict[tuple[int, int], float] = {}
-    longest = 0.0
-    for t, b in notes_got:
-        key = (b[0] & 0x0F, b[1])
-        if b[0] & 0xF0 == 0x90 and b[2] > 0:
-            open_[key] = t
-        elif key in open_:
-            longest = max(longest, (t - open_.pop(key)) / spb)
+
+    def lengths(events):  # [(t, bytes)] -> [(beats, pitch, start_s)], longest first
+        open_: dict[tuple[int, int], float] = {}
+        out = []
+        for t, b in events:
+            key = (b[0] & 0x0F, b[1])
+            if b[0] & 0xF0 == 0x90 and b[2] > 0:
+                open_[key] = t
+            elif key in open_:
+                out.append(((t - open_[key]) / spb, b[1], open_.pop(key)))
+        return sorted(out, reverse=True)
+
+    at_reader = lengths(notes_got)
+    as_sent = lengths([(d, b) for b, d, _ in sends])  # by the engine's due times: the transport left out
+    longest = at_reader[0][0] if at_reader else 0.0
+    stuck_detail = sorted(br.sounding(got[:before_stop]))
     res.update(
         input_events=player_sent, output_notes=sum(1 for _, b in notes_got if b[0] & 0xF0 == 0x90 and b[2] > 0),
         stuck_notes=len(br.sounding(got[:before_stop])), left_open_after_stop=len(br.sounding(got)),
         lost_events=max(0, lost_in) + lost_out, lost_in=lost_in, lost_out=lost_out, inbox_overflow=final["overflow"],
         late_messages=final["late"] + final["dropped_late"], dropped_late=final["dropped_late"],
-        faults_survived=final["faults"], crashes=crashes, port_removals=removals, reconnects=final["reconnects"],
+        lost_in_by_segment=lost_by_kind, faults_survived=final["faults"], crashes=crashes, port_removals=removals, reconnects=final["reconnects"],
         mode_changes=mode_changes, segments=segments, answers=final["answers"], phrases=final["phrases"],
         rss_start_mb=round(rss0, 1), rss_end_mb=round(mid["rss_mb"], 1),  # before stop() frees anything
         rss_growth_mb=round(mid["rss_mb"] - rss0, 1), longest_note_beats=round(longest, 2),
+        longest_note_beats_as_sent=round(as_sent[0][0], 2) if as_sent else 0.0,
+        longest_notes_at_reader=[(round(x, 2), p, round(t, 2)) for x, p, t in at_reader[:3]],
+        stuck_detail=stuck_detail,
         notes_limited=final["notes_limited"], held_released=final["held_released"], reprimes=final["reprimes"],
         dropped_polyphony=final["dropped_polyphony"], stop_s=round(final["stop_s"], 3),
         latency_p50_ms=br.pct(err_ms, 50), latency_p99_ms=br.pct(err_ms, 99),
@@ -310,7 +330,8 @@ def main(argv=None) -> int:
     res = soak(a.minutes, a.model, a.seed)
     keys = ["minutes", "input_events", "output_notes", "stuck_notes", "left_open_after_stop", "lost_events",
             "inbox_overflow", "late_messages", "faults_survived", "crashes", "port_removals", "reconnects",
-            "mode_changes", "rss_start_mb", "rss_end_mb", "rss_growth_mb", "longest_note_beats", "latency_p50_ms",
+            "mode_changes", "rss_start_mb", "rss_end_mb", "rss_growth_mb", "longest_note_beats",
+            "longest_note_beats_as_sent", "latency_p50_ms",
             "latency_p99_ms", "latency_max_ms", "stop_s"]
     for k in keys:
         v = res[k]

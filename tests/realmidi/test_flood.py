@@ -46,7 +46,8 @@ def test_after_a_flood_with_held_notes_the_agent_answers_and_sigterm_ends_cleanl
     try:
         assert "listening on 'FloodIn'" in p.stdout.readline()
         reader = bench.Child("reader", "FloodOut", jack_env)
-        out = mido.open_output("Flooder", virtual=True)
+        jack = mido.Backend(bench.JACK_BACKEND, load=True)  # this process's mido may already use another
+        out = jack.open_output("Flooder", virtual=True)
         ports = subprocess.run(["jack_lsp"], env=jack_env, capture_output=True, text=True).stdout.split("\n")
         src = next(x for x in ports if x.endswith(":Flooder"))
         dst = next(x for x in ports if x.endswith(":FloodIn"))
