@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
@@ -28,6 +29,7 @@ from .repl_commands import ALIASES, HELP, KEYS, MODES, TEMPO_SOURCES, Commands, 
 from .repl_view import toolbar_text
 
 TOOLBAR_REFRESH_S = 0.25
+RENDER_CLEAR_S = 0.004  # a redraw (a few ms of Python holding the GIL) starts only this far from the next send
 KEY_ARG = re.compile(r"^\s*(?:at\s+\w+\s+)?key\s+(.*)$")
 
 
@@ -138,6 +140,25 @@ class Repl:
             bottom_toolbar=lambda: toolbar_text(engine), refresh_interval=TOOLBAR_REFRESH_S,
             input=input, output=output)
         self.silenced = 0
+        self.session.app.before_render += self._clear_of_the_next_note
+
+    def _clear_of_the_next_note(self, _app) -> None:
+        """Hold a redraw back until the scheduler's next send is out, if it is due within RENDER_CLEAR_S.
+
+        A redraw is CPU-bound Python: were it to run across a send, the output thread would wait
+        for the GIL (and, on a loaded machine, for this thread to be scheduled again to hand it
+        over). Sleeping releases the GIL; at most a few ms of display delay."""
+        s = self.engine.scheduler
+        if s is None:
+            return
+        for _ in range(4):
+            due = s.next_due()
+            if due is None:
+                return
+            wait = due - time.perf_counter()
+            if wait > RENDER_CLEAR_S or wait < -0.005:  # far enough, or already late (not ours to wait for)
+                return
+            time.sleep(max(wait, 0.0) + 0.0005)
 
     def _exit_when_engine_stops(self) -> None:
         self.engine.stopped.wait()

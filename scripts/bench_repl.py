@@ -72,7 +72,9 @@ class Typist:
             self.input = inp
             repl = Repl(self.engine, input=inp, output=out, history=False, say=self.lines.append)
             ready.set()
-            repl.run()
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
+            repl.run()  # prompt_toolkit's event loop, its rendering and the commands all run on this thread
+            self.cpu_s, self.wall_s = time.thread_time() - cpu0, time.perf_counter() - wall0
         screen.close()
 
     def _type(self) -> None:
@@ -128,7 +130,7 @@ def run_pair(transport: str, n: int, model: str, env: dict, sets: list[str], wit
         agent.engine.Engine = plain
     if with_repl:
         t = typists[-1]
-        res.update(keys_typed=t.keys, repl_lines=len(t.lines),
+        res.update(keys_typed=t.keys, repl_lines=len(t.lines), repl_cpu_fraction=t.cpu_s / t.wall_s,
                    repl_errors=[x for x in t.lines if x.startswith("error")][:3])
     return res
 
@@ -160,7 +162,8 @@ def main(argv=None) -> int:
                 print(f"round {r} {'REPL + typist' if with_repl else 'engine alone '}: onset p99 "
                       f"{res['onset_p99_ms']:.2f} ms, sched err p99 {res['sched_err_p99_ms']:.2f} ms, "
                       f"{res['answers']}/{n} answers, stuck {res['stuck_notes']}, lost {res['lost_events']}"
-                      + (f", {res['keys_typed']} keys typed, {res['repl_lines']} REPL replies, errors "
+                      + (f", {res['keys_typed']} keys typed, REPL thread CPU {100 * res['repl_cpu_fraction']:.1f}% "
+                         f"of a core, {res['repl_lines']} REPL replies, errors "
                          f"{res['repl_errors'] or 'none'}" if with_repl else ""), flush=True)
     finally:
         if server:

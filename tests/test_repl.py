@@ -300,3 +300,16 @@ def test_record_start_and_stop_while_playing_write_the_takes_and_never_overwrite
     agent = [m for m in mido.MidiFile(tmp_path / "take-1.mid").tracks[2] if m.type == "note_on" and m.velocity]
     assert agent  # the solo's notes are in the take
     assert not engine.stopped.is_set()  # the music goes on
+
+
+def test_a_redraw_waits_for_a_send_due_within_a_few_ms_and_not_for_one_far_off(engine):
+    with create_pipe_input() as inp:
+        repl = Repl(engine, input=inp, output=DummyOutput(), history=False, say=lambda line: None)
+        due = time.perf_counter() + 0.003
+        engine.scheduler.schedule(due, mido.Message("control_change", control=7, value=100))
+        repl._clear_of_the_next_note(None)
+        assert time.perf_counter() >= due  # the send went first
+        far = time.perf_counter() + 1.0
+        engine.scheduler.schedule(far, mido.Message("control_change", control=7, value=100))
+        repl._clear_of_the_next_note(None)
+        assert time.perf_counter() < far
