@@ -103,7 +103,11 @@ class TempoMap:
         if bpm <= 0:
             raise ValueError(f"tempo must be > 0 bpm, not {bpm}")
         with self._lock:
+            old = self.bpm
             self._anchor_beat, self._anchor_s, self.bpm = float(round(self._beat(beat_s))), float(beat_s), float(bpm)
+        if abs(bpm - old) > 0.002 * old:  # a change a listener (the recorder) should keep; not every nudge
+            for fn in list(self.listeners):
+                fn(float(bpm), float(beat_s))
 
     def next_beat(self, t_s: float, every: float = 1.0, origin: float = 0.0) -> float:
         """The first grid point at or after t_s: beats origin + k * every (every=4: bars from origin)."""

@@ -152,7 +152,8 @@ def test_a_late_waking_player_feeds_the_model_the_same_tokens():
                   cfg.vocab())
         player = Player(jam, clock, stamp_on_arrival)
         for i, phrase in enumerate(PHRASES):
-            play_on_grid(player, jam, phrase, jam.enc.tick + (49 if i == 0 else 12), clock)
+            start = jam.time_of(jam.enc.tick + (49 if i == 0 else 12))
+            play_on_grid(player, phrase, start, 60.0 / 97.0, cfg.vocab().resolution, clock)
         return pred.names()
 
     steady = heard(100.0, 0.0, 0)

@@ -17,6 +17,7 @@ jitter cannot change what the model hears, and so what it plays.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import time
 
@@ -106,12 +107,13 @@ def grid_phrase(phrase, res: int) -> list[tuple[int, int, int]]:
     return sorted(evs)
 
 
-def play_on_grid(listener, jam, phrase, first_tick: int, clock) -> float:
-    """Send a phrase to the listener in real time, each message stamped with its exact grid time
-    (jam.time_of), as a perfectly steady player would be. Returns the time of the last note-off."""
-    t = 0.0
-    for tick, on, pitch in grid_phrase(phrase, jam.vocab.resolution):
-        t = jam.time_of(first_tick + tick)
+def play_on_grid(listener, phrase, start_s: float, spb: float, resolution: int, clock) -> float:
+    """Send a phrase to the listener in real time at the demo's own steady tempo (`spb` seconds a
+    beat, whatever the agent makes of it), each message stamped with its exact grid time, as a
+    perfectly steady player would be. Returns the time of the last note-off."""
+    t = start_s
+    for tick, on, pitch in grid_phrase(phrase, resolution):
+        t = start_s + tick * spb / resolution
         clock.sleep_until(t)
         listener.receive(mido.Message("note_on" if on else "note_off", note=pitch, velocity=80 if on else 0), t)
     return t
@@ -155,16 +157,21 @@ def run(args) -> int:
         # model hears the same capped rest however long the engine took to start
         from ..jam import MAX_GAP_BEATS
 
-        first = max(round(MAX_GAP_BEATS * jam.vocab.resolution) + 1, jam.tick_at(clock.now() + 0.3))
-        recorder.t0 = jam.time_of(first - jam.vocab.resolution)  # the files start a beat before the first note
+        res, spb = jam.vocab.resolution, 60.0 / cfg.timing.bpm
+        first = max(round(MAX_GAP_BEATS * res) + 1, jam.tick_at(clock.now() + 0.3))
+        origin = start = jam.time_of(first)  # the player's beat grid, at its own tempo from here on
+        recorder.t0 = start - spb  # the files start a beat before the first note
         for i, phrase in enumerate(phrases):
-            ends.append(play_on_grid(engine.listener, jam, phrase, first, clock))
+            ends.append(play_on_grid(engine.listener, phrase, start, spb, res, clock))
             deadline = clock.now() + 60.0  # wait for the answer to finish playing (or the engine to fail)
             while len(jam.responses) <= i and clock.now() < deadline and not engine.stopped.is_set():
                 time.sleep(0.02)
             if engine.stopped.is_set() or len(jam.responses) <= i:
                 break
-            first = jam.enc.tick + GAP_BEATS * jam.vocab.resolution  # the jam is idle: its stream stands still
+            # the jam is idle (its stream stands still at the answer's end): the next phrase comes in
+            # GAP_BEATS later, on the player's own beat
+            beats = (jam.time_of(jam.enc.tick) - origin) / spb + GAP_BEATS
+            start = origin + math.ceil(beats - 1e-6) * spb
     except KeyboardInterrupt:
         print("interrupted")
     finally:
