@@ -23,7 +23,7 @@ import threading
 
 import mido
 
-from .ports import PortError, PortLost
+from .ports import PortError
 
 log = logging.getLogger(__name__)
 
@@ -170,4 +170,4 @@ def reopen_name(names: list[str], exact: str, part: str) -> str | None:
     return None
 
 
-__all__ = ["PortWatcher", "Muted", "PortLost"]
+__all__ = ["PortWatcher", "Muted", "reopen_name"]
