@@ -21,7 +21,6 @@ def test_the_schedule_puts_phrases_on_whole_bars_with_the_breath_cut_short():
 
 
 def test_score_counts_delay_in_beats_breath_triggers_and_the_grid():
-    spb = 0.5
     facts = [{"start_s": 0.0, "breath_s": 1.2, "resume_s": 1.5, "end_s": 3.4, "next_s": 8.0},
              {"start_s": 8.0, "breath_s": 9.25, "resume_s": 9.5, "end_s": 11.4, "next_s": 16.0}]
     got = [(1.25, [0x90, 60, 70]), (1.4, [0x80, 60, 0]),  # phrase 1: an answer in the breath (on the grid)
