@@ -159,8 +159,10 @@ def role_reader(part: str) -> None:
 
 
 class Child:
-    def __init__(self, role: str, arg: str, env: dict) -> None:
-        self.p = subprocess.Popen([sys.executable, __file__, "--role", role, "--role-arg", arg], env=env,
+    """A role of a benchmark script (this one by default) in its own process, spoken to line by line."""
+
+    def __init__(self, role: str, arg: str, env: dict, script: str = __file__) -> None:
+        self.p = subprocess.Popen([sys.executable, script, "--role", role, "--role-arg", arg], env=env,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline().strip()
         if line != "ready":

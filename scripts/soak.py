@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -169,19 +168,14 @@ def role_engine(spec: str) -> None:
             return
 
 
-class Proc:
+class Proc(br.Child):
     """A role of this script in its own process, spoken to line by line."""
 
     def __init__(self, role: str, arg: str, env: dict) -> None:
-        self.p = subprocess.Popen([sys.executable, __file__, "--role", role, "--role-arg", arg], env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.p.stdout.readline().strip()
-        if line != "ready":
-            raise RuntimeError(f"{role} did not start ({line!r})")
+        super().__init__(role, arg, env, script=__file__)
 
     def ask(self, text: str):
-        self.p.stdin.write(text + "\n")
-        self.p.stdin.flush()
+        self.say(text)
         line = self.p.stdout.readline()
         if not line:
             raise RuntimeError(f"the process ended (exit status {self.p.wait()})")
