@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +14,16 @@ def load_script(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def wait_for(cond, timeout_s: float = 10.0, poll_s: float = 0.01) -> bool:
+    """Poll cond() until it is true or timeout_s passes; returns whether it came true."""
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end:
+        if cond():
+            return True
+        time.sleep(poll_s)
+    return bool(cond())
 
 
 class ListOut:

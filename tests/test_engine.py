@@ -23,6 +23,7 @@ from agent.config import load_config
 from agent.engine import Engine
 from agent.record import Recorder
 from agent.ports import Loopback, PortLost, Ports
+from helpers import wait_for
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
 
@@ -37,13 +38,6 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def chorale_phrase():
     return corpus_phrases("bach/bwv66.6", 4, 1)[0]
-
-
-def wait_for(cond, timeout_s=10.0):
-    deadline = time.perf_counter() + timeout_s
-    while not cond() and time.perf_counter() < deadline:
-        time.sleep(0.01)
-    return cond()
 
 
 def open_at(msgs) -> set[int]:

@@ -25,16 +25,10 @@ from agent.engine import Engine
 from agent.faults import Fuse
 from agent.ports import Loopback, Ports
 from agent.scheduler import Scheduler
+from helpers import wait_for
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
 SCRIPT = "VEL(8) NOTE_ON(60) SHIFT(3) NOTE_OFF(60) NOTE_ON(64) SHIFT(3) NOTE_OFF(64)"
-
-
-def wait_for(cond, timeout_s=10.0):
-    deadline = time.perf_counter() + timeout_s
-    while not cond() and time.perf_counter() < deadline:
-        time.sleep(0.005)
-    return cond()
 
 
 def still_open(msgs) -> set[int]:

@@ -22,16 +22,7 @@ from agent.jam import Jam
 from agent.ports import Loopback, Ports
 from agent.repl_commands import Commands
 from agent.scheduler import Scheduler
-from helpers import ListOut
-
-
-def wait_for(cond, timeout_s=10.0):
-    end = time.perf_counter() + timeout_s
-    while time.perf_counter() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
+from helpers import ListOut, wait_for
 
 
 @pytest.fixture(scope="module")

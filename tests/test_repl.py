@@ -25,15 +25,7 @@ from agent.engine import Engine
 from agent.ports import Loopback, Ports
 from agent.repl import Repl, ReplCompleter, history_path, toolbar_text
 from agent.repl_commands import Commands
-
-
-def wait_for(cond, timeout_s=10.0):
-    end = time.perf_counter() + timeout_s
-    while time.perf_counter() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
+from helpers import wait_for
 
 
 @pytest.fixture
