@@ -1,11 +1,12 @@
 """MIDI ports: mido's rtmidi backend (ALSA, JACK, CoreMIDI, WinMM) or in-process loopback.
 
 The backend comes from config `[midi] backend`, else the MIDO_BACKEND
-environment variable, else rtmidi's default API. Inputs are always opened
-with a callback that only stamps the arrival time on the clock it is given
-(`open_input(..., clock=)`, default the real perf_counter clock) and hands
-the message on (the listener enqueues it): under JACK the callback runs in JACK's
-real-time thread, so nothing else may happen there.
+environment variable, else rtmidi's default API. Inputs stamp each
+message's arrival on the clock they are given (`open_input(..., clock=)`,
+default the real perf_counter clock) and hand it on (the listener enqueues
+it). They are rtmidi ports of our own (agent/rtinput.py), not mido's: under
+JACK a Python callback in JACK's process thread garbles bursts, so there the
+port is polled instead.
 
 The loopback backend is a set of named in-process buses: whatever is sent on
 an output named X reaches every input named X, at once, on the sender's
@@ -22,6 +23,7 @@ from typing import Callable
 import mido
 
 from .errors import AntiphonError
+from .rtinput import open_rt_input
 
 RTMIDI_APIS = {
     "alsa": "LINUX_ALSA",
@@ -210,17 +212,15 @@ class Ports:
         if self.is_loopback:
             return LoopbackInput(self.loop, part or "keyboard", receiver, now)
 
-        def stamp(msg: mido.Message) -> None:
-            receiver(msg, now())
-
+        api = self._mido.api
         if virtual:
             return self._guard(f"creating virtual input {part!r}",
-                               lambda: self._mido.open_input(part, virtual=True, callback=stamp))
+                               lambda: open_rt_input(api, part, receiver, now, virtual=True))
         names = self.input_names()
         if not names:
             raise PortError(f"no MIDI input ports on {self.name}; connect a keyboard or give --in")
         name = self.match(names, part, "input") if part else names[0]
-        return self._guard(f"opening input {name!r}", lambda: self._mido.open_input(name, callback=stamp))
+        return self._guard(f"opening input {name!r}", lambda: open_rt_input(api, name, receiver, now, virtual=False))
 
     def open_output(self, part: str = "", *, virtual_name: str | None = None):
         """The output whose name contains `part`, or a new virtual port `virtual_name`."""

@@ -14,7 +14,9 @@ more than `max_polyphony` notes sound at once is dropped and counted
 
 The scheduler owns every open note of the agent: `cut()` (stop, mode change,
 barge-in), `panic()`, `stop()` and a failing port all send the matching
-note-offs. A note-on for a pitch already sounding first sends its note-off,
+note-offs; `stop()` then sends all-notes-off on every channel it played on,
+twice (REPEAT_S apart), so a synth is silent even if a note-off was lost.
+A note-on for a pitch already sounding first sends its note-off,
 so one note-off always closes one note.
 
 Locks: `_cond` guards the queue and the open notes and is never held
@@ -37,6 +39,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections import deque
 from typing import Callable
 
@@ -50,6 +53,9 @@ SentHook = Callable[[mido.Message, float, float], None]  # (message, due_s, sent
 SendingHook = Callable[[mido.Message, float], None]  # (message, now_s), just before it goes out
 SEND_WAIT_S = 0.25  # stop()/cut() wait this long for a send in progress, then give up on the output
 JOIN_S = 0.25  # stop() waits this long for the thread
+# stop() sends all-notes-off twice, this far apart: on a busy machine a JACK xrun can drop one whole
+# cycle of MIDI events (seen here as note-offs missing at every reader at once); 10 ms is ~8 cycles of 64
+REPEAT_S = 0.010
 
 
 class Scheduler:
@@ -80,6 +86,7 @@ class Scheduler:
         self.send_wait_s = SEND_WAIT_S
         self.fuse = Fuse()
         self._open: set[tuple[int, int]] = set()  # (channel, note) sounding now
+        self.channels_used: set[int] = set()  # channels a note-on went out on: stop() ends with CC123 there
         self._thread: threading.Thread | None = None
         self._running = False
         self.error: Exception | None = None
@@ -160,6 +167,7 @@ class Scheduler:
                 self.dropped_polyphony += 1
                 return []
             self._open.add(key)
+            self.channels_used.add(key[0])
             return [msg]
         if msg.type == "note_off":
             if lateness > self.late_tolerance_s:
@@ -270,7 +278,24 @@ class Scheduler:
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=0.0 if self.output_blocked else JOIN_S)
-        return self.cut()
+        closed = self.cut()
+        if self.channels_used and not self.output_blocked:
+            self.all_notes_off(sorted(self.channels_used))
+            time.sleep(REPEAT_S)
+            self.all_notes_off(sorted(self.channels_used))
+        return closed
+
+    def all_notes_off(self, channels: list[int]) -> None:
+        """All-notes-off (CC123) on each channel: what a synth does for notes whose note-off was lost."""
+        if not self._send_lock.acquire(timeout=0.0 if self.output_blocked else self.send_wait_s):
+            return
+        try:
+            for ch in channels:
+                self._send(mido.Message("control_change", channel=ch, control=123, value=0), self.clock.now())
+        except Exception as exc:  # the port is gone: the note-offs were already counted
+            log.error("all-notes-off could not be sent: %s", exc)
+        finally:
+            self._send_lock.release()
 
     def _realtime(self) -> None:
         """SCHED_FIFO for this thread only, if allowed: it then wakes on time on a busy

@@ -130,11 +130,10 @@ def role_player(name: str) -> None:
 
 
 def role_reader(part: str) -> None:
-    import mido
+    from agent.ports import Ports
 
-    got = []
-    names = [n for n in mido.get_input_names() if part in n]
-    port = mido.open_input(names[0], callback=lambda m: got.append((time.perf_counter(), m.bytes())))
+    got = []  # read as Antiphon reads (agent/rtinput.py): a Python callback in JACK's thread garbles bursts
+    port = Ports("auto").open_input(part, lambda m, t: got.append((t, m.bytes())))
     print("ready", flush=True)
 
     def wait_for(want: int) -> None:  # up to 2 s for the note messages the engine says it sent
@@ -187,7 +186,9 @@ def note_count(sends) -> int:
 
 
 def sounding(got) -> set[tuple[int, int]]:
-    """(channel, pitch) still sounding at a reader after the messages got [(t, bytes)]."""
+    """(channel, pitch) still sounding at a reader after the messages got [(t, bytes)], as a synth
+    hears them: a note-off ends its note, all-notes-off (CC123) and all-sound-off (CC120) every note
+    of their channel."""
     open_: set[tuple[int, int]] = set()
     for _, b in got:
         kind, key = b[0] & 0xF0, (b[0] & 0x0F, b[1])
@@ -195,6 +196,8 @@ def sounding(got) -> set[tuple[int, int]]:
             open_.add(key)
         elif kind in (0x80, 0x90):
             open_.discard(key)
+        elif kind == 0xB0 and b[1] in (120, 123):
+            open_ = {k for k in open_ if k[0] != key[0]}
     return open_
 
 

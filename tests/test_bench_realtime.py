@@ -18,3 +18,10 @@ def test_one_lost_message_does_not_misalign_the_pairs():
 def test_a_note_stop_closes_is_still_stuck_before_the_stop():
     got = [(1.0, (ON, 60, 64)), (2.0, (ON, 62, 64)), (2.5, (OFF, 62, 0)), (9.0, (OFF, 60, 0))]  # 9.0: stop()
     assert bench.sounding(got[:3]) == {(0, 60)} and bench.sounding(got) == set()
+
+
+def test_all_notes_off_ends_every_note_of_its_channel_only():
+    cc = 0xB0
+    got = [(1.0, (ON, 60, 64)), (1.0, (ON | 1, 62, 64)), (2.0, (cc, 123, 0))]
+    assert bench.sounding(got) == {(1, 62)}
+    assert bench.sounding(got + [(2.1, (cc | 1, 120, 0))]) == set()

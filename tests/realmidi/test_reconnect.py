@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.realmidi, pytest.mark.slow]
 # a keyboard or a synth in its own process (its own JACK client), driven line by line on stdin
 DEVICE = r'''
 import sys, time, mido
+from agent.ports import Ports
 kind, name = sys.argv[1], sys.argv[2]
 port, got = None, []
 def open_():
@@ -23,7 +24,7 @@ def open_():
     if kind == "keys":
         port = mido.open_output(name, virtual=True)
     else:
-        port = mido.open_input(name, virtual=True, callback=lambda m: got.append(m.type))
+        port = Ports("auto").open_input(name, lambda m, t: got.append(m.type), virtual=True)
 print("ready", flush=True)
 open_()
 for line in sys.stdin:
