@@ -18,9 +18,12 @@ Between messages the thread wakes at the time the jam policy asks for
 (`jam.tick(now)` returns its next deadline), so a phrase end is detected
 within the queue's wake-up latency, not a polling period.
 
-Bounds: the inbox holds at most INBOX_MAX messages; in a flood the callback
-drops what does not fit and counts it (`overflow`), it never blocks JACK's
-thread. An exception on the thread cuts the agent's notes, re-primes the
+Bounds: the inbox holds at most INBOX_MAX messages; in a flood the port's
+thread never blocks: once the inbox is full, until the engine thread has
+emptied it, note-offs and pedal releases are kept aside in order (at most
+SPILL_MAX) and handled after the backlog, and everything else is dropped and
+counted (`overflow`). A flood costs the agent some of the player's notes,
+never a note stuck on in its context. An exception on the thread cuts the agent's notes, re-primes the
 model and goes on (`jam.recover`); only one that keeps coming back (see
 faults.Fuse) stops the engine.
 """
@@ -43,6 +46,14 @@ MAX_IDLE_S = 0.05  # the thread looks at stop requests and controls at least thi
 INBOX_MAX = 2048  # messages waiting for the engine thread; a flood beyond this is dropped and counted
 MAX_BATCH = 256  # messages handled before the jam ticks again
 CALL_WAIT_S = 1.0  # call() waits this long for room in a full inbox
+SPILL_MAX = 4096  # releases kept aside while the inbox is full (16 channels x 128 keys, twice)
+
+
+def _is_release(msg: mido.Message) -> bool:
+    """A message that ends something: a note-off, or the sustain pedal going up."""
+    kind = msg.type
+    return (kind == "note_off" or kind == "note_on" and msg.velocity == 0
+            or kind == "control_change" and msg.control == 64 and msg.value < 64)
 
 
 class EchoFilter:
@@ -108,6 +119,8 @@ class Listener:
         self.on_fault = on_fault  # an error the thread survived (notes cut, model re-primed)
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_MAX)
         self.overflow = 0  # messages dropped because the inbox was full
+        self._spill: deque | None = None  # set while the inbox is full: the releases that came meanwhile
+        self._spill_lock = threading.Lock()
         self.faults = 0
         self.fuse = Fuse()
         self.midi_clock = MidiClockIn()
@@ -123,10 +136,33 @@ class Listener:
 
     # -- the callback: stamp (already done by the port) and enqueue, nothing else
     def receive(self, msg: mido.Message, t_s: float) -> None:
-        try:
-            self.inbox.put_nowait((msg, t_s))
-        except queue.Full:  # a flood: never block the MIDI thread
-            self.overflow += 1
+        if self._spill is None:
+            try:
+                self.inbox.put_nowait((msg, t_s))
+                return
+            except queue.Full:  # a flood: never block the MIDI thread
+                with self._spill_lock:
+                    self._spill = deque()
+        # spilling (until the thread has emptied the inbox): releases are kept, in order, so no
+        # player note or pedal sticks in the context; everything else is dropped and counted
+        with self._spill_lock:
+            if self._spill is not None and _is_release(msg) and len(self._spill) < SPILL_MAX:
+                self._spill.append((msg, t_s))
+                return
+            if self._spill is None:  # the thread ended the spill just now: there is room again
+                try:
+                    self.inbox.put_nowait((msg, t_s))
+                    return
+                except queue.Full:
+                    pass
+        self.overflow += 1
+
+    def _end_spill(self) -> None:
+        """The inbox is empty: handle the releases kept during the flood (in order), then take input again."""
+        with self._spill_lock:
+            spill, self._spill = self._spill, None
+        for msg, t_s in spill or ():
+            self.handle(msg, t_s)
 
     def wake(self) -> None:
         try:
@@ -201,7 +237,8 @@ class Listener:
                     return  # stop() is heard within one message, not after the backlog
                 item = self.inbox.get_nowait()
         except queue.Empty:
-            pass
+            if self._spill is not None:
+                self._end_spill()
 
     # -- thread ---------------------------------------------------------------
     def start(self) -> "Listener":

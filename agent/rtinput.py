@@ -7,7 +7,7 @@ cycle reuses the port buffer while rtmidi is still reading it, and rtmidi
 (which ignores `jack_midi_event_get`'s error) hands the callback the first
 event of the cycle again in place of the others. Measured here with two
 Python threads busy: of 1,500 messages sent in bursts of 5, 1,389 arrived
-and only 326 were distinct (`/tmp`-free repro: tests/realmidi/test_input_burst.py).
+and only 326 were distinct (tests/realmidi/test_input_burst.py sends such bursts).
 A chord becomes one note struck several times, and its note-offs are lost.
 
 So under JACK the port is read the other way rtmidi offers: no callback, the

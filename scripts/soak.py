@@ -22,12 +22,13 @@ side, not received by the other; flood messages the engine's bounded inbox
 refused are counted apart, as `inbox_overflow`), late messages, faults the
 engine survived, crashes (the engine process dying, or its error), resident
 memory of the engine process at the start and the end, the longest agent
-note (beats), and latency at the reader (received minus due, paired by
+note (beats at the engine's tempo when it began: it follows the player), and latency at the reader (received minus due, paired by
 identity).
 """
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import random
@@ -134,7 +135,9 @@ def role_engine(spec: str) -> None:
                  virtual_name="SoakOut", report=lines.append)
     sends: list = []
     eng.start()
-    eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s)) if m.type.startswith("note") else None)
+    # each note message with the engine's beat length then (it follows the player's tempo, not BPM)
+    eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s, eng.tempo.seconds_per_beat()))
+                               if m.type.startswith("note") else None)
     print("ready", flush=True)
 
     def stats() -> dict:
@@ -163,7 +166,7 @@ def role_engine(spec: str) -> None:
             closed = eng.stop()
             st = stats()
             st.update(closed_at_stop=len(closed), stop_s=time.perf_counter() - t, all_lines=lines,
-                      sends=[(list(b), d, s_) for b, d, s_ in sends])
+                      sends=[(list(b), d, s_, spb) for b, d, s_, spb in sends])
             print(json.dumps(st), flush=True)
             return
 
@@ -261,11 +264,15 @@ def soak(minutes: float, model: str, seed: int) -> dict:
             server.stop()
     # figures
     notes_got = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
-    sends = [(tuple(b), d, s_) for b, d, s_ in final["sends"]]
+    sends = [(tuple(b), d, s_) for b, d, s_, _ in final["sends"]]
+    beat_at = [(s_, spb) for _, _, s_, spb in final["sends"]]  # the engine's seconds per beat, by send time
     pairs, lost_out = br.pair_by_identity(sends, notes_got, window_s=1.0)
     err_ms = sorted((g[0] - s[1]) * 1e3 for s, g in pairs)
     lost_in = player_sent - final["received"] - final["overflow"]
-    spb = 60.0 / BPM
+
+    def spb_at(t: float) -> float:  # the engine's beat when the note began (the last send before t)
+        i = bisect.bisect_right(beat_at, (t, float("inf"))) - 1
+        return beat_at[max(0, i)][1] if beat_at else 60.0 / BPM
 
     def lengths(events):  # [(t, bytes)] -> [(beats, pitch, start_s)], longest first
         open_: dict[tuple[int, int], float] = {}
@@ -275,7 +282,8 @@ def soak(minutes: float, model: str, seed: int) -> dict:
             if b[0] & 0xF0 == 0x90 and b[2] > 0:
                 open_[key] = t
             elif key in open_:
-                out.append(((t - open_[key]) / spb, b[1], open_.pop(key)))
+                t0 = open_.pop(key)
+                out.append(((t - t0) / spb_at(t0), b[1], t0))
         return sorted(out, reverse=True)
 
     at_reader = lengths(notes_got)

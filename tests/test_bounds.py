@@ -30,6 +30,36 @@ def test_a_flood_fills_the_inbox_to_its_bound_and_the_rest_is_counted():
     assert li.inbox.qsize() == listener_mod.INBOX_MAX
 
 
+class _Heard:
+    """A jam that only writes down the player's notes it is given."""
+
+    def __init__(self) -> None:
+        self.notes: list[tuple[int, bool]] = []
+
+    def player_note(self, pitch, velocity, on, t_s) -> None:
+        self.notes.append((pitch, on))
+
+
+def test_in_a_flood_the_releases_are_kept_in_order_so_no_player_note_sticks():
+    heard = _Heard()
+    li = Listener(jam=heard, clock=FakeClock(0.0))
+    for i in range(listener_mod.INBOX_MAX):  # the flood fills the inbox...
+        li.receive(mido.Message("note_on", note=i % 100, velocity=64), i * 1e-4)
+    li.receive(mido.Message("note_on", note=100, velocity=64), 1.0)  # ...then a note-on is dropped,
+    li.receive(mido.Message("control_change", control=64, value=127), 1.0)  # the pedal going down too,
+    li.receive(mido.Message("note_off", note=5), 1.1)  # but the releases are kept, in order
+    li.receive(mido.Message("note_on", note=7, velocity=0), 1.2)
+    li.receive(mido.Message("control_change", control=64, value=0), 1.3)
+    assert li.overflow == 2
+    while li.inbox.qsize():
+        li.step(0.0)
+    li.step(0.0)  # the inbox is empty: the kept releases are handled after the backlog
+    assert heard.notes[listener_mod.INBOX_MAX:] == [(5, False), (7, False)]
+    li.receive(mido.Message("note_on", note=100, velocity=64), 2.0)  # and input flows again
+    li.step(0.0)
+    assert heard.notes[-1] == (100, True) and li.overflow == 2
+
+
 def test_responses_and_resample_times_are_bounded_in_a_long_session():
     cfg = load_config(overrides=['jam.mode="call"', "timing.bpm=120.0", "jam.silence_ms=100.0"])
     clock = FakeClock(0.0)
