@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agent.live import pct  # noqa: E402  (the nearest-rank percentile the live figures use)
+
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 BPM, SILENCE_MS, BEATS = 200.0, 300.0, 4  # fast phrases keep 50 of them under three minutes
 PHRASE_PERIOD_BEATS = 12  # a 1-bar phrase, the pause, a 1-bar answer, and room to spare
@@ -176,11 +178,6 @@ class Child:
 
 
 # -- one run -------------------------------------------------------------------
-def pct(xs, q):
-    xs = sorted(xs)
-    return None if not xs else xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
-
-
 def note_count(sends) -> int:
     return sum(1 for s in sends if s[0][0] & 0xF0 in (0x80, 0x90))
 
