@@ -125,7 +125,15 @@ class LiveEngine:
             self.watcher.input_name, self.watcher.input_lost = new.name, False  # reconnects to this one now
         if old is not None:
             old.close()
+        self._watch()
         return new.name
+
+    def _watch(self) -> None:
+        """A port connected by name can go away: watch it (a session begun on virtual ports was not)."""
+        if self.cfg.midi.port_check_s > 0 and self.watcher is not None:
+            self.watcher.start()
+            if self.output_name:
+                self.scheduler.on_port_lost = self.watcher.output_failed
 
     def connect_output(self, name: str) -> str:
         """Play on another output port without stopping: the agent's notes close on the old one first."""
@@ -140,6 +148,7 @@ class LiveEngine:
                     self.set_main_output(new)
                     self.output_name = new.name
                     self.watcher.output_name, self.watcher.output_lost = new.name, False
+                self._watch()
                 try:
                     old.close()
                 except Exception as exc:

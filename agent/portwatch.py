@@ -55,12 +55,16 @@ class PortWatcher:
         self.losses = 0
         self.reconnects = 0
         self._lost_now = threading.Event()  # a send found the output gone: look now, not at the next poll
+        self._thread: threading.Thread | None = None
 
     def start(self) -> "PortWatcher":
+        """Look at the engine's ports from now on (again: the names are taken afresh, one thread)."""
         e = self.engine
         self.input_name = getattr(e.input, "name", "") or e.input_name
         self.output_name = getattr(e.main_output, "name", "") or e.output_name
-        threading.Thread(target=self._run, name="antiphon-port-watch", daemon=True).start()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="antiphon-port-watch", daemon=True)
+            self._thread.start()
         return self
 
     def output_failed(self, exc: Exception) -> None:

@@ -141,6 +141,30 @@ def test_a_lost_output_port_is_reported_and_reconnected_while_the_engine_plays_o
     assert len(open_at(heard[:lost_at])) == eng.scheduler.unclosed and paired(back)
 
 
+def test_a_port_connected_later_is_watched_even_if_the_session_began_on_virtual_ports():
+    lines = []
+    cfg = load_config(overrides=FAST + ['jam.mode="solo"', "midi.port_check_s=0.05"])
+    loop = Loopback()
+    heard = []
+    eng = Engine(cfg, ScriptedPredictor(cfg.vocab(), "NOTE_ON(60) SHIFT(6) NOTE_OFF(60)"),
+                 ports=Ports("loopback", loop=loop), input_name="AntiphonIn", virtual_input=True,
+                 virtual_name="Antiphon", report=lines.append).start()
+    try:
+        Ports("loopback", loop=loop).open_input("Synth", lambda m, t: heard.append((t, m)))
+        assert eng.connect_output("Synth") == "Synth"  # `connect out Synth` in the REPL
+        assert wait_for(lambda: len(heard) >= 2)
+        loop.break_bus("Synth")
+        assert wait_for(lambda: any("is gone" in line for line in lines))
+        loop.restore_bus("Synth")
+        back = []
+        Ports("loopback", loop=loop).open_input("Synth", lambda m, t: back.append((t, m)))
+        assert wait_for(lambda: any("is back" in line for line in lines))
+        assert wait_for(lambda: any(m.type == "note_on" for _, m in back))
+        assert not eng.stopped.is_set() and eng.error is None
+    finally:
+        eng.stop()
+
+
 def test_recording_starts_and_stops_while_playing_and_never_overwrites(tmp_path):
     from agent.errors import AntiphonError
 
