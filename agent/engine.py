@@ -160,6 +160,7 @@ class Engine(LiveEngine):
                                    late_tolerance_s=s.late_tolerance_ms / 1000, spin_s=s.spin_ms / 1000,
                                    rt_priority=s.rt_priority, on_error=self._fail,
                                    max_polyphony=cfg.sampling.max_polyphony)
+        self.scheduler.max_note_s = lambda: self.controls.cfg.sampling.max_note_beats * self.tempo.seconds_per_beat()
         self.watcher = PortWatcher(self, cfg.midi.port_check_s)
         self.jam = Jam(self.predictor, self.scheduler, self.tempo, self.controls, self.clock,
                        self.predictor.vocab, lead_s=s.lead_ms / 1000, channel=cfg.midi.channel - 1,

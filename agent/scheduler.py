@@ -17,7 +17,10 @@ barge-in), `panic()`, `stop()` and a failing port all send the matching
 note-offs; `stop()` then sends all-notes-off on every channel it played on,
 twice (REPEAT_S apart), so a synth is silent even if a note-off was lost.
 A note-on for a pitch already sounding first sends its note-off,
-so one note-off always closes one note.
+so one note-off always closes one note. With `max_note_s` set (the engine:
+`sampling.max_note_beats` at the tempo of the note-on), a note still sounding
+that long after its note-on is closed here, on time, even when the thread
+that decides the notes is late (`limited` counts them).
 
 Locks: `_cond` guards the queue and the open notes and is never held
 across `output.send` or a hook, so a slow send (a DAW, a blocked port) never
@@ -86,6 +89,12 @@ class Scheduler:
         self.send_wait_s = SEND_WAIT_S
         self.fuse = Fuse()
         self._open: set[tuple[int, int]] = set()  # (channel, note) sounding now
+        self._open_since: dict[tuple[int, int], float] = {}  # its note-on's due time
+        # the note-length backstop: (deadline_s, key, note-on due_s); a note still open at its deadline
+        # is closed here, on this thread, however late the model's own note-off (or the jam's) comes
+        self._guards: list[tuple[float, tuple[int, int], float]] = []
+        self.max_note_s: Callable[[], float] | None = None  # read at each note-on: the longest a note may sound
+        self.limited = 0  # notes closed by the backstop
         self.channels_used: set[int] = set()  # channels a note-on went out on: stop() ends with CC123 there
         self._thread: threading.Thread | None = None
         self._running = False
@@ -162,11 +171,13 @@ class Scheduler:
                 log.warning("dropped note-on %d, %.1f ms late", msg.note, lateness * 1e3)
                 return []
             if key in self._open:  # re-strike: close it first so offs and ons pair up
+                self._guard(key, due_s)
                 return [mido.Message("note_off", channel=key[0], note=key[1]), msg]
             if 0 < self.max_polyphony <= len(self._open):
                 self.dropped_polyphony += 1
                 return []
             self._open.add(key)
+            self._guard(key, due_s)
             self.channels_used.add(key[0])
             return [msg]
         if msg.type == "note_off":
@@ -178,6 +189,32 @@ class Scheduler:
         elif lateness > self.late_tolerance_s:
             self.late += 1
         return [msg]
+
+    def _guard(self, key: tuple[int, int], due_s: float) -> None:
+        """A note starts at due_s (under _cond): it may sound max_note_s() at most."""
+        self._open_since[key] = due_s
+        if self.max_note_s is not None:
+            heapq.heappush(self._guards, (due_s + self.max_note_s(), key, due_s))
+
+    def _pop_due(self, now: float):
+        """The earliest due entry (under _cond): (due_s, messages to send), or None if nothing is due.
+        A note's deadline comes before a message due at the same time."""
+        heap, guards = self._heap, self._guards
+        while guards and guards[0][0] <= now and (not heap or guards[0][0] <= heap[0][0]):
+            deadline, key, on_due = heapq.heappop(guards)
+            if key in self._open and self._open_since.get(key) == on_due:  # that very note, still sounding
+                self._open.discard(key)
+                self.limited += 1
+                return deadline, [mido.Message("note_off", channel=key[0], note=key[1])]
+        if not heap or heap[0][0] > now:
+            return None
+        due, _, msg = heapq.heappop(heap)
+        return due, self._deliver(due, msg)
+
+    def _next_deadline(self) -> float | None:
+        """When the thread must wake next (under _cond): the earliest message or note deadline."""
+        heads = [h[0][0] for h in (self._heap, self._guards) if h]
+        return min(heads) if heads else None
 
     def _send_offs(self, keys: list[tuple[int, int]]) -> list[int]:
         """Note-offs for keys (with _send_lock held); a failing output loses none of the others."""
@@ -199,10 +236,10 @@ class Scheduler:
             while True:
                 with self._cond:  # pop under the lock, send outside it
                     now = self.clock.now() if now_s is None else now_s
-                    if not self._heap or self._heap[0][0] > now:
+                    popped = self._pop_due(now)
+                    if popped is None:
                         return n
-                    due, _, msg = heapq.heappop(self._heap)
-                    out = self._deliver(due, msg)
+                    due, out = popped
                 for m in out:
                     try:
                         self._send(m, due)
@@ -224,6 +261,7 @@ class Scheduler:
         with self._cond:
             self.cancelled += len(self._heap)
             self._heap.clear()
+            self._guards.clear()
             keys = sorted(self._open)
             self._open.clear()
             self._cond.notify()
@@ -313,10 +351,10 @@ class Scheduler:
         with self._cond:
             if not self._running:
                 return False
-            if not self._heap:
+            due = self._next_deadline()
+            if due is None:
                 self._cond.wait()
                 return True
-            due = self._heap[0][0]
             wait = due - self.clock.now() - self.spin_s
             if wait > 0:
                 self._cond.wait(timeout=wait)

@@ -147,7 +147,7 @@ def role_engine(spec: str) -> None:
                   notes_limited=j.notes_limited, held_released=j.held_released, reprimes=j.reprimes,
                   losses=eng.watcher.losses, reconnects=eng.watcher.reconnects, note_messages_sent=len(sends),
                   stopped=eng.stopped.is_set(), error=repr(eng.error) if eng.error else None,
-                  dropped_polyphony=s.dropped_polyphony, unclosed=s.unclosed, lines=lines[-5:],
+                  dropped_polyphony=s.dropped_polyphony, unclosed=s.unclosed, limited_by_scheduler=s.limited, lines=lines[-5:],
                   received=li.received, queued=li.inbox.qsize(), idle=j.gen is None)
         return st
 
@@ -302,7 +302,7 @@ def soak(minutes: float, model: str, seed: int) -> dict:
         longest_note_beats_as_sent=round(as_sent[0][0], 2) if as_sent else 0.0,
         longest_notes_at_reader=[(round(x, 2), p, round(t, 2)) for x, p, t in at_reader[:3]],
         stuck_detail=stuck_detail,
-        notes_limited=final["notes_limited"], held_released=final["held_released"], reprimes=final["reprimes"],
+        notes_limited=final["notes_limited"], limited_by_scheduler=final["limited_by_scheduler"], held_released=final["held_released"], reprimes=final["reprimes"],
         dropped_polyphony=final["dropped_polyphony"], stop_s=round(final["stop_s"], 3),
         latency_p50_ms=br.pct(err_ms, 50), latency_p99_ms=br.pct(err_ms, 99),
         latency_max_ms=max(err_ms, default=None), report_lines=[x for x in final["all_lines"] if "port" in x][:6],

@@ -163,3 +163,31 @@ def test_never_more_than_max_polyphony_notes_sound_at_once(rig):
     sent = [(m.type, m.note) for _, m in out.sent]
     assert sent == [("note_on", 60), ("note_on", 62), ("note_on", 64), ("note_off", 60), ("note_on", 69)]
     assert s.dropped_polyphony == 2 and len(s.open_notes) == 3
+
+
+def test_a_note_sounding_past_max_note_s_is_closed_on_time_by_the_scheduler(rig):
+    clock, out, s = rig
+    s.max_note_s = lambda: 2.0
+    s.schedule(10.0, on(60))
+    s.schedule(10.5, on(64))
+    s.schedule(11.0, off(64))  # 64 ends on its own
+    s.schedule(15.0, off(60))  # 60's note-off comes far too late (the deciding thread was held up)
+    for t in (10.0, 10.5, 11.0, 11.9, 12.0, 12.5, 15.0):
+        clock.set(t)
+        s.pump()
+    assert [(t, m.type, m.note) for t, m in out.sent] == [
+        (10.0, "note_on", 60), (10.5, "note_on", 64), (11.0, "note_off", 64), (12.0, "note_off", 60)]
+    assert s.limited == 1 and not s.open_notes  # 64's deadline (12.5) found it closed: nothing sent
+
+
+def test_a_restruck_note_gets_a_fresh_deadline(rig):
+    clock, out, s = rig
+    s.max_note_s = lambda: 2.0
+    s.schedule(10.0, on(60))
+    s.schedule(11.5, on(60))  # re-strike: off, on; the first deadline (12.0) must not cut the new note
+    for t in (10.0, 11.5, 12.0, 13.0, 13.5):
+        clock.set(t)
+        s.pump()
+    assert [(t, m.type) for t, m in out.sent] == [
+        (10.0, "note_on"), (11.5, "note_off"), (11.5, "note_on"), (13.5, "note_off")]
+    assert s.limited == 1
