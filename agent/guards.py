@@ -6,8 +6,9 @@ A mixin of `Jam` (agent/jam.py), on the same engine thread and state:
   temperature the state drifts and may never emit the NOTE_OFF);
 - a player's note held past `jam.held_note_timeout_s` (a stuck key, a lost
   note-off) is released from the context, so it cannot silence the agent;
-- the model state is re-primed from the rolling context (`reprime`), so it
-  cannot drift for minutes;
+- the model state is re-primed from the rolling context, so it cannot
+  drift for minutes: in slices, in the thread's idle time (`idle_work`), the
+  live state untouched until the re-primed one has caught up;
 - the agent's recent onsets, which the note-length bound measures from, are
   kept (a few per pitch) and forgotten when a rollback unsends them.
 """
@@ -18,6 +19,8 @@ import logging
 import mido
 
 log = logging.getLogger("agent.jam")
+REPRIME_SLICE = 16  # re-prime steps between two looks at the inbox (~1.5 ms at 0.1 ms a step)
+IDLE_MARGIN_S = 0.003  # no slice this close to the thread's next deadline
 
 
 class Guards:
@@ -34,9 +37,30 @@ class Guards:
         return min(self.player_onset.values(), default=now) + timeout
 
     def reprime(self) -> None:
-        """Re-prime the model state from the rolling context, so it cannot drift for minutes."""
+        """Re-prime the model state from the rolling context now (one step per context token)."""
         self.predictor.reprime()
         self.reprimes += 1
+
+    def _reprime_due(self, every: int) -> None:
+        """`every` steps since the last re-prime: start one that runs in the thread's idle time
+        (`idle_work`), so the music does not stop for a context's worth of steps (100-300 ms for
+        512 tokens on a busy 2-core machine); if the gaps never let it finish, do it now."""
+        p = self.predictor
+        if p.steps >= 2 * every:
+            self.reprime()
+        elif not p.repriming:
+            p.begin_reprime()
+
+    def idle_work(self, now: float, until: float) -> bool:
+        """One slice of a re-prime under way, if there is time before `until` (the thread's next
+        deadline). True: there is more to do."""
+        p = self.predictor
+        if not p.repriming or until - now < IDLE_MARGIN_S:
+            return False
+        if p.advance_reprime(REPRIME_SLICE):
+            self.reprimes += 1
+            return False
+        return True
 
     def _limit_notes(self, now: float) -> float:
         """Close every agent note held max_note_beats or longer, at that length.

@@ -223,7 +223,7 @@ class Jam(Guards):
             wake.append(self._release_held(now))
         every = cfg.jam.reprime_tokens
         if every and self.predictor.steps >= every:
-            self.reprime()
+            self._reprime_due(every)
         g = self.gen
         if g is not None and g.done and now >= g.end_t:
             self._retire(now)

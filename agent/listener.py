@@ -265,6 +265,9 @@ class Listener:
                 if not self._running:
                     break
                 wake_at = self.jam.tick(self.clock.now())
+                idle = getattr(self.jam, "idle_work", None)  # a policy may have background work (a re-prime)
+                while idle is not None and self.inbox.empty() and idle(self.clock.now(), wake_at):
+                    pass  # one slice at a time, while nothing else is due
             except Exception as exc:  # stop the voice, not the show (unless it keeps failing)
                 now = self.clock.now()
                 self.faults += 1

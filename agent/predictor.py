@@ -26,6 +26,16 @@ from .sampler import Sampler, SamplingContext, SamplingControls
 PITCH_MEMORY = 256  # recent note-ons kept for the key estimate and the repeat guard
 
 
+@dataclass
+class _Shadow:
+    """A re-prime under way: its state and logits, the tokens it has still to hear, steps taken."""
+
+    state: Any
+    logits: Any
+    todo: deque
+    steps: int
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything `rollback` needs; cheap (references, small copies)."""
@@ -58,6 +68,7 @@ class Predictor:
         self.state = None
         self.logits = None
         self.steps = 0
+        self._shadow: _Shadow | None = None  # a re-prime under way, a few steps at a time
         self.reset()
 
     # -- construction ----------------------------------------------------------
@@ -88,6 +99,8 @@ class Predictor:
         self.logits, self.state = self.backend.step(token, self.state)
         self.steps += 1
         self.history.append(token)
+        if self._shadow is not None:
+            self._shadow.todo.append(token)  # the re-primed state must hear it too
         if v.note_on_base <= token < v.note_off_base:
             p = token - v.note_on_base + v.pitch_lo
             self.pitches.append(p)
@@ -128,6 +141,7 @@ class Predictor:
     def rollback(self, snap: Snapshot) -> None:
         """Back to a snapshot; the snapshot stays usable for another rollback."""
         be = self.backend
+        self._shadow = None  # it heard tokens that are now undone: begin again later
         self.state, self.logits = be.clone_state(snap.state), be.clone_state(snap.logits)
         self.history.clear()
         self.history.extend(snap.history)
@@ -139,6 +153,7 @@ class Predictor:
     def reset(self) -> None:
         """The state of a piece's beginning: zero state, then START fed (as in training)."""
         self.state = self.backend.initial_state()
+        self._shadow = None
         self.history.clear()
         self.pitches.clear()
         self.sounding.clear()
@@ -153,22 +168,58 @@ class Predictor:
             tokens = tokens[1:]
         self.feed_many(tokens)
 
-    def reprime(self) -> None:
-        """Re-prime from the rolling context (after a model reload, or against drift).
-
-        Pitches sounding now whose NOTE_ON has left the context are opened at
-        its start (the sampler masks the NOTE_OFF of a pitch not sounding, so
-        they could never end otherwise); the pitch memory is kept as it was."""
+    def _reprime_tokens(self) -> list[int]:
+        """What a re-prime feeds after START: the rolling context, led by the NOTE_ONs of pitches
+        sounding now whose NOTE_ON has left it (the sampler masks the NOTE_OFF of a pitch not
+        sounding, so they could never end otherwise)."""
         v = self.vocab
         tokens = list(self.history)
         if tokens and tokens[0] == v.START:
             tokens = tokens[1:]
         opened = {t - v.note_on_base + v.pitch_lo for t in tokens if v.note_on_base <= t < v.note_off_base}
-        lead = [v.note_on(p) for p in sorted(self.sounding - opened)]
+        return [v.note_on(p) for p in sorted(self.sounding - opened)] + tokens
+
+    def reprime(self) -> None:
+        """Re-prime from the rolling context now (after a model reload, or against drift); the
+        pitch memory is kept as it was. Costs one step per context token: see begin_reprime."""
         pitches = list(self.pitches)
-        self.prime([v.START, *lead, *tokens])
+        self.prime([self.vocab.START, *self._reprime_tokens()])
         self.pitches.clear()
         self.pitches.extend(pitches)
+
+    # -- re-priming in the gaps -----------------------------------------------------
+    def begin_reprime(self) -> None:
+        """Start a re-prime that runs beside the live state, `advance_reprime` steps at a time (in
+        the thread's idle time), hearing every token fed meanwhile; when it has caught up its
+        state replaces the live one. The result is the state `reprime()` would give then, without
+        stopping the music for a whole context's worth of steps."""
+        be = self.backend
+        keep = be.clone_state(self.state), be.clone_state(self.logits)  # a CUDA graph steps in place
+        logits, state = be.step(self.vocab.START, be.initial_state())
+        self._shadow = _Shadow(be.clone_state(state), be.clone_state(logits), deque(self._reprime_tokens()), 1)
+        self.state, self.logits = keep
+
+    @property
+    def repriming(self) -> bool:
+        return self._shadow is not None
+
+    def advance_reprime(self, max_steps: int) -> bool:
+        """Up to max_steps steps of the re-prime under way; True when it has just taken over."""
+        sh = self._shadow
+        if sh is None:
+            return False
+        be = self.backend
+        keep = be.clone_state(self.state), be.clone_state(self.logits)  # a CUDA graph steps in place
+        for _ in range(min(max_steps, len(sh.todo))):
+            sh.logits, sh.state = be.step(sh.todo.popleft(), sh.state)
+            sh.steps += 1
+        sh.state, sh.logits = be.clone_state(sh.state), be.clone_state(sh.logits)
+        self.state, self.logits = keep
+        if sh.todo:
+            return False
+        self.state, self.logits, self.steps = sh.state, sh.logits, sh.steps
+        self._shadow = None
+        return True
 
     def describe(self) -> dict:
         return self.backend.describe()

@@ -76,6 +76,15 @@ class JackServer:
         self.log.seek(0)
         raise RuntimeError(f"jackd did not start: {self.log.read()[-500:]}")
 
+    def xruns(self) -> int:
+        """Cycles in which jackd saw a client miss its deadline (its log's XRun lines): in such a
+        cycle JACK itself may drop that client's MIDI events, whoever sent them."""
+        try:
+            with open(self.log.name, errors="replace") as f:
+                return sum(1 for line in f if "XRun" in line)
+        except (AttributeError, OSError):
+            return 0
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

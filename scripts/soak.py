@@ -202,6 +202,7 @@ def soak(minutes: float, model: str, seed: int) -> dict:
     res: dict = {"minutes": minutes, "transport": "jack", "model": model, "seed": seed,
                  "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     engine = player = reader = None
+    xruns = 0
     crashes, segments, removals, mode_changes = 0, {}, 0, 0
     lost_by_kind: dict[str, int] = {}  # messages the player sent that never reached the engine, by segment
     try:
@@ -262,6 +263,7 @@ def soak(minutes: float, model: str, seed: int) -> dict:
                 proc.p.kill()
         if server is not None:
             server.stop()
+            xruns = server.xruns()
     # figures
     notes_got = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
     sends = [(tuple(b), d, s_) for b, d, s_, _ in final["sends"]]
@@ -306,7 +308,7 @@ def soak(minutes: float, model: str, seed: int) -> dict:
         dropped_polyphony=final["dropped_polyphony"], stop_s=round(final["stop_s"], 3),
         latency_p50_ms=br.pct(err_ms, 50), latency_p99_ms=br.pct(err_ms, 99),
         latency_max_ms=max(err_ms, default=None), report_lines=[x for x in final["all_lines"] if "port" in x][:6],
-        loadavg=os.getloadavg())
+        loadavg=os.getloadavg(), jack_xruns=xruns)
     return res
 
 
@@ -330,7 +332,7 @@ def main(argv=None) -> int:
         return 0
     res = soak(a.minutes, a.model, a.seed)
     keys = ["minutes", "input_events", "output_notes", "stuck_notes", "left_open_after_stop", "lost_events",
-            "inbox_overflow", "late_messages", "faults_survived", "crashes", "port_removals", "reconnects",
+            "jack_xruns", "inbox_overflow", "late_messages", "faults_survived", "crashes", "port_removals", "reconnects",
             "mode_changes", "rss_start_mb", "rss_end_mb", "rss_growth_mb", "longest_note_beats",
             "longest_note_beats_as_sent", "latency_p50_ms",
             "latency_p99_ms", "latency_max_ms", "stop_s"]

@@ -73,6 +73,19 @@ class ScriptedPredictor:
         self.reprimes += 1
         self.steps = 0
 
+    # a re-prime in the idle time: done at the first slice (the script has no state to rebuild)
+    repriming = False
+
+    def begin_reprime(self) -> None:
+        self.repriming = True
+
+    def advance_reprime(self, max_steps: int) -> bool:
+        if not self.repriming:
+            return False
+        self.repriming = False
+        self.reprime()
+        return True
+
     def prime(self, tokens) -> None:
         self.reset()
         self.feed_many(tokens)

@@ -45,6 +45,8 @@ class Session:
             self.clock.set(max(nxt, self.clock.now()))
             self.sched.pump()
             self.wake = self.jam.tick(self.clock.now())
+            while self.jam.idle_work(self.clock.now(), self.wake):
+                pass  # as the listener's thread does between ticks (no time passes on this clock)
             if nxt >= t_s:
                 return
 

@@ -119,6 +119,38 @@ def test_prime_resets_and_reprime_rebuilds_from_the_context(model_dir, chorale_i
     assert p.steps == 1 and list(p.history) == [0] and not p.sounding
 
 
+def test_a_reprime_in_slices_ends_where_reprime_would_and_leaves_the_live_state_alone(model_dir, chorale_ids):
+    p = Predictor.load(model_dir, backend="onnx", context_tokens=64)
+    q = Predictor.load(model_dir, backend="onnx", context_tokens=64)
+    for pred in (p, q):
+        pred.prime(chorale_ids[:100])
+    heard = [p.vocab.START, *p._reprime_tokens()]  # the context now: the re-prime starts from it
+    p.begin_reprime()
+    assert p.repriming
+    k = 100
+    while True:  # one token fed live, then a slice of 8: the re-prime hears the live tokens too
+        p.feed(chorale_ids[k])
+        q.feed(chorale_ids[k])
+        np.testing.assert_array_equal(p.logits, q.logits)  # the live state is untouched meanwhile
+        k += 1
+        if p.advance_reprime(8):
+            break
+    assert not p.repriming and k < 140  # 64 + a few tokens, 8 a slice: it caught up
+    q.prime(heard + chorale_ids[100:k])  # a re-prime in one go at the start, then the same tokens
+    np.testing.assert_allclose(p.logits, q.logits, atol=1e-5)
+    assert p.steps == q.steps and list(p.history) == list(chorale_ids[k - 64:k])
+
+
+def test_a_rollback_abandons_a_reprime_under_way(model_dir, chorale_ids):
+    p = Predictor.load(model_dir, backend="onnx", context_tokens=64)
+    p.prime(chorale_ids[:100])
+    snap = p.snapshot()
+    p.begin_reprime()
+    p.feed(chorale_ids[100])
+    p.rollback(snap)  # the re-prime heard a token that is now undone
+    assert not p.repriming and not p.advance_reprime(8)
+
+
 def test_from_config_uses_model_section_and_seed(model_dir):
     cfg = set_value(load_config(), "model", "path", str(model_dir))
     cfg = set_value(cfg, "sampling", "seed", 11)
