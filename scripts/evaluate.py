@@ -329,9 +329,9 @@ def table(r: dict) -> str:
         rows.append((name, f"{d['test_nll']:.4f}", f"{d['test_nll_per_note']:.3f}", f"{d['pitch_accuracy']:.3f}"))
     if "humanised" in r:
         h = r["humanised"]
-        for name, d in [("lstm (hum)", h)] + [(f"{k} (hum)", v) for k, v in h["baselines"].items()]:
+        for name, d in [("humanised lstm", h)] + [(f"humanised {k}", v) for k, v in h["baselines"].items()]:
             rows.append((name, f"{d['test_nll']:.4f}", f"{d['test_nll_per_note']:.3f}", f"{d['pitch_accuracy']:.3f}"))
-    lines = ["  ".join(f"{c:>10}" for c in row) for row in rows]
+    lines = [f"{row[0]:>17}  " + "  ".join(f"{c:>10}" for c in row[1:]) for row in rows]
     lines.append("")
     ref = r["data_reference"]
     for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches"):

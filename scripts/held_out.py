@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [c.strip() for c in args.hold_out.split(",") if c.strip()]
         unknown = [c for c in wanted if c not in known]
         if not wanted or unknown:
-            raise AntiphonError(f"--hold-out {args.hold_out!r}: unknown collection(s) {', '.join(unknown) or '(none given)'} "
-                                f"(known: {', '.join(known)})")
+            raise AntiphonError(f"--hold-out {args.hold_out!r}: unknown collection(s) "
+                                f"{', '.join(unknown) or '(none given)'} (known: {', '.join(known)})")
         if args.card and not Path(args.card).is_dir():
             raise AntiphonError(f"--card {args.card}: not a model folder")
         results, details = {}, {}
