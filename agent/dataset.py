@@ -104,7 +104,9 @@ def data_for_quick(data_dir: str | Path, log=print, *, quick_dir: str | Path = Q
     evaluation builds (once; later runs reuse it) data/quick from the first
     `chorales` (QUICK_CHORALES) Bach chorales of music21's corpus, with
     scripts/prepare_data.py. Its split rule is the full run's (a hash of each
-    piece's tokens), so a test piece here is a test piece of the full set too.
+    piece's tokens, the smallest of its fingerprint group), so a test piece
+    here is a test piece of the full set too, unless a near-duplicate outside
+    these chorales joins its group there.
     """
     data_dir = Path(data_dir)
     if (data_dir / MANIFEST).is_file():

@@ -16,6 +16,12 @@ n-gram (default 4-gram), both fitted on the train split as stored (untransposed)
 and scored on exactly the same targets (plus, for information, a 6-gram as
 `ngram6`; --extra-orders changes that).
 
+Beside the clean test split it scores a humanised copy of it (agent/humanise.py,
+fixed --humanise-seed: tempo, onsets and releases a tick or two off the grid,
+velocities, as a player plays them live): `test_nll_humanised`, with the
+unigram and n-gram baselines (fitted on the clean train split, as above) on
+the same humanised targets under `humanised`.
+
 It then samples N continuations of held-out openings (the first
 --prompt tokens of test pieces) at --temperature, through the live agent's
 own predictor and sampler (other controls at their defaults), and compares them with the
@@ -44,6 +50,7 @@ from agent import metrics  # noqa: E402
 from agent.dataset import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
 from agent.events import Vocab, decode  # noqa: E402
+from agent.humanise import EVAL_SEED, humanised_copy  # noqa: E402
 from agent.modeldir import ModelDir  # noqa: E402
 
 
@@ -222,7 +229,7 @@ GREEDY_T = 0.01  # "argmax" for the greedy comparison (softmax at T -> 0)
 def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, temperature: float = 1.0,
              prompt: int = 64, length: int = 512, ngram_order: int = 4, extra_orders=(), limit: int = 0,
              seed: int = 0, threads: int = 1, sampler: str = "live", backend: str = "auto", plots: str | Path | None = None,
-             log=print) -> dict:
+             humanise_seed: int = EVAL_SEED, log=print) -> dict:
     """Everything the module docstring lists, as one JSON-ready dict."""
     import torch
 
@@ -252,12 +259,14 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     log(f"lstm: {report['test_nll']:.4f} nats/token ({time.perf_counter() - t0:.1f} s)")
 
     report["baselines"] = {}
+    fitted = []
     counts = [("unigram", metrics.UnigramModel(vocab.size)),
               ("ngram", metrics.KneserNeyModel(vocab.size, ngram_order, pad=vocab.START))]
     counts += [(f"ngram{k}", metrics.KneserNeyModel(vocab.size, k, pad=vocab.START)) for k in extra_orders]
     for name, bl in counts:
         t = time.perf_counter()
         bl.fit(train)
+        fitted.append((name, bl))
         report["baselines"][name] = summarize(*score_counts(bl, test, vocab), vocab)
         if name.startswith("ngram"):
             report["baselines"][name]["order"] = bl.order
@@ -267,6 +276,16 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     # how far below each baseline the LSTM is, nats per token (positive = LSTM better)
     report["nll_below_baselines"] = {k: round(v["test_nll"] - report["test_nll"], 4)
                                      for k, v in report["baselines"].items()}
+
+    # the same test pieces as a player would play them: off the grid, tempo and velocity varied
+    t = time.perf_counter()
+    human = humanised_copy(test, vocab, humanise_seed)
+    h = summarize(*score_lstm(model, human, vocab), vocab)
+    report["test_nll_humanised"] = h["test_nll"]
+    report["humanised"] = {"seed": humanise_seed, "n_targets": int(sum(len(p) - 1 for p in human)), **h,
+                           "baselines": {name: summarize(*score_counts(bl, human, vocab), vocab)
+                                         for name, bl in fitted if name in ("unigram", "ngram")}}
+    log(f"humanised test copy: lstm {h['test_nll']:.4f} nats/token ({time.perf_counter() - t:.1f} s)")
 
     t = time.perf_counter()
     openings, real = pick_openings(test, samples, prompt, length, seed)
@@ -308,7 +327,11 @@ def table(r: dict) -> str:
     rows = [("model", "nll/token", "nll/note", "pitch acc")]
     for name, d in [("lstm", r)] + [(k, v) for k, v in r["baselines"].items()]:
         rows.append((name, f"{d['test_nll']:.4f}", f"{d['test_nll_per_note']:.3f}", f"{d['pitch_accuracy']:.3f}"))
-    lines = ["  ".join(f"{c:>10}" for c in row) for row in rows]
+    if "humanised" in r:
+        h = r["humanised"]
+        for name, d in [("humanised lstm", h)] + [(f"humanised {k}", v) for k, v in h["baselines"].items()]:
+            rows.append((name, f"{d['test_nll']:.4f}", f"{d['test_nll_per_note']:.3f}", f"{d['pitch_accuracy']:.3f}"))
+    lines = [f"{row[0]:>17}  " + "  ".join(f"{c:>10}" for c in row[1:]) for row in rows]
     lines.append("")
     ref = r["data_reference"]
     for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches"):
@@ -347,6 +370,8 @@ def main(argv=None) -> int:
                     help="more Kneser-Ney baselines reported as ngramN (default: 6; none: --extra-orders)")
     ap.add_argument("--limit", type=int, help="score only the first N test pieces (default 0 = all, quick 8)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--humanise-seed", type=int, default=EVAL_SEED,
+                    help="seed of the humanised copy of the test split (default %(default)s)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: fastest for batch-1 steps on shared cores; 0 = torch's default)")
     ap.add_argument("--sampler", choices=["live", "plain"], default="live",
@@ -370,7 +395,7 @@ def main(argv=None) -> int:
                      prompt=args.prompt, length=args.length, ngram_order=args.ngram_order,
                      extra_orders=args.extra_orders, limit=args.limit,
                      seed=args.seed, threads=args.threads, sampler=args.sampler,
-                     backend=args.backend, plots=args.plots,
+                     backend=args.backend, plots=args.plots, humanise_seed=args.humanise_seed,
                      log=lambda m: print(m, file=sys.stderr))
     except AntiphonError as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)

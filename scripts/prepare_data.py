@@ -15,6 +15,15 @@ another (the same tune printed in two keys, in two books) share the split of
 the one with the smallest hash, since training transposes pieces and would
 otherwise learn a test tune from its twin. Transposition happens later, in
 training, so it can never carry a piece across splits.
+
+Beyond exact twins, near-duplicates (the same tune in O'Neill's and Ryan's,
+Essen variants, a tune with a note changed) are grouped by a melodic
+fingerprint of each piece's top line (agent/fingerprint.py: transposition-
+invariant interval 5-grams, Jaccard >= --fp-threshold, or identical first 16
+intervals), and a whole group takes the split of its smallest hash. The
+manifest's `grouping` says how many groups were merged and how many pieces
+they held, per source; `piece_sources` and `piece_groups` give each piece's
+source and group (scripts/held_out.py reads them).
 """
 from __future__ import annotations
 
@@ -32,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent import dataset  # noqa: E402
+from agent import dataset, fingerprint  # noqa: E402
 from agent.config import load_config  # noqa: E402
 from agent.events import Vocab, encode  # noqa: E402
 
@@ -224,16 +233,22 @@ def assemble(sources: dict[str, dict], args, vocab: Vocab) -> dict:
                     continue
                 seen.add(digest)
                 kept.append((src, p["name"], ids, digest, _sha1(dataset.lowest_transposition(ids, vocab))))
-    # a piece without a transposed twin is split by its own digest; twins by their smallest
-    group_digest: dict[str, str] = {}
-    for *_, digest, key in kept:
-        group_digest[key] = min(digest, group_digest.get(key, digest))
+    # a piece in no group is split by its own digest; a group (transposed twins, near-duplicates) by its smallest
+    threshold = getattr(args, "fp_threshold", fingerprint.THRESHOLD)
+    groups = group_pieces(kept, vocab, threshold)
+    group_digest: dict[int, str] = {}
+    for (_, _, _, digest, _), g in zip(kept, groups):
+        group_digest[g] = min(digest, group_digest.get(g, digest))
     splits: dict[str, list] = {s: [] for s in dataset.SPLITS}
     names: dict[str, list] = {s: [] for s in dataset.SPLITS}
-    for src, name, ids, _, key in kept:
-        split = split_of(group_digest[key], args.seed, args.valid, args.test)
+    piece_sources: dict[str, list] = {s: [] for s in dataset.SPLITS}
+    piece_groups: dict[str, list] = {s: [] for s in dataset.SPLITS}
+    for (src, name, ids, _, _), g in zip(kept, groups):
+        split = split_of(group_digest[g], args.seed, args.valid, args.test)
         splits[split].append(ids)
         names[split].append(name)
+        piece_sources[split].append(src)
+        piece_groups[split].append(group_digest[g][:12])
         counts = per_source[src]
         counts["pieces"] += 1
         counts["tokens"] += len(ids)
@@ -248,6 +263,42 @@ def assemble(sources: dict[str, dict], args, vocab: Vocab) -> dict:
         "filters": {"min_notes": args.min_notes, "grid_filter": args.grid_filter}, "filtered": filtered,
         "counts": {"sources": per_source, "splits": totals},
         "pieces": names, "skipped": skipped,
+        "grouping": grouping_report(kept, groups, threshold),
+        "piece_sources": piece_sources, "piece_groups": piece_groups,
+    }
+
+
+def group_pieces(kept: list, vocab: Vocab, threshold: float) -> list[int]:
+    """A group id per kept piece: near-duplicates by melodic fingerprint, plus exact transposed twins."""
+    fps = [fingerprint.fingerprint(ids, vocab) for _, _, ids, _, _ in kept]
+    first_of: dict[str, int] = {}
+    twins = []
+    for i, (*_, key) in enumerate(kept):  # key: digest of the lowest transposition
+        twins.append((first_of.setdefault(key, i), i))
+    return fingerprint.group(fps, threshold, extra_pairs=twins)
+
+
+def grouping_report(kept: list, groups: list[int], threshold: float) -> dict:
+    """How many groups of more than one piece there are, and how many pieces they hold, in all and per source."""
+    members: dict[int, list[str]] = {}
+    for (src, *_), g in zip(kept, groups):
+        members.setdefault(g, []).append(src)
+    merged = [m for m in members.values() if len(m) > 1]
+    per_source: dict[str, dict] = {}
+    for m in merged:
+        for src in set(m):
+            c = per_source.setdefault(src, {"merged_groups": 0, "pieces_in_merged_groups": 0})
+            c["merged_groups"] += 1
+            c["pieces_in_merged_groups"] += m.count(src)
+    return {
+        "method": (f"top-line interval {fingerprint.NGRAM}-grams, Jaccard >= {threshold}, or the same first "
+                   f"{fingerprint.HEAD_INTERVALS} intervals, or a transposed twin; a group takes one split"),
+        "threshold": threshold, "ngram": fingerprint.NGRAM, "head_intervals": fingerprint.HEAD_INTERVALS,
+        "groups": len(members), "merged_groups": len(merged),
+        "pieces_in_merged_groups": sum(len(m) for m in merged),
+        "cross_source_groups": sum(1 for m in merged if len(set(m)) > 1),
+        "largest_group": max((len(m) for m in members.values()), default=0),
+        "per_source": per_source,
     }
 
 
@@ -265,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--valid", type=float, default=0.05, help="fraction of pieces in the valid split")
     ap.add_argument("--test", type=float, default=0.05, help="fraction of pieces in the test split")
     ap.add_argument("--min-notes", type=int, default=8, help="drop pieces with fewer notes")
+    ap.add_argument("--fp-threshold", type=float, default=fingerprint.THRESHOLD,
+                    help="Jaccard similarity of top-line interval n-grams at which two pieces are one tune "
+                         "(grouped into one split; default %(default)s)")
     ap.add_argument("--grid-filter", action="store_true",
                     help="drop pieces whose note times fall between ticks (not exactly representable)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N files of each corpus part (quick runs)")
@@ -305,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     for src, c in manifest["counts"]["sources"].items():
         print(f"{src:>24}: {c['pieces']:6d} pieces {c['tokens']:9d} tokens "
               f"(train {c['train']}, valid {c['valid']}, test {c['test']}), {c['skipped_files']} files skipped")
+    g = manifest["grouping"]
+    print(f"grouping: {g['merged_groups']} merged groups held {g['pieces_in_merged_groups']} pieces "
+          f"({g['cross_source_groups']} across sources, largest {g['largest_group']})")
+    for src, c in g["per_source"].items():
+        print(f"{src:>24}: {c['pieces_in_merged_groups']} pieces in {c['merged_groups']} merged groups")
     return 0
 
 

@@ -4,12 +4,17 @@
     torchrun --nproc_per_node=2 scripts/train.py --data data/prepared --out runs/ddp
     python scripts/train.py --kind roll --data ../shared/data/poly_music/JSB_Chorales.mat --out models/roll-jsb
 
-Each epoch the training pieces are shuffled, each one transposed by a random
-number of semitones (within --transpose and the vocabulary's range), and
-concatenated into `--batch` parallel streams. The streams are cut into chunks
+Trained as it is used (scripts/train_tokens.py): each epoch every training
+piece is humanised with probability --humanise-p (tempo, onsets and releases
+a tick or two off the grid, velocities: agent/humanise.py; --no-humanise
+turns it off), transposed by a random number of semitones (within
+--transpose and the vocabulary's range), and laid one piece per row in
+batches of `--batch` pieces of similar length. Each batch is cut into chunks
 of `--chunk` tokens; the LSTM state is carried from one chunk to the next of
-the same stream (detached, so backprop stops at the chunk edge), the way the
-live agent carries its state from note to note. Every token is a target.
+the same batch (detached, so backprop stops at the chunk edge) and starts
+from zero at every piece's START, the way the live predictor starts a
+session: no state is carried from one piece into the next. Every token after
+a piece's START is a target.
 
 Under torchrun each rank takes its own share of the pieces (DDP; gloo on CPU,
 nccl on GPU). Writes to --out: checkpoint.pt (the best by validation loss,
@@ -37,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,6 +50,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from agent import dataset  # noqa: E402
 from agent.model import LSTMModel, ModelArgs, roll_nll, score_rolls  # noqa: E402
 from train_report import evaluate_pieces, plot_losses, write_card  # noqa: E402
+from train_tokens import augment, chunk_nll, piece_chunks  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # options
@@ -74,6 +79,9 @@ ap.add_argument("--max-minutes", type=float, default=0.0, help="training time bu
 ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0 = none)")
 ap.add_argument("--patience", type=int, default=5, help="epochs without a better valid loss before stopping")
 ap.add_argument("--transpose", type=int, default=6, help="random transposition range, +-semitones")
+ap.add_argument("--humanise", action=argparse.BooleanOptionalAction, default=True,
+                help="token: humanised timing, velocity and tempo augmentation (default on)")
+ap.add_argument("--humanise-p", type=float, default=0.5, help="token: share of pieces humanised each epoch")
 ap.add_argument("--transpose-p", type=float, default=1.0,
                 help="roll: share of pieces transposed each epoch (the rest keep their key)")
 ap.add_argument("--seed", type=int, default=1337)
@@ -144,15 +152,14 @@ if not train_pieces or not valid_pieces:
 valid_mine = valid_pieces[rank::world]
 
 
-def epoch_streams(epoch: int) -> np.ndarray:
-    """[batch, length] int64: this rank's shuffled, transposed pieces laid end to end in B streams."""
+def epoch_token_chunks(epoch: int) -> list[tuple]:
+    """This rank's (x, y, mask, fresh) chunks: its share of the pieces, augmented, whole pieces per row."""
     rng = np.random.default_rng(args.seed * 1000 + epoch)  # same order on every rank
     order = rng.permutation(len(train_pieces))[rank::world]
     rng = np.random.default_rng((args.seed * 1000 + epoch) * 64 + rank)
-    parts = [dataset.transpose(train_pieces[i], int(rng.choice(shift_choices[i])), vocab) for i in order]
-    flat = np.concatenate(parts).astype(np.int64)
-    length = len(flat) // args.batch
-    return flat[: length * args.batch].reshape(args.batch, length)
+    pieces = augment([train_pieces[i] for i in order], [shift_choices[i] for i in order], vocab, rng,
+                     args.humanise_p if args.humanise else 0.0)
+    return piece_chunks(pieces, args.batch, args.chunk, rng)
 
 
 def epoch_roll_chunks(epoch: int) -> list[tuple]:
@@ -189,7 +196,7 @@ def epoch_roll_chunks(epoch: int) -> list[tuple]:
 
 
 def steps_in(streams) -> int:
-    n = len(streams) if ROLL else (streams.shape[1] - 1) // args.chunk
+    n = len(streams)
     if ddp:  # every rank must take the same number of steps, or DDP's all-reduce hangs
         t = torch.tensor([n], device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
@@ -273,7 +280,7 @@ stop_reason = "epochs"
 if master and vocab:
     vocab.save(out_dir / "vocab.json")
 for epoch in range(start_epoch, args.epochs + 1):
-    streams = epoch_roll_chunks(epoch) if ROLL else torch.from_numpy(epoch_streams(epoch))
+    streams = epoch_roll_chunks(epoch) if ROLL else epoch_token_chunks(epoch)
     n_steps = steps_in(streams)
     if n_steps == 0:
         sys.exit(f"train split too small for --batch {args.batch} x --chunk {args.chunk} (per process)")
@@ -297,13 +304,11 @@ for epoch in range(start_epoch, args.epochs + 1):
             logits, state = model(x, state, y)
             n_targets = mask.sum()
             loss = (roll_nll(logits, y) * mask).sum() / n_targets.clamp(min=1.0)
-        else:
-            a = i * args.chunk
-            x = streams[:, a:a + args.chunk].to(device)
-            y = streams[:, a + 1:a + args.chunk + 1].to(device)
-            logits, state = model(x, state)
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-            n_targets = y.numel()
+        else:  # a fresh chunk starts new pieces: zero state, as the live predictor starts
+            x, y, mask, fresh = (t.to(device) if torch.is_tensor(t) else t for t in streams[i])
+            nll, state = chunk_nll(model, x, y, state, fresh)
+            n_targets = mask.sum()
+            loss = (nll * mask).sum() / n_targets.clamp(min=1.0)
         state = tuple(s.detach() for s in state)  # truncated BPTT: carry the value, not the graph
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

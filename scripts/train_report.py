@@ -4,8 +4,11 @@
 
 NLL here is per token in nats: each piece is run from a zero state, starting
 at its START token, and every following token (through END) is a target.
-That is the number card.json's `valid_nll`/`test_nll` mean. The card also
-takes the baselines from `eval.json` (scripts/evaluate.py) when it exists.
+That is the number card.json's `valid_nll`/`test_nll` mean; `test_nll_humanised`
+is the same on a humanised copy of the test split (agent/humanise.py, fixed
+seed). The card also takes the baselines from `eval.json` (scripts/evaluate.py)
+and the leave-one-collection-out figures from `held_out.json`
+(scripts/held_out.py) when they exist.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent import dataset  # noqa: E402
+from agent.events import Vocab  # noqa: E402
+from agent.humanise import EVAL_SEED, humanised_copy  # noqa: E402
 from agent.model import LSTMModel, load_checkpoint, score_pieces  # noqa: E402
 
 
@@ -77,6 +82,8 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
         pieces = dataset.load_split(data_dir, split)
         s, n = evaluate_pieces(model, pieces)
         nll[split] = (s / max(n, 1), n)
+    s, n = evaluate_pieces(model, humanised_copy(pieces, Vocab.from_dict(ck["vocab"]), EVAL_SEED))
+    nll["test_humanised"] = (s / max(n, 1), n)
     epochs = metrics.get("epochs", [])
     speeds = [e["tokens_per_s"] for e in epochs]
     card = {
@@ -91,6 +98,7 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
             "split_seed": manifest["seed"],
             "filtered": manifest.get("filtered", {}),
             "transpose_semitones": ck["config"].get("transpose"),
+            "grouping": manifest.get("grouping"),
         },
         "vocab": ck["vocab"],
         "model_args": ck["model_args"],
@@ -104,11 +112,16 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
             "chunk": ck["config"].get("chunk"), "batch": ck["config"].get("batch"),
             "lr": ck["config"].get("lr"), "world_size": ck["config"].get("world_size"),
             "threads": ck["config"].get("threads"),
+            "humanise": ({"p": ck["config"].get("humanise_p")} if ck["config"].get("humanise") else False),
+            "state": ("zero at every piece's START" if "humanise" in ck["config"]
+                      else "carried from piece to piece (pieces laid end to end)"),
         },
         "tokens_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
         "valid_nll": round(nll["valid"][0], 4),
         "test_nll": round(nll["test"][0], 4),
         "test_targets": nll["test"][1],
+        "test_nll_humanised": round(nll["test_humanised"][0], 4),
+        "humanised_seed": EVAL_SEED,
         "nll_unit": "nats per token, each piece from a zero state, START excluded as a target",
     }
     baselines, own = _from_eval(out_dir / "eval.json")
@@ -118,6 +131,10 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
         card["test_nll_below_baseline"] = {k: round(v["test_nll"] - card["test_nll"], 4) for k, v in baselines.items()}
     if own:
         card["eval"] = own
+    held_out = out_dir / "held_out.json"
+    if held_out.exists():
+        card["held_out_collections"] = json.loads(held_out.read_text())["collections"]
+        card["held_out_from"] = "held_out.json (scripts/held_out.py: a model trained without each collection)"
     (out_dir / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
 

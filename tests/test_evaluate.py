@@ -173,6 +173,10 @@ def test_report_json_and_plots_from_the_command_line(tmp_path, data_dir):
     assert 0.0 <= r["collapse_rate"] <= 1.0 and r["sampling"]["samples"] == 3
     assert "agent.predictor" in r["sampling"]["sampler"]
     assert r["n_targets"] == sum(len(p) - 1 for p in dataset.load_split(data_dir, "test"))
+    # the humanised copy: other tokens (off-grid timing, more velocity changes), scored by all three
+    h = r["humanised"]
+    assert r["test_nll_humanised"] == h["test_nll"] > 0 and h["n_targets"] > r["n_targets"]
+    assert set(h["baselines"]) == {"unigram", "ngram"} and h["baselines"]["ngram"]["test_nll"] > 0
     for name in ("pitch_histograms.png", "piano_roll.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
@@ -207,3 +211,5 @@ def test_quick_evaluation_of_the_shipped_model_needs_no_prepared_data(tmp_path):
     r = json.loads(out.read_text())
     assert Path(r["data"]).name == "quick" and r["n_pieces"] <= 8 and r["sampling"]["samples"] == 8
     assert r["test_nll"] < r["baselines"]["ngram"]["test_nll"]  # the trained model beats the n-gram on chorales
+    # the shipped model never saw off-grid timing: a player's version of the same chorales is harder for it
+    assert r["test_nll_humanised"] > r["test_nll"]

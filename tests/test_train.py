@@ -65,11 +65,17 @@ def test_train_loss_falls_checkpoint_reloads_and_resume_continues(tiny_data, tmp
     assert card["params"] == model.num_params() and card["test_nll"] > 0 and card["valid_nll"] > 0
     assert card["tokens_per_s"] > 0 and card["data"]["split_seed"] == 1234
     assert "baselines" not in card  # no eval.json yet
+    # trained as it is used: the card says so, and scores a humanised copy of the test split too
+    assert card["training"]["humanise"] == {"p": 0.5} and "zero" in card["training"]["state"]
+    assert card["test_nll_humanised"] > 0 and card["test_nll_humanised"] != card["test_nll"]
+    g = card["data"]["grouping"]
+    assert g["groups"] <= sum(v["pieces"] for v in card["data"]["sources"].values()) and "Jaccard" in g["method"]
 
     # with scripts/evaluate.py's report beside it, the card takes the baselines from there
     (out / "eval.json").write_text(json.dumps({
         "test_nll": card["test_nll"], "collapse_rate": 0.0,
         "baselines": {"unigram": {"test_nll": 3.5}, "ngram": {"test_nll": 2.0, "order": 4}}}))
+    (out / "held_out.json").write_text(json.dumps({"collections": {"essen": {"test_nll": 2.5, "ngram_test_nll": 3.0}}}))
     r = subprocess.run([sys.executable, str(ROOT / "scripts/train_report.py"), str(out), "--data", str(tiny_data)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -77,6 +83,7 @@ def test_train_loss_falls_checkpoint_reloads_and_resume_continues(tiny_data, tmp
     assert card["baselines"]["ngram"] == {"test_nll": 2.0, "order": 4}
     assert card["test_nll_below_baseline"]["unigram"] == round(3.5 - card["test_nll"], 4)
     assert card["eval"]["collapse_rate"] == 0.0
+    assert card["held_out_collections"] == {"essen": {"test_nll": 2.5, "ngram_test_nll": 3.0}}
 
     # resume: two more epochs on top of the three, same step count going on
     steps_before = metrics["steps"]

@@ -1,0 +1,89 @@
+"""How scripts/train.py feeds token pieces to the LSTM: trained as it is used.
+
+The live predictor starts every session from a zero state at START, so in
+training every piece starts from a zero state at its START too; no state is
+carried from one piece into the next. Each epoch:
+
+- every training piece is (with probability `humanise_p`) humanised
+  (agent/humanise.py: tempo, onsets, releases, velocities, as a player plays)
+  and then transposed by a random allowed shift;
+- pieces are laid one per row in batches of `batch` pieces of similar length
+  (sorted within pools of 16 batches, so padding is small and the mix is
+  still random), padded and masked, and each batch is cut into chunks of
+  `chunk` tokens. The state is carried (detached) from one chunk to the next
+  of the same batch, and starts from zero at a batch's first chunk: `fresh`.
+
+`chunk_nll` is the one step both training and the tests run.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent import dataset  # noqa: E402
+from agent.events import Vocab  # noqa: E402
+from agent.humanise import humanise  # noqa: E402
+
+POOL_BATCHES = 16
+
+
+def augment(pieces: list, shift_choices: list, vocab: Vocab, rng: np.random.Generator,
+            humanise_p: float = 0.0) -> list[np.ndarray]:
+    """Each piece humanised with probability humanise_p, then transposed by one of its allowed shifts.
+
+    Humanising moves no pitch, so the shifts allowed for the clean piece stay allowed.
+    """
+    out = []
+    for piece, shifts in zip(pieces, shift_choices):
+        if humanise_p > 0 and rng.random() < humanise_p:
+            piece = humanise(piece, vocab, rng)
+        out.append(dataset.transpose(piece, int(rng.choice(shifts)), vocab))
+    return out
+
+
+def piece_chunks(pieces: list, batch: int, chunk: int, rng: np.random.Generator) -> list[tuple]:
+    """(x, y, mask, fresh) chunks of whole pieces, each row a piece from its START.
+
+    x, y [rows, <=chunk] int64 (y is x one token on), mask [rows, <=chunk] float
+    (1 where y is a real target, 0 in the padding after a piece's END);
+    fresh is True at a batch's first chunk, where the state starts from zero.
+    """
+    order = rng.permutation(len(pieces))
+    pool = batch * POOL_BATCHES
+    batches = []
+    for p in range(0, len(order), pool):
+        group = sorted(order[p:p + pool], key=lambda i: len(pieces[i]))
+        batches += [group[b:b + batch] for b in range(0, len(group), batch)]
+    chunks = []
+    for k in rng.permutation(len(batches)):
+        idx = batches[k]
+        width = max(len(pieces[i]) for i in idx) - 1
+        if width < 1:
+            continue
+        x = np.zeros((len(idx), width), np.int64)
+        y = np.zeros((len(idx), width), np.int64)
+        mask = np.zeros((len(idx), width), np.float32)
+        for r, i in enumerate(idx):
+            p = np.asarray(pieces[i], np.int64)
+            x[r, :len(p) - 1], y[r, :len(p) - 1], mask[r, :len(p) - 1] = p[:-1], p[1:], 1.0
+        x, y, mask = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
+        for a in range(0, width, chunk):
+            chunks.append((x[:, a:a + chunk], y[:, a:a + chunk], mask[:, a:a + chunk], a == 0))
+    return chunks
+
+
+def chunk_nll(model, x: torch.Tensor, y: torch.Tensor, state, fresh: bool):
+    """Per-target NLL [rows, time] in nats and the new state; a fresh chunk starts from a zero state."""
+    if fresh:
+        state = None  # nn.LSTM's zero state: the same start the live predictor and evaluation use
+    logits, state = model(x, state)
+    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="none")
+    return nll.view(y.shape), state
