@@ -8,9 +8,11 @@ checkpoint if it has one, else scripts/train.py's defaults) on the same data
 (the train split), with the same batch size, optimizer (AdamW), loss and gradient clipping, one
 full training step (forward, backward, clip, step) at a time:
 
-  ours    B parallel streams x a chunk of T tokens, the LSTM state carried
-          from chunk to chunk (detached), every position a target:
-          B*T targets per step (what scripts/train.py does);
+  ours    what scripts/train.py does (scripts/train_tokens.py): B whole pieces,
+          one per row, from a zero state at their START, cut into chunks of T
+          tokens, the LSTM state carried from chunk to chunk of the same
+          pieces (detached), every real position a target (the padding after
+          a short piece's END is masked): up to B*T targets per step;
   window  B windows of W = 100 consecutive tokens from random places, each
           starting from a zero state, only the token after the window a
           target: B targets per step (the ancestors' scheme, ../shared/ANCESTRY.md).
@@ -35,6 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # train_tokens: how train.py lays out the pieces
 
 from agent.dataset import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
@@ -71,9 +74,9 @@ def model_args_for(model_dir: str | None, vocab_size: int, overrides: dict) -> t
 
 
 class Trainer:
-    """One model + optimizer and the two kinds of training step over one flat token array."""
+    """One model + optimizer and the two kinds of training step over the train split's pieces."""
 
-    def __init__(self, model_args: dict, flat: np.ndarray, batch: int, chunk: int, window: int, seed: int):
+    def __init__(self, model_args: dict, pieces: list, batch: int, chunk: int, window: int, seed: int):
         import torch
 
         from agent.model import LSTMModel, ModelArgs
@@ -83,34 +86,37 @@ class Trainer:
         self.model = LSTMModel(ModelArgs(**model_args)).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.01, betas=(0.9, 0.99))
         self.batch, self.chunk, self.window = batch, chunk, window
-        flat = torch.as_tensor(np.asarray(flat, np.int64))
+        flat = torch.as_tensor(np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64))
         if len(flat) < batch * (chunk + 1) or len(flat) < window + 2:
             raise AntiphonError(f"train split has {len(flat)} tokens: too few for {batch} x {chunk}")
-        length = len(flat) // batch
-        self.streams = flat[: length * batch].reshape(batch, length)  # as scripts/train.py lays them out
-        self.flat = flat
-        self.pos, self.state = 0, None
+        self.pieces, self.flat = pieces, flat
+        self.chunks: list = []
+        self.state = None
         self.rng = np.random.default_rng(seed)
 
-    def _update(self, logits, y) -> None:
+    def _update(self, logits, y, mask=None) -> None:
         F = self.torch.nn.functional
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        if mask is None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        else:
+            nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
+            loss = (nll * mask.reshape(-1)).sum() / mask.sum().clamp(min=1)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
 
     def ours_step(self) -> tuple[int, int]:
-        """One chunked stateful step; returns (targets, input tokens)."""
-        if self.pos + self.chunk + 1 > self.streams.shape[1]:
-            self.pos, self.state = 0, None  # wrap around: a new epoch starts from a zero state
-        a = self.pos
-        x, y = self.streams[:, a:a + self.chunk], self.streams[:, a + 1:a + self.chunk + 1]
-        logits, state = self.model(x, self.state)
+        """One step of train.py's scheme (a chunk of whole pieces); returns (targets, input tokens)."""
+        from train_tokens import piece_chunks
+
+        if not self.chunks:  # a new epoch: whole pieces, one per row, batches of similar length
+            self.chunks = piece_chunks(self.pieces, self.batch, self.chunk, self.rng)[::-1]
+        x, y, mask, fresh = self.chunks.pop()
+        logits, state = self.model(x, None if fresh else self.state)
         self.state = tuple(s.detach() for s in state)
-        self._update(logits, y)
-        self.pos += self.chunk
-        return y.numel(), x.numel()
+        self._update(logits, y, mask)
+        return int(mask.sum()), x.numel()
 
     def window_step(self) -> tuple[int, int]:
         """One sliding-window step: B windows, one target each; returns (targets, input tokens)."""
@@ -162,13 +168,12 @@ def run(args, log=print) -> dict:
             if n >= args.max_tokens:
                 break
         pieces = keep
-    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
     margs, source, trained = model_args_for(args.model, vocab.size, {"layers": args.layers, "hidden": args.hidden,
                                                                      "embedding": args.embedding})
     # batch and chunk as the model was trained with, unless given
     args.batch = args.batch or int(trained.get("batch") or 32)
     args.chunk = args.chunk or int(trained.get("chunk") or 128)
-    trainer = Trainer(margs, flat, args.batch, args.chunk, args.window, args.seed)
+    trainer = Trainer(margs, pieces, args.batch, args.chunk, args.window, args.seed)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     tot = measure(trainer, args.rounds, args.steps, args.warmup, log)
@@ -186,7 +191,7 @@ def run(args, log=print) -> dict:
         "ours": tot["ours"], "window": tot["window"],
         "batch": args.batch, "chunk": args.chunk, "window_tokens": args.window,
         "model_args": margs, "model_from": source, "params": trainer.model.num_params(),
-        "data": str(args.data), "data_tokens": int(len(flat)),
+        "data": str(args.data), "data_tokens": int(len(trainer.flat)),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "quick": bool(args.quick), "seconds": round(time.perf_counter() - t0, 1),

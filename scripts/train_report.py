@@ -47,7 +47,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
         return
     ep = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train (transposed, streamed)")
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train (whole pieces, humanised and transposed)")
     ax.plot(ep, [h["valid_loss"] for h in history], "s-", label="valid (per piece)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("NLL (nats/token)")

@@ -54,20 +54,23 @@ def test_both_schemes_learn(data_dir):
     bench = load_script("bench_train")
     pieces = dataset.load_split(data_dir, "train")
     margs = {"vocab_size": VOCAB.size, "embedding": 16, "hidden": 32, "layers": 1, "dropout": 0.0}
-    tr = bench.Trainer(margs, np.concatenate(pieces), batch=4, chunk=40, window=100, seed=0)
-    x = tr.streams[:, :41]
+    tr = bench.Trainer(margs, pieces, batch=4, chunk=40, window=100, seed=0)
+    tr.ours_step()  # the first chunk of an epoch of whole pieces: from a zero state
+    x, y, mask, fresh = first = tr.chunks[-1]  # the next one: the same pieces, 40 tokens on
 
     def loss() -> float:
         with torch.no_grad():
-            logits, _ = tr.model(x[:, :-1])
-            return float(torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB.size), x[:, 1:].reshape(-1)))
+            logits, _ = tr.model(x)
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB.size), y.reshape(-1), reduction="none")
+            return float((nll * mask.reshape(-1)).sum() / mask.sum())
 
     before = loss()
     for _ in range(30):
-        tr.pos, tr.state = 0, None
-        tr.ours_step()
+        tr.chunks.append(first)
+        targets, tokens = tr.ours_step()
     assert loss() < before - 0.2
-    assert tr.pos == 40 and tr.state[0].shape == (1, 4, 32)  # state carried to the next chunk
+    assert targets == int(mask.sum()) and tokens == x.numel()  # the padding after an END is no target
+    assert tr.state[0].shape == (1, x.shape[0], 32)  # state carried to the next chunk of those pieces
     assert tr.window_step() == (4, 400)
 
 
