@@ -11,7 +11,7 @@ music21 is imported inside the functions that use it (slow to import; the live p
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

@@ -45,6 +45,7 @@ from agent.config import load_config  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
 from agent.events import Vocab, encode  # noqa: E402
 
+
 @dataclass(frozen=True)
 class Part:
     """One music21 corpus part: its folders, the file kinds kept, and how its pieces are read."""
@@ -306,8 +307,9 @@ def source_report(sources: dict[str, dict], args, vocab: Vocab) -> dict[str, dic
     return report
 
 
-def print_report(report: dict[str, dict], file=sys.stdout) -> None:
+def print_report(report: dict[str, dict], file=None) -> None:
     """The per-source table: pieces, tokens, polyphony, and what was skipped, by reason."""
+    file = file or sys.stdout
     print(f"{'source':>24} {'style':>11} {'files':>6} {'pieces':>7} {'tokens':>10} {'poly':>5}  skipped", file=file)
     for src, r in report.items():
         why = ", ".join(f"{n} {reason}" for reason, n in r["skipped"].items()) or "-"
