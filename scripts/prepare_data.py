@@ -55,6 +55,7 @@ class Part:
     skip: tuple[str, ...] = ()  # file-name patterns (fnmatch) left out
     style: str = ""  # what kind of music: chorale, folk, renaissance, quartet, piano, song...
     chords: bool = False  # realise the chord symbols as a left-hand accompaniment
+    voices_as_tunes: bool = False  # each tune of a file is one voice of a single piece: merge them
     one_format: bool = False  # a piece in several formats (x.krn and x.mxl): keep the first suffix's
 
 
@@ -69,7 +70,7 @@ CORPUS = {
     "palestrina": Part(("palestrina",), (".krn",), style="renaissance"),  # masses, 4-6 voices
     "monteverdi": Part(("monteverdi",), (".mxl",), ("*_old.*",), "renaissance"),  # madrigals; _old: a 2nd copy
     "trecento": Part(("trecento",), (".xml", ".mxl"), style="trecento", one_format=True),
-    "josquin": Part(("josquin",), (".abc",), style="renaissance"),
+    "josquin": Part(("josquin",), (".abc",), style="renaissance", voices_as_tunes=True),  # ABC: a tune a voice
     "beethoven": Part(("beethoven",), (".mxl", ".krn"), style="quartet", one_format=True),  # string quartets
     "haydn": Part(("haydn",), (".mxl",), style="quartet"),  # string quartets
     "mozart": Part(("mozart",), (".mxl",), style="quartet"),  # 4 string quartets; k545 piano exposition
@@ -82,10 +83,10 @@ CORPUS = {
 }
 # benchmark piano rolls (../shared/data/poly_music): name -> (file, style); chords are in the roll already
 ROLLS = {"nottingham": ("Nottingham.mat", "folk")}
-GROUPS = {  # names for several parts at once
-    "renaissance": "palestrina,monteverdi,trecento,josquin",
+GROUPS = {  # names for several parts at once (the biggest parse, Palestrina's ~1,300 files, last)
+    "renaissance": "monteverdi,trecento,josquin,palestrina",
     "classical": "beethoven,haydn,mozart,schumann,chopin,joplin,schubert",
-    "poly": "renaissance,classical,nottingham,nottingham-abc",
+    "poly": "nottingham,nottingham-abc,classical,renaissance",
 }
 DEFAULT_CORPUS = "bach,essen,oneills,ryans,airds,miscfolk"
 # ../shared/data/poly_music beside the checkout (a worktree under wt/ has it one level further up)
@@ -93,6 +94,7 @@ POLY_MUSIC = next((p for p in (ROOT.parent / "shared/data/poly_music", ROOT.pare
                    if p.is_dir()), ROOT.parent / "shared/data/poly_music")
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_VERSION = 1
+SAVE_EVERY_S = 120.0  # while parsing a source, its cache is saved this often (seconds)
 
 
 # -- finding files -----------------------------------------------------------
@@ -152,7 +154,10 @@ def _piece(name: str, notes, vocab: Vocab) -> dict:
 
 
 def parse_file(job: tuple[str, str, str, dict]) -> tuple[str, list[dict], str | None]:
-    """(kind, path, display name, vocab dict) -> (path, pieces, error or None). Never raises."""
+    """(kind, path, display name, vocab dict) -> (path, pieces, error or None). Never raises.
+
+    kind: "midi", "roll", or "music21" with "+chords" (chord symbols as a left hand) and/or
+    "+voices" (the file's tunes are the voices of one piece)."""
     kind, path, display, vocab_d = job
     vocab = Vocab.from_dict(vocab_d)
     try:
@@ -174,13 +179,16 @@ def parse_file(job: tuple[str, str, str, dict]) -> tuple[str, list[dict], str | 
 
         parsed = converter.parse(path)
         scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+        if "+voices" in kind:  # every tune is one voice of the piece, from its beginning
+            notes = sorted((n for s in scores for n in notes_from_music21(s)), key=lambda n: (n.start, n.pitch))
+            return path, [_piece(display, notes, vocab)], None
         pieces, errors = [], []
         for i, score in enumerate(scores):
             number = getattr(score.metadata, "number", None) if score.metadata else None
             name = f"{display}#{number or i + 1}" if len(scores) > 1 else display
             try:
                 notes = notes_from_music21(score)
-                if kind == "music21-chords":  # the chord symbols as a left hand under the tune
+                if "+chords" in kind:  # the chord symbols as a left hand under the tune
                     notes = sorted(notes + chord_accompaniment(score), key=lambda n: (n.start, n.pitch))
                 pieces.append(_piece(name, notes, vocab))
             except Exception as exc:  # one bad tune in an opus must not lose the rest
@@ -257,10 +265,14 @@ def parse_source(name: str, kind: str, files: list[Path], base: Path, vocab: Voc
         # biggest files first, so the last worker is not left with the longest file
         jobs.sort(key=lambda j: -os.path.getsize(j[1]))
         results = pool.imap_unordered(parse_file, jobs) if pool else map(parse_file, jobs)
+        saved = time.monotonic()
         for path, pieces, error in tqdm(results, total=len(jobs), desc=name, unit="file", file=sys.stderr):
             if error:
                 tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
             entries[path] = {"stat": stats[path], "error": error, "pieces": pieces}
+            if time.monotonic() - saved > SAVE_EVERY_S:  # a long parse that is stopped resumes from here
+                save_cache(cache_path, vocab, entries)
+                saved = time.monotonic()
         save_cache(cache_path, vocab, entries)
     for path, e in entries.items():
         if e["error"] and e is old.get(path):
@@ -310,11 +322,12 @@ def source_report(sources: dict[str, dict], args, vocab: Vocab) -> dict[str, dic
 def print_report(report: dict[str, dict], file=None) -> None:
     """The per-source table: pieces, tokens, polyphony, and what was skipped, by reason."""
     file = file or sys.stdout
-    print(f"{'source':>24} {'style':>11} {'files':>6} {'pieces':>7} {'tokens':>10} {'poly':>5}  skipped", file=file)
+    print(f"{'source':>24} {'style':>11} {'files':>6} {'pieces':>7} {'tokens':>10} {'poly':>5} {'parse_s':>8}  skipped",
+          file=file)
     for src, r in report.items():
         why = ", ".join(f"{n} {reason}" for reason, n in r["skipped"].items()) or "-"
         print(f"{src:>24} {r['style']:>11} {r['files']:6d} {r['pieces']:7d} {r['tokens']:10d} "
-              f"{r['polyphony']:5.2f}  {why}", file=file)
+              f"{r['polyphony']:5.2f} {r.get('parse_s', 0.0):8.1f}  {why}", file=file)
 
 
 # -- split and write -----------------------------------------------------------
@@ -422,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         files = corpus_files(c)[: args.limit or None]
         base = Path(os.path.commonpath([p.parent for p in files])) if files else ROOT
-        plan.append((c, "music21-chords" if CORPUS[c].chords else "music21", files, base))
+        part = CORPUS[c]
+        plan.append((c, "music21" + "+chords" * part.chords + "+voices" * part.voices_as_tunes, files, base))
     for d in args.midi_dir:
         if not d.is_dir():
             ap.error(f"--midi-dir {d}: not a folder")
@@ -433,14 +447,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     pool = mp.get_context("fork").Pool(args.workers) if args.workers > 1 else None
     try:
-        sources = {name: parse_source(name, kind, files, base, vocab, Path(args.cache), not args.no_cache, pool)
-                   for name, kind, files, base in plan}
+        sources, parse_s = {}, {}
+        for name, kind, files, base in plan:
+            t_src = time.perf_counter()
+            sources[name] = parse_source(name, kind, files, base, vocab, Path(args.cache), not args.no_cache, pool)
+            parse_s[name] = round(time.perf_counter() - t_src, 1)
     finally:
         if pool:
             pool.close()
             pool.join()
     manifest = assemble(sources, args, vocab)
     manifest["sources"] = source_report(sources, args, vocab)
+    for name, seconds in parse_s.items():
+        manifest["sources"][name]["parse_s"] = seconds  # this run's: near 0 when all came from the cache
     manifest["prepare_s"] = round(time.perf_counter() - t0, 1)
     dataset.write_manifest(args.out, manifest)
     summary = {"out": args.out, "splits": manifest["counts"]["splits"], "filtered": manifest["filtered"],

@@ -77,7 +77,7 @@ def test_nottingham_tune_gets_its_chords_as_a_left_hand(prep):
 
     path = _m21("nottingham-dataset/reelsa-c.abc")
     plain = _parse(prep, "music21", path)
-    accompanied = _parse(prep, "music21-chords", path)
+    accompanied = _parse(prep, "music21+chords", path)
     assert [p["name"] for p in plain] == [p["name"] for p in accompanied] == ["x#80", "x#81"]
     tune = converter.parse(path).scores[0]  # "Cuckoo's Nest", in D: "D" "Em" "A" "C" ...
     symbols = list(tune.flatten().getElementsByClass(harmony.ChordSymbol))
@@ -131,7 +131,7 @@ def test_nottingham_roll_frames_become_melody_and_chords(prep):
 
 
 def test_source_lists(prep):
-    assert prep.expand_sources("renaissance,bach,palestrina") == ["palestrina", "monteverdi", "trecento",
+    assert prep.expand_sources("palestrina,renaissance,bach") == ["palestrina", "monteverdi", "trecento",
                                                                   "josquin", "bach"]
     poly = prep.expand_sources("poly")
     assert "nottingham" in poly and "beethoven" in poly and "essen" not in poly
@@ -177,3 +177,30 @@ def test_report_counts_skips_by_reason_and_names_the_malformed_file(prep, tmp_pa
     table = captured.out.split(" source ", 1)[1]  # the per-source table after its header
     row = next(line for line in table.splitlines() if line.strip().startswith("nottingham-abc"))
     assert "1 parse error (IndexError)" in row and "2 too short" in row
+
+
+def test_a_stopped_parse_resumes_from_its_saved_cache(prep, tmp_path, monkeypatch, capsys):
+    """A long parse saves its cache as it goes: stopped half way, the next run parses only the rest."""
+    real = prep.parse_file
+    done = []
+
+    def stopped_after_two(job):
+        if len(done) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C would
+        done.append(job[1])
+        return real(job)
+
+    monkeypatch.setattr(prep, "SAVE_EVERY_S", 0.0)
+    monkeypatch.setattr(prep, "parse_file", stopped_after_two)
+    argv = ["--corpus", "josquin", "--limit", "5", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+            "--workers", "1", "--valid", "0", "--test", "0"]
+    with pytest.raises(KeyboardInterrupt):
+        prep.main(argv)
+    capsys.readouterr()
+    parsed_again = []
+    monkeypatch.setattr(prep, "parse_file", lambda job: parsed_again.append(job[1]) or real(job))
+    assert prep.main(argv) == 0
+    assert "josquin: 5 files, 2 from cache, 3 to parse" in capsys.readouterr().err
+    assert len(parsed_again) == 3 and not set(parsed_again) & set(done)
+    m = dataset.load_manifest(tmp_path / "out")
+    assert m["sources"]["josquin"]["pieces"] == 5 and m["sources"]["josquin"]["polyphony"] > 2.0
