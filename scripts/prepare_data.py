@@ -74,7 +74,8 @@ CORPUS = {
     "beethoven": Part(("beethoven",), (".mxl", ".krn"), style="quartet", one_format=True),  # string quartets
     "haydn": Part(("haydn",), (".mxl",), style="quartet"),  # string quartets
     "mozart": Part(("mozart",), (".mxl",), style="quartet"),  # 4 string quartets; k545 piano exposition
-    "schumann": Part(("schumann_robert", "schumann_clara"), (".mxl", ".xml"), style="piano", one_format=True),
+    # Robert's op. 41 quartets and two songs, Clara's polonaises and a trio movement
+    "schumann": Part(("schumann_robert", "schumann_clara"), (".mxl", ".xml"), style="chamber", one_format=True),
     "chopin": Part(("chopin",), (".krn",), style="piano"),  # one mazurka
     "joplin": Part(("joplin",), (".mxl",), style="piano"),  # Maple Leaf Rag
     "schubert": Part(("schubert",), (".xml",), style="song"),  # Der Lindenbaum, voice and piano
@@ -312,8 +313,8 @@ def source_report(sources: dict[str, dict], args, vocab: Vocab) -> dict[str, dic
                 a, b = polyphony_ticks(ids, vocab)
                 pieces, tokens, note_t, sound_t = pieces + 1, tokens + len(ids), note_t + a, sound_t + b
         part = CORPUS.get(src)
-        report[src] = {"style": part.style if part else ROLLS[src][1] if src in ROLLS else "midi", "files": len(entries),
-                       "pieces": pieces, "tokens": tokens,
+        style = part.style if part else ROLLS[src][1] if src in ROLLS else "midi"
+        report[src] = {"style": style, "files": len(entries), "pieces": pieces, "tokens": tokens,
                        "polyphony": round(note_t / sound_t, 3) if sound_t else 0.0,
                        "skipped": dict(sorted(skipped.items()))}
     return report
@@ -401,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated sources: music21 corpus parts ({', '.join(CORPUS)}), "
                          f"rolls ({', '.join(ROLLS)}) or groups ({', '.join(GROUPS)}); '' for none")
     ap.add_argument("--poly-music", type=Path, default=POLY_MUSIC, metavar="DIR",
-                    help=f"folder of the benchmark rolls ({', '.join(f for f, _ in ROLLS.values())}; default {POLY_MUSIC})")
+                    help=f"folder of the benchmark rolls ({', '.join(f for f, _ in ROLLS.values())}; "
+                         f"default {POLY_MUSIC})")
     ap.add_argument("--midi-dir", action="append", default=[], type=Path, metavar="DIR",
                     help="a folder of .mid/.midi files, searched recursively (repeatable)")
     ap.add_argument("--out", default=str(ROOT / dataset.DEFAULT_DATA_DIR), help="prepared data folder")

@@ -204,3 +204,12 @@ def test_a_stopped_parse_resumes_from_its_saved_cache(prep, tmp_path, monkeypatc
     assert len(parsed_again) == 3 and not set(parsed_again) & set(done)
     m = dataset.load_manifest(tmp_path / "out")
     assert m["sources"]["josquin"]["pieces"] == 5 and m["sources"]["josquin"]["polyphony"] > 2.0
+
+
+def test_a_missing_roll_file_or_unknown_source_is_one_clear_error(prep, tmp_path, capsys):
+    for argv, said in ((["--corpus", "nottingham", "--poly-music", str(tmp_path)], f"no {tmp_path}/Nottingham.mat"),
+                       (["--corpus", "poly,palestrna"], "unknown corpus part(s) palestrna")):
+        with pytest.raises(SystemExit) as exc:
+            prep.main([*argv, "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
+        assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
