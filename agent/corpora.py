@@ -20,7 +20,6 @@ from .events import Note, Vocab
 # The left hand's bass note is put in [BASS_LO, BASS_LO + 11] (F2..E3); the other chord tones stack
 # closely above it, so the highest is at most an octave and a sixth above F2 (D4): under a folk melody.
 BASS_LO = 41
-CHORD_TONES = 3  # root, third, fifth: a seventh or ninth in the symbol is left out (a simple left hand)
 
 # Layout of the benchmark rolls (see scripts/roll_report.py, which works these out from the data):
 # frames per beat, and the MIDI pitch of key 0.
@@ -38,16 +37,29 @@ def close_voicing(bass_pc: int, pcs: Sequence[int], *, bass_lo: int = BASS_LO) -
     return sorted(set(out))
 
 
-def chord_pitches(symbol, *, bass_lo: int = BASS_LO, tones: int = CHORD_TONES) -> list[int]:
-    """A music21 ChordSymbol -> the left hand's MIDI pitches (empty for "no chord" or no pitches)."""
+def triad(symbol) -> list[int]:
+    """Pitch classes of a ChordSymbol's root, third and fifth (a sus chord's second or fourth for its third;
+    a seventh or ninth is left out: a simple left hand)."""
+    root = symbol.root().pitchClass
+    above = {(p.pitchClass - root) % 12 for p in symbol.pitches}
+    third = next((i for i in (4, 3, 5, 2) if i in above), None)
+    fifth = next((i for i in (7, 6, 8) if i in above), None)
+    return [root] + [(root + i) % 12 for i in (third, fifth) if i is not None]
+
+
+def chord_pitches(symbol, *, bass_lo: int = BASS_LO) -> list[int]:
+    """A music21 ChordSymbol -> the left hand's MIDI pitches (empty for "no chord" or no pitches).
+
+    A slash chord's bass is played under the triad (Am/G: G A C E) unless it lies a semitone from a chord
+    tone (a misread symbol: music21 reads the Nottingham "D/f+" as F under D F# A#); then the root is."""
     from music21 import harmony
 
     if isinstance(symbol, harmony.NoChord) or not symbol.pitches:
         return []
-    root = symbol.root().pitchClass
-    # chord tones by their interval above the root: root, third, fifth first (whatever the inversion)
-    pcs = sorted({p.pitchClass for p in symbol.pitches}, key=lambda pc: (pc - root) % 12)[:tones]
-    bass = symbol.bass().pitchClass if symbol.bass() is not None else root
+    pcs = triad(symbol)
+    bass = symbol.bass().pitchClass if symbol.bass() is not None else pcs[0]
+    if any((bass - pc) % 12 in (1, 11) for pc in pcs):
+        bass = pcs[0]
     return close_voicing(bass, pcs, bass_lo=bass_lo)
 
 

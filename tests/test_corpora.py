@@ -108,6 +108,9 @@ def test_close_voicing_and_inversions():
     assert close_voicing(0, [9, 0, 4]) == [48, 52, 57]  # A minor over C: C3 E3 A3
     assert chord_pitches(harmony.ChordSymbol("Am/C")) == [48, 52, 57]
     assert chord_pitches(harmony.ChordSymbol("G7")) == [43, 47, 50]
+    assert chord_pitches(harmony.ChordSymbol("Am/G")) == [43, 45, 48, 52]  # a bass outside the triad, under it
+    assert chord_pitches(harmony.ChordSymbol("Dsus4")) == [50, 55, 57]
+    assert chord_pitches(harmony.ChordSymbol("C/C#")) == [48, 52, 55]  # a semitone from C: the root instead
     assert chord_pitches(harmony.NoChord()) == []
 
 
