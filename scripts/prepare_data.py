@@ -69,7 +69,7 @@ CORPUS = {
     # polyphonic parts, not in the default set: every part of a score is merged into one stream
     "palestrina": Part(("palestrina",), (".krn",), style="renaissance"),  # masses, 4-6 voices
     "monteverdi": Part(("monteverdi",), (".mxl",), ("*_old.*",), "renaissance"),  # madrigals; _old: a 2nd copy
-    "trecento": Part(("trecento",), (".xml", ".mxl"), style="trecento", one_format=True),
+    "trecento": Part(("trecento",), (".xml", ".mxl"), ("*_bak.*",), "trecento", one_format=True),  # _bak: a copy
     "josquin": Part(("josquin",), (".abc",), style="renaissance", voices_as_tunes=True),  # ABC: a tune a voice
     "beethoven": Part(("beethoven",), (".mxl", ".krn"), style="quartet", one_format=True),  # string quartets
     "haydn": Part(("haydn",), (".mxl",), style="quartet"),  # string quartets
