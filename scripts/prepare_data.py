@@ -467,10 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"out": args.out, "splits": manifest["counts"]["splits"], "filtered": manifest["filtered"],
                "skipped_files": len(manifest["skipped"]), "seconds": manifest["prepare_s"]}
     print(json.dumps(summary, indent=1))
+    print_report(manifest["sources"])
     for src, c in manifest["counts"]["sources"].items():
         print(f"{src:>24}: {c['pieces']:6d} pieces {c['tokens']:9d} tokens "
               f"(train {c['train']}, valid {c['valid']}, test {c['test']}), {c['skipped_files']} files skipped")
-    print_report(manifest["sources"])
     return 0
 
 
