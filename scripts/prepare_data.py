@@ -2,6 +2,12 @@
 
     python scripts/prepare_data.py                       # the default corpus -> data/prepared/
     python scripts/prepare_data.py --corpus essen,bach --midi-dir ~/midi --out data/mine
+    python scripts/prepare_data.py --corpus poly --workers 1 --out data/poly   # the polyphonic sources
+
+Sources are music21 corpus parts (CORPUS; a polyphonic score's parts are merged into one
+stream), benchmark piano rolls (ROLLS: Nottingham, chords already in the roll) and MIDI
+folders; GROUPS name several at once. The run ends with a per-source table (pieces, tokens,
+polyphony, skipped by reason), also in the manifest's "sources".
 
 Each source is parsed once, in parallel worker processes, into a per-source
 cache (`data/cache/<source>.npz`: token arrays plus a JSON index of files,
@@ -28,12 +34,14 @@ source and group (scripts/held_out.py reads them).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,30 +51,96 @@ sys.path.insert(0, str(ROOT))
 
 from agent import dataset, fingerprint  # noqa: E402
 from agent.config import load_config  # noqa: E402
+from agent.errors import AntiphonError  # noqa: E402
 from agent.events import Vocab, encode  # noqa: E402
 
-# name -> (music21 corpus composer, file suffixes kept, file-name prefixes skipped)
+
+@dataclass(frozen=True)
+class Part:
+    """One music21 corpus part: its folders, the file kinds kept, and how its pieces are read."""
+
+    folders: tuple[str, ...]  # music21 corpus folders (corpus.getComposer names)
+    suffixes: tuple[str, ...]  # file suffixes kept
+    skip: tuple[str, ...] = ()  # file-name patterns (fnmatch) left out
+    style: str = ""  # what kind of music: chorale, folk, renaissance, quartet, piano, song...
+    chords: bool = False  # realise the chord symbols as a left-hand accompaniment
+    voices_as_tunes: bool = False  # each tune of a file is one voice of a single piece: merge them
+    one_format: bool = False  # a piece in several formats (x.krn and x.mxl): keep the first suffix's
+
+
 CORPUS = {
-    "bach": ("bach", (".mxl", ".xml", ".krn"), ()),  # chorales; the .rntxt analyses are not music
-    "essen": ("essenFolksong", (".abc",), ("test", "variant")),  # test/variant files repeat tunes
-    "oneills": ("oneills1850", (".abc",), ()),
-    "ryans": ("ryansMammoth", (".abc",), ()),
-    "airds": ("airdsAirs", (".abc",), ()),
-    "miscfolk": ("miscFolk", (".abc",), ()),
-    "palestrina": ("palestrina", (".krn",), ()),  # polyphonic; not in the default set
+    "bach": Part(("bach",), (".mxl", ".xml", ".krn"), style="chorale"),  # the .rntxt analyses are not music
+    "essen": Part(("essenFolksong",), (".abc",), ("test*", "variant*"), "folk"),  # test/variant files repeat tunes
+    "oneills": Part(("oneills1850",), (".abc",), style="folk"),
+    "ryans": Part(("ryansMammoth",), (".abc",), style="folk"),
+    "airds": Part(("airdsAirs",), (".abc",), style="folk"),
+    "miscfolk": Part(("miscFolk",), (".abc",), style="folk"),
+    # polyphonic parts, not in the default set: every part of a score is merged into one stream
+    "palestrina": Part(("palestrina",), (".krn",), style="renaissance"),  # masses, 4-6 voices
+    "monteverdi": Part(("monteverdi",), (".mxl",), ("*_old.*",), "renaissance"),  # madrigals; _old: a 2nd copy
+    "trecento": Part(("trecento",), (".xml", ".mxl"), ("*_bak.*",), "trecento", one_format=True),  # _bak: a copy
+    "josquin": Part(("josquin",), (".abc",), style="renaissance", voices_as_tunes=True),  # ABC: a tune a voice
+    "beethoven": Part(("beethoven",), (".mxl", ".krn"), style="quartet", one_format=True),  # string quartets
+    "haydn": Part(("haydn",), (".mxl",), style="quartet"),  # string quartets
+    "mozart": Part(("mozart",), (".mxl",), style="quartet"),  # 4 string quartets; k545 piano exposition
+    # Robert's op. 41 quartets and two songs, Clara's polonaises and a trio movement
+    "schumann": Part(("schumann_robert", "schumann_clara"), (".mxl", ".xml"), style="chamber", one_format=True),
+    "chopin": Part(("chopin",), (".krn",), style="piano"),  # one mazurka
+    "joplin": Part(("joplin",), (".mxl",), style="piano"),  # Maple Leaf Rag
+    "schubert": Part(("schubert",), (".xml",), style="song"),  # Der Lindenbaum, voice and piano
+    # music21 ships two tunes of the Nottingham Music Database as ABC, with their chord symbols
+    "nottingham-abc": Part(("nottingham-dataset",), (".abc",), style="folk", chords=True),
+}
+# benchmark piano rolls (../shared/data/poly_music): name -> (file, style); chords are in the roll already
+ROLLS = {"nottingham": ("Nottingham.mat", "folk")}
+GROUPS = {  # names for several parts at once (the biggest parse, Palestrina's ~1,300 files, last)
+    "renaissance": "monteverdi,trecento,josquin,palestrina",
+    "classical": "beethoven,haydn,mozart,schumann,chopin,joplin,schubert",
+    "poly": "nottingham,nottingham-abc,classical,renaissance",
 }
 DEFAULT_CORPUS = "bach,essen,oneills,ryans,airds,miscfolk"
+# ../shared/data/poly_music beside the checkout (a worktree under wt/ has it one level further up)
+POLY_MUSIC = next((p for p in (ROOT.parent / "shared/data/poly_music", ROOT.parent.parent / "shared/data/poly_music")
+                   if p.is_dir()), ROOT.parent / "shared/data/poly_music")
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_VERSION = 1
+SAVE_EVERY_S = 120.0  # while parsing a source, its cache is saved this often (seconds)
 
 
 # -- finding files -----------------------------------------------------------
 def corpus_files(name: str) -> list[Path]:
     from music21 import corpus
 
-    composer, suffixes, skip = CORPUS[name]
-    files = [Path(str(p)) for p in corpus.getComposer(composer)]
-    return sorted(p for p in files if p.suffix.lower() in suffixes and not p.name.startswith(skip))
+    part = CORPUS[name]
+    files = sorted({Path(str(p)) for f in part.folders for p in corpus.getComposer(f)})
+    files = [p for p in files if p.suffix.lower() in part.suffixes
+             and not any(fnmatch.fnmatch(p.name, pat) for pat in part.skip)]
+    if part.one_format:  # x.mxl and x.krn are one piece twice: keep the format listed first
+        rank = {s: i for i, s in enumerate(part.suffixes)}
+        best: dict[Path, Path] = {}
+        for p in files:
+            stem = p.with_suffix("")
+            if stem not in best or rank[p.suffix.lower()] < rank[best[stem].suffix.lower()]:
+                best[stem] = p
+        files = sorted(best.values())
+    return files
+
+
+def expand_sources(spec: str) -> list[str]:
+    """'poly,bach' -> the part names it stands for (groups expanded, order kept, no repeats)."""
+    out: list[str] = []
+    for c in (c.strip() for c in spec.split(",")):
+        for name in expand_sources(GROUPS[c]) if c in GROUPS else [c] if c else []:
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def roll_files(name: str, folder: Path) -> list[Path]:
+    path = folder / ROLLS[name][0]
+    if not path.is_file():
+        raise AntiphonError(f"{name}: no {path} (the benchmark rolls; give their folder with --poly-music)")
+    return [path]
 
 
 def midi_files(folder: Path) -> list[Path]:
@@ -90,7 +164,10 @@ def _piece(name: str, notes, vocab: Vocab) -> dict:
 
 
 def parse_file(job: tuple[str, str, str, dict]) -> tuple[str, list[dict], str | None]:
-    """(kind, path, display name, vocab dict) -> (path, pieces, error or None). Never raises."""
+    """(kind, path, display name, vocab dict) -> (path, pieces, error or None). Never raises.
+
+    kind: "midi", "roll", or "music21" with "+chords" (chord symbols as a left hand) and/or
+    "+voices" (the file's tunes are the voices of one piece)."""
     kind, path, display, vocab_d = job
     vocab = Vocab.from_dict(vocab_d)
     try:
@@ -98,18 +175,32 @@ def parse_file(job: tuple[str, str, str, dict]) -> tuple[str, list[dict], str | 
             from agent.sources import read_midi
 
             return path, [_piece(display, read_midi(path).notes, vocab)], None
+        if kind == "roll":
+            from agent.corpora import ROLL_LAYOUT, roll_notes
+            from agent.roll import load_mat
+
+            fpb, lowest = ROLL_LAYOUT[Path(path).stem]
+            return path, [_piece(f"{display}#{split}{i + 1}", roll_notes(frames, fpb, lowest), vocab)
+                          for split, pieces in load_mat(path).items() for i, frames in enumerate(pieces)], None
         from music21 import converter, stream
 
+        from agent.corpora import chord_accompaniment
         from agent.sources import notes_from_music21
 
         parsed = converter.parse(path)
         scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+        if "+voices" in kind:  # every tune is one voice of the piece, from its beginning
+            notes = sorted((n for s in scores for n in notes_from_music21(s)), key=lambda n: (n.start, n.pitch))
+            return path, [_piece(display, notes, vocab)], None
         pieces, errors = [], []
         for i, score in enumerate(scores):
             number = getattr(score.metadata, "number", None) if score.metadata else None
             name = f"{display}#{number or i + 1}" if len(scores) > 1 else display
             try:
-                pieces.append(_piece(name, notes_from_music21(score), vocab))
+                notes = notes_from_music21(score)
+                if "+chords" in kind:  # the chord symbols as a left hand under the tune
+                    notes = sorted(notes + chord_accompaniment(score), key=lambda n: (n.start, n.pitch))
+                pieces.append(_piece(name, notes, vocab))
             except Exception as exc:  # one bad tune in an opus must not lose the rest
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
         if not pieces and errors:
@@ -184,15 +275,69 @@ def parse_source(name: str, kind: str, files: list[Path], base: Path, vocab: Voc
         # biggest files first, so the last worker is not left with the longest file
         jobs.sort(key=lambda j: -os.path.getsize(j[1]))
         results = pool.imap_unordered(parse_file, jobs) if pool else map(parse_file, jobs)
+        saved = time.monotonic()
         for path, pieces, error in tqdm(results, total=len(jobs), desc=name, unit="file", file=sys.stderr):
             if error:
                 tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
             entries[path] = {"stat": stats[path], "error": error, "pieces": pieces}
+            if time.monotonic() - saved > SAVE_EVERY_S:  # a long parse that is stopped resumes from here
+                save_cache(cache_path, vocab, entries)
+                saved = time.monotonic()
         save_cache(cache_path, vocab, entries)
     for path, e in entries.items():
         if e["error"] and e is old.get(path):
             print(f"skipped {path}: {e['error']} (cached)", file=sys.stderr)
     return entries
+
+
+# -- the per-source report -----------------------------------------------------
+def source_report(sources: dict[str, dict], args, vocab: Vocab) -> dict[str, dict]:
+    """{source: {"style", "pieces", "tokens", "polyphony", "skipped": {reason: count}}}.
+
+    The pieces that pass the same filters, in the same order, as `assemble` (a piece seen in an earlier
+    source or file is a duplicate). Skipped files count by their error's kind; pieces by filter.
+    Polyphony: mean notes sounding, time-weighted, over the time anything sounds (agent.corpora).
+    """
+    from agent.corpora import polyphony_ticks, skip_reason
+
+    seen: set[str] = set()
+    report = {}
+    for src, entries in sources.items():
+        skipped: dict[str, int] = {}
+        pieces = tokens = note_t = sound_t = 0
+        for _, e in sorted(entries.items()):
+            if e["error"]:
+                reason = skip_reason(e["error"])
+                skipped[reason] = skipped.get(reason, 0) + 1
+            for p in e["pieces"]:
+                ids = np.asarray(p["ids"], dtype=np.int32)
+                digest = _sha1(ids)
+                reason = ("too short" if p["notes"] < args.min_notes else
+                          "off grid" if args.grid_filter and p["off_grid"] else
+                          "duplicate" if digest in seen else None)
+                if reason:
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    continue
+                seen.add(digest)
+                a, b = polyphony_ticks(ids, vocab)
+                pieces, tokens, note_t, sound_t = pieces + 1, tokens + len(ids), note_t + a, sound_t + b
+        part = CORPUS.get(src)
+        style = part.style if part else ROLLS[src][1] if src in ROLLS else "midi"
+        report[src] = {"style": style, "files": len(entries), "pieces": pieces, "tokens": tokens,
+                       "polyphony": round(note_t / sound_t, 3) if sound_t else 0.0,
+                       "skipped": dict(sorted(skipped.items()))}
+    return report
+
+
+def print_report(report: dict[str, dict], file=None) -> None:
+    """The per-source table: pieces, tokens, polyphony, and what was skipped, by reason."""
+    file = file or sys.stdout
+    print(f"{'source':>24} {'style':>11} {'files':>6} {'pieces':>7} {'tokens':>10} {'poly':>5} {'parse_s':>8}  skipped",
+          file=file)
+    for src, r in report.items():
+        why = ", ".join(f"{n} {reason}" for reason, n in r["skipped"].items()) or "-"
+        print(f"{src:>24} {r['style']:>11} {r['files']:6d} {r['pieces']:7d} {r['tokens']:10d} "
+              f"{r['polyphony']:5.2f} {r.get('parse_s', 0.0):8.1f}  {why}", file=file)
 
 
 # -- split and write -----------------------------------------------------------
@@ -305,7 +450,11 @@ def grouping_report(kept: list, groups: list[int], threshold: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", default=DEFAULT_CORPUS,
-                    help=f"comma-separated music21 corpus parts ({', '.join(CORPUS)}); '' for none")
+                    help=f"comma-separated sources: music21 corpus parts ({', '.join(CORPUS)}), "
+                         f"rolls ({', '.join(ROLLS)}) or groups ({', '.join(GROUPS)}); '' for none")
+    ap.add_argument("--poly-music", type=Path, default=POLY_MUSIC, metavar="DIR",
+                    help=f"folder of the benchmark rolls ({', '.join(f for f, _ in ROLLS.values())}; "
+                         f"default {POLY_MUSIC})")
     ap.add_argument("--midi-dir", action="append", default=[], type=Path, metavar="DIR",
                     help="a folder of .mid/.midi files, searched recursively (repeatable)")
     ap.add_argument("--out", default=str(ROOT / dataset.DEFAULT_DATA_DIR), help="prepared data folder")
@@ -326,14 +475,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     vocab = load_config(args.config).vocab()
-    wanted = [c.strip() for c in args.corpus.split(",") if c.strip()]
-    unknown = [c for c in wanted if c not in CORPUS]
+    wanted = expand_sources(args.corpus)
+    unknown = [c for c in wanted if c not in CORPUS and c not in ROLLS]
     if unknown:
-        ap.error(f"unknown corpus part(s) {', '.join(unknown)} (known: {', '.join(CORPUS)})")
+        ap.error(f"unknown corpus part(s) {', '.join(unknown)} "
+                 f"(known: {', '.join([*CORPUS, *ROLLS])}; groups: {', '.join(GROUPS)})")
     plan = []  # (source name, kind, files, base folder)
     for c in wanted:
+        if c in ROLLS:
+            try:
+                files = roll_files(c, args.poly_music)
+            except AntiphonError as exc:
+                ap.error(str(exc))
+            plan.append((c, "roll", files, files[0].parent))
+            continue
         files = corpus_files(c)[: args.limit or None]
-        plan.append((c, "music21", files, files[0].parent if files else ROOT))
+        base = Path(os.path.commonpath([p.parent for p in files])) if files else ROOT
+        part = CORPUS[c]
+        plan.append((c, "music21" + "+chords" * part.chords + "+voices" * part.voices_as_tunes, files, base))
     for d in args.midi_dir:
         if not d.is_dir():
             ap.error(f"--midi-dir {d}: not a folder")
@@ -344,18 +503,25 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     pool = mp.get_context("fork").Pool(args.workers) if args.workers > 1 else None
     try:
-        sources = {name: parse_source(name, kind, files, base, vocab, Path(args.cache), not args.no_cache, pool)
-                   for name, kind, files, base in plan}
+        sources, parse_s = {}, {}
+        for name, kind, files, base in plan:
+            t_src = time.perf_counter()
+            sources[name] = parse_source(name, kind, files, base, vocab, Path(args.cache), not args.no_cache, pool)
+            parse_s[name] = round(time.perf_counter() - t_src, 1)
     finally:
         if pool:
             pool.close()
             pool.join()
     manifest = assemble(sources, args, vocab)
+    manifest["sources"] = source_report(sources, args, vocab)
+    for name, seconds in parse_s.items():
+        manifest["sources"][name]["parse_s"] = seconds  # this run's: near 0 when all came from the cache
     manifest["prepare_s"] = round(time.perf_counter() - t0, 1)
     dataset.write_manifest(args.out, manifest)
     summary = {"out": args.out, "splits": manifest["counts"]["splits"], "filtered": manifest["filtered"],
                "skipped_files": len(manifest["skipped"]), "seconds": manifest["prepare_s"]}
     print(json.dumps(summary, indent=1))
+    print_report(manifest["sources"])
     for src, c in manifest["counts"]["sources"].items():
         print(f"{src:>24}: {c['pieces']:6d} pieces {c['tokens']:9d} tokens "
               f"(train {c['train']}, valid {c['valid']}, test {c['test']}), {c['skipped_files']} files skipped")
