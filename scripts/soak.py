@@ -1,6 +1,6 @@
 """Soak: the live engine for M minutes over real JACK ports with randomised players.
 
-    python scripts/soak.py --minutes 10 [--json OUT] [--model DIR] [--seed N]
+    python scripts/soak.py --minutes 10 [--json OUT] [--model DIR] [--seed N] [--jack-period 64]
 
 Three processes on a JACK dummy server of its own (JACK_DEFAULT_SERVER):
 the engine (the same Engine `antiphon play` runs, with the port watcher, in
@@ -186,12 +186,12 @@ class Proc(br.Child):
 
 
 # -- the run -------------------------------------------------------------------------
-def soak(minutes: float, model: str, seed: int) -> dict:
+def soak(minutes: float, model: str, seed: int, period: int = 64) -> dict:
     rng = random.Random(seed)
     why = br.JackServer.available()
     server = None
     if why is None:
-        server = br.JackServer(name=f"antiphon-soak-{os.getpid()}")
+        server = br.JackServer(name=f"antiphon-soak-{os.getpid()}", period=period)
         try:
             server.start()
         except (RuntimeError, OSError) as exc:
@@ -199,7 +199,7 @@ def soak(minutes: float, model: str, seed: int) -> dict:
     if server is None:
         raise SystemExit(f"soak: no JACK ({why}); this soak needs real ports (install jackd2)")
     env = {**server.env, "MIDO_BACKEND": br.JACK_BACKEND}
-    res: dict = {"minutes": minutes, "transport": "jack", "model": model, "seed": seed,
+    res: dict = {"minutes": minutes, "transport": "jack", "jack_period": period, "model": model, "seed": seed,
                  "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     engine = player = reader = None
     xruns = 0
@@ -318,6 +318,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--model", default=str(ROOT / "models" / "default"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jack-period", type=int, default=64, help="frames per JACK cycle at 48 kHz (default 64)")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--role-arg", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -330,7 +331,7 @@ def main(argv=None) -> int:
     if a.role == "reader":
         br.role_reader(a.role_arg)
         return 0
-    res = soak(a.minutes, a.model, a.seed)
+    res = soak(a.minutes, a.model, a.seed, a.jack_period)
     keys = ["minutes", "input_events", "output_notes", "stuck_notes", "left_open_after_stop", "lost_events",
             "jack_xruns", "inbox_overflow", "late_messages", "faults_survived", "crashes", "port_removals", "reconnects",
             "mode_changes", "rss_start_mb", "rss_end_mb", "rss_growth_mb", "longest_note_beats",
