@@ -289,7 +289,7 @@ def soak(minutes: float, model: str, seed: int, period: int = 64) -> dict:
         return sorted(out, reverse=True)
 
     at_reader = lengths(notes_got)
-    as_sent = lengths([(d, b) for b, d, _ in sends])  # by the engine's due times: the transport left out
+    as_sent = lengths([(s_, b) for b, _, s_ in sends])  # when the engine sent them: the transport left out
     longest = at_reader[0][0] if at_reader else 0.0
     stuck_detail = sorted(br.sounding(got[:before_stop]))
     res.update(
