@@ -121,8 +121,9 @@ class Scheduler:
             return len(self._heap)
 
     def next_due(self) -> float | None:
+        """When the scheduler next has something to do: a queued message or a note's length deadline."""
         with self._cond:
-            return self._heap[0][0] if self._heap else None
+            return self._next_deadline()
 
     def cancel_after(self, t_s: float) -> int:
         """Drop every queued message due after t_s; open notes stay open (the caller resamples)."""

@@ -194,6 +194,10 @@ def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
     jam = Jam(pred, sched, tempo, controls, clock, VOCAB)
     echo = EchoFilter()
     sched.sending_hooks.append(echo.sending)
+    # as the engine wires it: a note may sound max_note_beats at the tempo of its note-on
+    sched.max_note_s = lambda: controls.cfg.sampling.max_note_beats * tempo.seconds_per_beat()
+    sent: list = []  # (sent at, message, seconds per beat then)
+    sched.hooks.append(lambda m, due, t: sent.append((t, m, tempo.seconds_per_beat())))
 
     def on_cc(control, value, t_s):
         if control == cfg.jam.temperature_cc:
@@ -226,21 +230,21 @@ def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
         wake = jam.tick(clock.now())
     run_until(clock.now() + 4.0)  # held notes time out (1 s), answers end
     # stuck: agent notes still sounding at the receiver (solo plays on: only the length is checked there)
-    spb = tempo.seconds_per_beat()
-    open_: dict[int, float] = {}
+    open_: dict[int, tuple[float, float]] = {}  # pitch -> (sent at, seconds per beat then)
     most = longest = 0.0
-    for t, m in out.sent:
+    for t, m, spb in sent:
         if m.type == "note_on" and m.velocity > 0:
             assert m.note not in open_, "a note-on for a pitch already sounding at the receiver"
-            open_[m.note] = t
+            open_[m.note] = (t, spb)
             most = max(most, len(open_))
         elif m.type in ("note_on", "note_off") and m.note in open_:
-            longest = max(longest, (t - open_.pop(m.note)) / spb)
+            t0, spb0 = open_.pop(m.note)
+            longest = max(longest, (t - t0) / spb0)
     now = clock.now()
-    longest = max([longest] + [(now - t) / spb for t in open_.values()])
+    longest = max([longest] + [(now - t0) / spb0 for t0, spb0 in open_.values()])
     assert most <= cfg.sampling.max_polyphony, f"{most} notes at once"
-    # tempo changes mid-note (MIDI clock) stretch a note measured at the final tempo: allow for that
-    assert longest <= cfg.sampling.max_note_beats * 400.0 / 20.0 + 1e-6, f"a note of {longest:.1f} beats"
+    # in beats at the tempo when the note began (MIDI clock may move it mid-note): the scheduler's bound
+    assert longest <= cfg.sampling.max_note_beats + 1e-6, f"a note of {longest:.3f} beats"
     # what the receiver still hears is what the scheduler knows it holds; with no answer running, nothing
     assert set(open_) <= {n for _, n in sched.open_notes}, f"stuck at the receiver: {sorted(open_)}"
     if jam.gen is None:
