@@ -59,6 +59,9 @@ JOIN_S = 0.25  # stop() waits this long for the thread
 # stop() sends all-notes-off twice, this far apart: on a busy machine a JACK xrun can drop one whole
 # cycle of MIDI events (seen here as note-offs missing at every reader at once); 10 ms is ~8 cycles of 64
 REPEAT_S = 0.010
+# the backstop closes a note this much before max_note_s: a transport delivers by cycles (JACK -p 256:
+# 5.3 ms), so a note-off sent at the limit can be heard one cycle longer than its note-on says
+BACKSTOP_MARGIN_S = 0.012
 
 
 class Scheduler:
@@ -195,7 +198,8 @@ class Scheduler:
         """A note starts at due_s (under _cond): it may sound max_note_s() at most."""
         self._open_since[key] = due_s
         if self.max_note_s is not None:
-            heapq.heappush(self._guards, (due_s + self.max_note_s(), key, due_s))
+            deadline = due_s + max(self.max_note_s() - BACKSTOP_MARGIN_S, self.max_note_s() / 2)
+            heapq.heappush(self._guards, (deadline, key, due_s))
 
     def _pop_due(self, now: float):
         """The earliest due entry (under _cond): (due_s, messages to send), or None if nothing is due.
