@@ -198,7 +198,8 @@ class Scheduler:
         """A note starts at due_s (under _cond): it may sound max_note_s() at most."""
         self._open_since[key] = due_s
         if self.max_note_s is not None:
-            deadline = due_s + max(self.max_note_s() - BACKSTOP_MARGIN_S, self.max_note_s() / 2)
+            longest = self.max_note_s()
+            deadline = due_s + max(longest - BACKSTOP_MARGIN_S, longest / 2)
             heapq.heappush(self._guards, (deadline, key, due_s))
 
     def _pop_due(self, now: float):
