@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .corpora import polyphony
 from .events import Vocab
 
 # Krumhansl-Kessler key profiles (probe-tone ratings), index 0 = tonic.
@@ -171,7 +172,8 @@ def music_stats(continuations: Sequence[Sequence[int]], openings: Sequence[Seque
 
     in_key_ratio measures each continuation against the key estimated from
     its opening *and* itself (so a continuation is judged in the key the
-    music set up). Returns plain floats for a JSON report.
+    music set up); polyphony is the mean number of notes sounding while any
+    sounds, over all continuations. Returns plain floats for a JSON report.
     """
     ratios = []
     for cont, op in zip(continuations, openings):
@@ -185,6 +187,7 @@ def music_stats(continuations: Sequence[Sequence[int]], openings: Sequence[Seque
         "collapse_rate": collapse_rate(continuations, vocab, window),
         "silent_rate": (sum(is_silent(c, vocab) for c in continuations) / len(continuations)) if continuations else 0.0,
         "distinct_pitches": mean_finite(float(len({p for _, p in onsets(c, vocab)})) for c in continuations),
+        "polyphony": polyphony(continuations, vocab),
         "pitch_class_histogram": [round(float(x), 5) for x in pitch_class_histogram(continuations, vocab)],
     }
 

@@ -223,6 +223,8 @@ def write_plots(out_dir: Path, real: list, samples: list, opening: np.ndarray, s
 
 # -- the report ------------------------------------------------------------------
 
+# the sample statistics reported beside the data's
+STATS = ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches", "polyphony")
 GREEDY_T = 0.01  # "argmax" for the greedy comparison (softmax at T -> 0)
 
 
@@ -299,7 +301,7 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     report["sampling"] = {"samples": samples, "temperature": temperature, "prompt_tokens": prompt,
                           "length_tokens": length, "seed": seed, "sampler": sampler_name,
                           "collapse_window_onsets": 8, "seconds": round(time.perf_counter() - t, 2)}
-    for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches"):
+    for k in STATS:
         report[k] = gen[k]
     report["pitch_class_distance"] = metrics.histogram_distance(
         metrics.pitch_class_histogram(conts, vocab), metrics.pitch_class_histogram(real, vocab))
@@ -311,8 +313,7 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     report["greedy"] = {"temperature": GREEDY_T, "collapse_rate": metrics.collapse_rate(greedy, vocab),
                         "distinct_pitches": metrics.mean_finite(
                             float(len({p for _, p in metrics.onsets(g, vocab)})) for g in greedy)}
-    report["data_reference"] = {k: ref[k] for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density",
-                                                    "distinct_pitches", "pitch_class_histogram")}
+    report["data_reference"] = {k: ref[k] for k in STATS + ("pitch_class_histogram",)}
     log(f"sampled {samples} x {length} tokens ({report['sampling']['seconds']} s)")
     if plots:
         best = max(range(len(conts)), key=lambda i: len(conts[i]))
@@ -334,7 +335,7 @@ def table(r: dict) -> str:
     lines = [f"{row[0]:>17}  " + "  ".join(f"{c:>10}" for c in row[1:]) for row in rows]
     lines.append("")
     ref = r["data_reference"]
-    for k in ("collapse_rate", "silent_rate", "in_key_ratio", "note_density", "distinct_pitches"):
+    for k in STATS:
         lines.append(f"{k:>20}  samples {r[k]:8.3f}   data {ref[k]:8.3f}")
     lines.append(f"{'pitch_class_distance':>20}  {r['pitch_class_distance']:.3f} (total variation, samples vs data)")
     lines.append(f"{'greedy collapse':>20}  {r['greedy']['collapse_rate']:.3f} (T={r['greedy']['temperature']}, "

@@ -167,8 +167,10 @@ def test_report_json_and_plots_from_the_command_line(tmp_path, data_dir):
     assert rc == 0
     r = json.loads(out.read_text())
     for key in ("test_nll", "test_nll_per_note", "pitch_accuracy", "collapse_rate", "in_key_ratio",
-                "note_density", "pitch_class_distance"):
+                "note_density", "polyphony", "pitch_class_distance"):
         assert key in r
+    # four-voice chorales: about three notes sounding at once in the data's continuations
+    assert r["data_reference"]["polyphony"] > 2.0 and r["polyphony"] >= 0.0
     assert r["baselines"]["unigram"]["test_nll"] > r["baselines"]["ngram"]["test_nll"]
     assert 0.0 <= r["collapse_rate"] <= 1.0 and r["sampling"]["samples"] == 3
     assert "agent.predictor" in r["sampling"]["sampler"]

@@ -119,3 +119,26 @@ def test_new_notes_keep_the_primers_velocity_until_the_model_changes_it():
 def test_bad_bpm_is_a_user_error(model_dir, tmp_path, capsys):
     assert gen(model_dir, tmp_path / "x.mid", "--bpm", "-90") == 2
     assert "--bpm" in capsys.readouterr().err
+
+
+def test_a_held_note_is_closed_at_max_note_beats_as_the_live_agent_closes_it():
+    """A model that never releases (a hot temperature's failure) must not write a note minutes long."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scripted import ScriptedPredictor
+
+    from agent.commands.generate import generate
+    from agent.events import Note, Vocab
+    from agent.sampler import SamplingControls
+
+    v = Vocab()
+    pred = ScriptedPredictor(v, "NOTE_ON(67) SHIFT(36) SHIFT(36) SHIFT(36) NOTE_ON(69) SHIFT(12)")
+    g = generate(pred, SamplingControls(), [Note(60, 0, 1, 90)], bars=2, beats_per_bar=4, max_note_beats=4.0)
+    assert g.generated[0].pitch == 67 and g.generated[0].end - g.generated[0].start == 4.0
+    # the model was told: its NOTE_OFF was fed after the shift that crossed the limit, not before
+    fed = [v.name(t) for t in pred.fed]
+    assert fed.index("NOTE_OFF(67)") == fed.index("SHIFT(36)") + 2
+    assert all(n.end - n.start <= 4.0 for n in g.generated)
+    # without the limit the same script holds the note for the whole continuation
+    g = generate(ScriptedPredictor(v, "NOTE_ON(67) SHIFT(36) SHIFT(36) SHIFT(36) NOTE_ON(69) SHIFT(12)"),
+                 SamplingControls(), [Note(60, 0, 1, 90)], bars=2, beats_per_bar=4)
+    assert max(n.end - n.start for n in g.generated) > 4.0

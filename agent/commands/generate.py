@@ -75,27 +75,46 @@ class Generation:
     start_beat: float
 
 
-def generate(predictor, controls: SamplingControls, primer: list[Note], bars: float, beats_per_bar: int) -> Generation:
-    """Prime with `primer`, then sample until `bars` bars of new time have passed."""
+def generate(predictor, controls: SamplingControls, primer: list[Note], bars: float, beats_per_bar: int,
+             max_note_beats: float | None = None) -> Generation:
+    """Prime with `primer`, then sample until `bars` bars of new time have passed.
+
+    With `max_note_beats` (the live agent's `sampling.max_note_beats`), a generated note still held
+    that long is closed as the live agent closes it: its NOTE_OFF is fed to the model (so the state
+    knows it ended) and the written note ends at that length."""
     v = predictor.vocab
     primer_ids = encode(primer, v)[:-1]  # START ... without END: the piece goes on
     predictor.prime(primer_ids)
     start_tick = duration_ticks(primer_ids, v)
     target = round(bars * beats_per_bar * v.resolution)
     limit = max(64, round(bars * beats_per_bar * TOKENS_PER_BEAT_LIMIT))
+    max_ticks = max(1, round(max_note_beats * v.resolution)) if max_note_beats else 0
     controls = controls.replace(token_bias=controls.token_bias + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS)))
+    on0, off0, n = v.note_on_base, v.note_off_base, v.n_pitches
     out: list[int] = []
+    sounding: dict[int, int] = {}  # token offset of a sounding generated note -> its onset tick
     ticks = 0
     while ticks < target and len(out) < limit:
         t = predictor.sample(controls)
         out.append(t)
         ticks += v.ticks(t)
+        if on0 <= t < on0 + n:
+            sounding[t - on0] = ticks
+        elif off0 <= t < off0 + n:
+            sounding.pop(t - off0, None)
+        elif max_ticks and v.ticks(t):
+            for k in [k for k, on in sounding.items() if ticks - on >= max_ticks]:
+                del sounding[k]
+                predictor.feed(off0 + k)
+                out.append(off0 + k)
     # One decode of the whole stream, so the primer's last VEL carries into the new notes (VEL is sent
     # only on a change). The primer closes every note by its last tick, so onsets split the two cleanly.
     notes = decode(primer_ids + out, v)
     start_beat = start_tick / v.resolution
-    return Generation(primer_ids, out, [n for n in notes if n.start < start_beat],
-                      [n for n in notes if n.start >= start_beat], start_beat)
+    new = [n for n in notes if n.start >= start_beat]
+    if max_note_beats:  # a shift may carry a note past its limit: it ends at the limit, as live
+        new = [Note(x.pitch, x.start, min(x.end, x.start + max_note_beats), x.velocity) for x in new]
+    return Generation(primer_ids, out, [n for n in notes if n.start < start_beat], new, start_beat)
 
 
 def controls_from(args, cfg) -> SamplingControls:
@@ -137,7 +156,8 @@ def run(args) -> int:
     predictor = Predictor.load(args.model or cfg.model_dir(), backend=args.backend or cfg.model.backend,
                                threads=cfg.model.threads, quantized=cfg.model.quantized,
                                seed=None if seed < 0 else seed, context_tokens=cfg.jam.context_tokens)
-    g = generate(predictor, controls, primer, args.bars, cfg.timing.beats_per_bar)
+    g = generate(predictor, controls, primer, args.bars, cfg.timing.beats_per_bar,
+                 max_note_beats=cfg.sampling.max_note_beats)
     out = write_midi([], args.out, bpm=bpm, tracks={"primer": g.primer, "generated": g.generated})
     print(f"wrote {out}: {len(g.primer)} primer notes, {len(g.generated)} new notes "
           f"({len(g.generated_ids)} tokens, {args.bars:g} bars at {bpm:.0f} bpm, backend {predictor.backend.name}, "
