@@ -100,11 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--burst", type=int, default=5, help="messages per burst (one JACK cycle)")
     ap.add_argument("--hogs", type=int, default=2, help="busy Python threads in the reader")
     ap.add_argument("--json", metavar="OUT")
-    ap.add_argument("--role", help=argparse.SUPPRESS)
-    ap.add_argument("--role-arg", help=argparse.SUPPRESS)
+    br.add_role_args(ap)
     a = ap.parse_args(argv)
-    if a.role == "reader":
-        role_reader(a.role_arg)
+    if br.run_role(a, {"reader": role_reader}):
         return 0
     why = br.JackServer.available()
     if why:

@@ -240,11 +240,9 @@ def main(argv=None) -> int:
     ap.add_argument("--phrases", type=int, help="phrases per tempo (default 6, --quick 2)")
     ap.add_argument("--model", default="models/default", help="model folder (default models/default)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline row")
-    ap.add_argument("--role", help=argparse.SUPPRESS)
-    ap.add_argument("--role-arg", help=argparse.SUPPRESS)
+    RT.add_role_args(ap)
     a = ap.parse_args(argv)
-    if a.role == "player":
-        role_player(a.role_arg)
+    if RT.run_role(a, {"player": role_player}):
         return 0
     why = RT.JackServer.available()
     if why:

@@ -128,6 +128,22 @@ def play_script(send, events) -> list[tuple[float, list[int]]]:
     return log
 
 
+def add_role_args(ap: argparse.ArgumentParser) -> None:
+    """The hidden options by which a benchmark starts its own subprocesses in a role."""
+    ap.add_argument("--role", help=argparse.SUPPRESS)
+    ap.add_argument("--role-arg", help=argparse.SUPPRESS)
+
+
+def run_role(a: argparse.Namespace, roles: dict) -> bool:
+    """Run the role this process was started in (True), or False for the benchmark itself."""
+    if a.role is None:
+        return False
+    if a.role not in roles:
+        raise SystemExit(f"unknown role {a.role!r}: one of {', '.join(roles)}")
+    roles[a.role](a.role_arg)
+    return True
+
+
 def role_player(name: str) -> None:
     import mido
 
@@ -322,14 +338,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jack-server", help="use this running JACK server instead of starting one")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="config override for the engine (repeatable), e.g. scheduler.spin_ms=2")
-    ap.add_argument("--role", help=argparse.SUPPRESS)
-    ap.add_argument("--role-arg", help=argparse.SUPPRESS)
+    add_role_args(ap)
     a = ap.parse_args(argv)
-    if a.role == "player":
-        role_player(a.role_arg)
-        return 0
-    if a.role == "reader":
-        role_reader(a.role_arg)
+    if run_role(a, {"player": role_player, "reader": role_reader}):
         return 0
     n = a.phrases or (10 if a.quick else 50)
     transport = a.transport or ("jack" if JackServer.available() is None else "loopback")

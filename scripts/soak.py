@@ -319,17 +319,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(ROOT / "models" / "default"))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jack-period", type=int, default=64, help="frames per JACK cycle at 48 kHz (default 64)")
-    ap.add_argument("--role", help=argparse.SUPPRESS)
-    ap.add_argument("--role-arg", help=argparse.SUPPRESS)
+    br.add_role_args(ap)
     a = ap.parse_args(argv)
-    if a.role == "player":
-        role_player(a.role_arg)
-        return 0
-    if a.role == "engine":
-        role_engine(a.role_arg)
-        return 0
-    if a.role == "reader":
-        br.role_reader(a.role_arg)
+    if br.run_role(a, {"player": role_player, "engine": role_engine, "reader": br.role_reader}):
         return 0
     res = soak(a.minutes, a.model, a.seed, a.jack_period)
     keys = ["minutes", "input_events", "output_notes", "stuck_notes", "left_open_after_stop", "lost_events",
