@@ -67,7 +67,14 @@ def _from_eval(eval_json: Path) -> tuple[dict | None, dict | None]:
     base = {k: {f: v[f] for f in keep if f in v} for k, v in (rep.get("baselines") or {}).items()
             if isinstance(v, dict) and "test_nll" in v}
     own = {k: rep[k] for k in ("test_nll", "test_nll_per_note", "pitch_accuracy", "collapse_rate", "silent_rate",
-                               "in_key_ratio", "note_density", "pitch_class_distance", "sampling") if k in rep}
+                               "in_key_ratio", "note_density", "distinct_pitches", "polyphony", "pitch_class_distance",
+                               "sampling") if k in rep}
+    if "data_reference" in rep:  # the same statistics of the test pieces' real continuations
+        own["data_reference"] = {k: v for k, v in rep["data_reference"].items() if k != "pitch_class_histogram"}
+    human = (rep.get("humanised") or {}).get("baselines") or {}
+    human = {k: {f: v[f] for f in keep if f in v} for k, v in human.items() if isinstance(v, dict) and "test_nll" in v}
+    if human:
+        own["humanised_baselines"] = human
     return base or None, own or None
 
 
@@ -92,7 +99,9 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
                         f"performance tokens, trained on {', '.join(manifest['counts']['sources'])}"),
         "data": {
             "sources": {k: {"pieces": v["pieces"], "tokens": v["tokens"], "files": v["files"],
-                            "skipped_files": v["skipped_files"]}
+                            "skipped_files": v["skipped_files"],
+                            **{f: manifest.get("sources", {}).get(k, {})[f] for f in ("style", "polyphony", "skipped")
+                               if f in manifest.get("sources", {}).get(k, {})}}
                         for k, v in manifest["counts"]["sources"].items()},
             "splits": manifest["counts"]["splits"],
             "split_seed": manifest["seed"],
@@ -129,6 +138,11 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
         card["baselines"] = baselines
         card["baselines_from"] = "eval.json (scripts/evaluate.py, same test split)"
         card["test_nll_below_baseline"] = {k: round(v["test_nll"] - card["test_nll"], 4) for k, v in baselines.items()}
+    human = (own or {}).pop("humanised_baselines", None)
+    if human:  # the same baselines on the humanised copy of the test split
+        card["baselines_humanised"] = human
+        card["test_nll_humanised_below_baseline"] = {k: round(v["test_nll"] - card["test_nll_humanised"], 4)
+                                                     for k, v in human.items()}
     if own:
         card["eval"] = own
     held_out = out_dir / "held_out.json"

@@ -73,7 +73,9 @@ def test_train_loss_falls_checkpoint_reloads_and_resume_continues(tiny_data, tmp
 
     # with scripts/evaluate.py's report beside it, the card takes the baselines from there
     (out / "eval.json").write_text(json.dumps({
-        "test_nll": card["test_nll"], "collapse_rate": 0.0,
+        "test_nll": card["test_nll"], "collapse_rate": 0.0, "polyphony": 2.5,
+        "data_reference": {"polyphony": 3.1, "pitch_class_histogram": [0.1] * 12},
+        "humanised": {"baselines": {"ngram": {"test_nll": 6.0, "order": 4}}},
         "baselines": {"unigram": {"test_nll": 3.5}, "ngram": {"test_nll": 2.0, "order": 4}}}))
     (out / "held_out.json").write_text(json.dumps({"collections": {"essen": {"test_nll": 2.5, "ngram_test_nll": 3.0}}}))
     r = subprocess.run([sys.executable, str(ROOT / "scripts/train_report.py"), str(out), "--data", str(tiny_data)],
@@ -83,6 +85,11 @@ def test_train_loss_falls_checkpoint_reloads_and_resume_continues(tiny_data, tmp
     assert card["baselines"]["ngram"] == {"test_nll": 2.0, "order": 4}
     assert card["test_nll_below_baseline"]["unigram"] == round(3.5 - card["test_nll"], 4)
     assert card["eval"]["collapse_rate"] == 0.0
+    # sample statistics beside the data's; the baselines on the humanised copy beside the model's figure there
+    assert card["eval"]["polyphony"] == 2.5 and card["eval"]["data_reference"] == {"polyphony": 3.1}
+    assert card["baselines_humanised"] == {"ngram": {"test_nll": 6.0, "order": 4}}
+    assert card["test_nll_humanised_below_baseline"]["ngram"] == round(6.0 - card["test_nll_humanised"], 4)
+    assert "humanised_baselines" not in card["eval"]
     assert card["held_out_collections"] == {"essen": {"test_nll": 2.5, "ngram_test_nll": 3.0}}
 
     # resume: two more epochs on top of the three, same step count going on
