@@ -92,3 +92,32 @@ def test_unknown_collection_is_one_clear_error(prepared, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "palestrina" in err[0] and "bach, oneills, ryans" in err[0]
     assert not (tmp_path / "held_out.json").exists()
+
+
+def test_compare_models_per_source_and_whole_collections(prepared, tmp_path, capsys):
+    """scripts/compare_models.py: per-source NLL adds up to the whole, a uniform model scores log(V)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_evaluate import write_model
+
+    cm = _script("compare_models")
+    a, u = write_model(tmp_path / "a", seed=1), write_model(tmp_path / "u", uniform=True)
+    out = tmp_path / "cmp.json"
+    assert cm.main(["--model", f"a={a}", "--model", f"u={u}", "--data", str(prepared), "--on", "bach",
+                    "--threads", "1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["models"]
+    test = dataset.load_split(prepared, "test")
+    assert r["a"]["test"]["all"]["targets"] == sum(len(p) - 1 for p in test)
+    parts = [v for k, v in r["a"]["test"].items() if k != "all"]
+    assert sum(v["targets"] for v in parts) == r["a"]["test"]["all"]["targets"]
+    mean = sum(v["nll"] * v["targets"] for v in parts) / r["a"]["test"]["all"]["targets"]
+    assert mean == pytest.approx(r["a"]["test"]["all"]["nll"], abs=1e-3)
+    assert r["u"]["test"]["all"]["nll"] == pytest.approx(math.log(VOCAB.size), abs=1e-3)
+    # "all of bach": every chorale of the three splits, and only chorales
+    m = dataset.load_manifest(prepared)
+    n_bach = sum(src == "bach" for s in dataset.SPLITS for src in m["piece_sources"][s])
+    assert list(r["a"]["all of bach"]) == ["all", "bach"] and n_bach == 8
+    assert r["a"]["all of bach, humanised"]["bach"]["targets"] > r["a"]["all of bach"]["bach"]["targets"]
+    assert "all of bach" in capsys.readouterr().out
+    # a collection the data does not have is named, nothing is scored
+    assert cm.main(["--model", f"a={a}", "--data", str(prepared), "--on", "essen"]) == 2
+    assert "--on essen" in capsys.readouterr().err
