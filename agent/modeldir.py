@@ -35,6 +35,11 @@ class ModelDir:
     def onnx_int8(self) -> Path:
         return self.path / "model.int8.onnx"
 
+    def onnx_file(self, quantized: bool) -> Path:
+        """The ONNX file the live agent runs: model.int8.onnx when quantized and the folder has one,
+        else model.onnx (a model trained here and exported without --int8 still plays)."""
+        return self.onnx_int8 if quantized and self.onnx_int8.exists() else self.onnx
+
     @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"

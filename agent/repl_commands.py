@@ -385,7 +385,7 @@ class Commands:
             raise CommandError(f"load {arg}: refused: its vocabulary differs from the playing model's: {diff}")
         cfg = eng.controls.cfg
         if cfg.model.backend in ("auto", "onnx"):
-            md.require(md.onnx_int8 if cfg.model.quantized else md.onnx)
+            md.require(md.onnx_file(cfg.model.quantized))
         if eng.loading:
             raise CommandError(f"load {arg}: {eng.loading} is still loading")
 

@@ -121,3 +121,17 @@ def test_shipped_default_export_matches_its_checkpoint():
     model, ckpt = load_checkpoint(DEFAULT / "checkpoint.pt")
     assert Vocab.load(DEFAULT / "vocab.json") == Vocab.from_dict(ckpt["vocab"])
     assert tiny.export_module().parity(model, DEFAULT / "model.onnx", steps=200, seed=2) <= 1e-4
+
+
+def test_quantized_runs_the_int8_file_where_there_is_one(exported, tmp_path):
+    """[model] quantized: model.int8.onnx when the folder has it, else model.onnx; never a missing file."""
+    import shutil
+
+    from agent.predictor import Predictor
+
+    _, _, d = exported
+    assert Predictor.load(d, backend="onnx", quantized=True).backend.describe()["model"] == "model.int8.onnx"
+    assert Predictor.load(d, backend="onnx", quantized=False).backend.describe()["model"] == "model.onnx"
+    plain = tmp_path / "plain"
+    shutil.copytree(d, plain, ignore=shutil.ignore_patterns("model.int8.onnx"))
+    assert Predictor.load(plain, backend="onnx", quantized=True).backend.describe()["model"] == "model.onnx"

@@ -56,7 +56,7 @@ def configure(args):
 def load_predictor(cfg):
     md = ModelDir.resolve(cfg.model_dir())
     if cfg.model.backend in ("auto", "onnx"):
-        md.require(md.onnx_int8 if cfg.model.quantized else md.onnx)
+        md.require(md.onnx_file(cfg.model.quantized))
     from ..predictor import Predictor  # loads onnxruntime: only once the model is known to be there
 
     return Predictor.from_config(cfg)

@@ -45,7 +45,7 @@ def load_backend(model_dir: str | Path, backend: str = "auto", *, threads: int =
     if name == "onnx":
         from .onnx_backend import OnnxBackend
 
-        return OnnxBackend(md.onnx_int8 if quantized else md.onnx, threads=threads)
+        return OnnxBackend(md.onnx_file(quantized), threads=threads)
     from .torch_backend import TorchBackend
 
     device = "cuda" if name == "torch-cuda" else "cpu"
