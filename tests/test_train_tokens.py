@@ -61,6 +61,9 @@ def test_every_piece_starts_from_a_zero_state_and_scores_as_evaluation_does(chor
     fresh_calls = [c for c, ch in zip(model.calls, chunks) if ch[3]]
     assert fresh_calls and all(state is None for _, state in fresh_calls)
     assert all((first == VOCAB.START).all() for first, _ in fresh_calls)
+    # a row leaves its batch when its piece ends: no chunk holds a row of padding only
+    assert all(bool((mask.sum(1) > 0).all()) for _, _, mask, _ in chunks)
+    assert any(len(x) < 3 and not fresh for x, _, _, fresh in chunks)  # the short pieces did leave
     for x, _, mask, fresh in chunks:
         starts = (x == VOCAB.START) & (mask > 0)
         assert int(starts[:, 1:].sum()) == 0 and (fresh or int(starts.sum()) == 0)
