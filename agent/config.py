@@ -58,7 +58,7 @@ class ModelConfig:
     path: str = _f("models/default")  # relative paths are from the project root
     backend: str = _f("auto", choices=["auto", "onnx", "torch-cpu", "torch-cuda"])
     threads: int = _f(1, min=1, max=64)  # intra-op threads for the CPU backends
-    quantized: bool = _f(False)  # use model.int8.onnx (onnx backend; the model folder must have it)
+    quantized: bool = _f(True)  # run model.int8.onnx where the model folder has one (onnx backend), else model.onnx
 
 
 @dataclass(frozen=True)
