@@ -127,7 +127,9 @@ def test_the_repl_in_a_real_terminal(model_dir, tmp_path):
     spt_old, spt_new = 60 / 100 / 12, 60 / 120 / 12
     assert len(old) > 3 and len(new) > 3
     assert on_grid(old, spt_old, 1e-4) and on_grid(new, spt_new, 1e-4)
-    assert not on_grid(new, spt_old, 1e-4)  # really the new tempo, not a common multiple
+    # really the new tempo: the agent's rests keep to the eighth grid (jam.grid_strength), and an eighth at
+    # 120 bpm (0.25 s) is a whole number of 100-bpm ticks (5 x 0.05 s), so compare with the old *eighth* (0.3 s)
+    assert not on_grid(new, 6 * spt_old, 1e-4)
     # quit: every note the output port received was closed
     open_ = set()
     for _, h in tr["received"]:
