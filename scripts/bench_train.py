@@ -108,12 +108,12 @@ class Trainer:
 
     def ours_step(self) -> tuple[int, int]:
         """One step of train.py's scheme (a chunk of whole pieces); returns (targets, input tokens)."""
-        from train_tokens import piece_chunks
+        from train_tokens import piece_chunks, state_for
 
         if not self.chunks:  # a new epoch: whole pieces, one per row, batches of similar length
             self.chunks = piece_chunks(self.pieces, self.batch, self.chunk, self.rng)[::-1]
         x, y, mask, fresh = self.chunks.pop()
-        logits, state = self.model(x, None if fresh else self.state)
+        logits, state = self.model(x, state_for(x, self.state, fresh))
         self.state = tuple(s.detach() for s in state)
         self._update(logits, y, mask)
         return int(mask.sum()), x.numel()

@@ -86,12 +86,16 @@ def piece_chunks(pieces: list, batch: int, chunk: int, rng: np.random.Generator)
     return chunks
 
 
+def state_for(x: torch.Tensor, state, fresh: bool):
+    """The state a chunk starts from: zero (None) at a batch's first chunk, else the carried state of
+    the rows still in the batch (rows whose piece ended have left it; they were the last rows)."""
+    if fresh or state is None:
+        return None  # nn.LSTM's zero state: the same start the live predictor and evaluation use
+    return tuple(s[:, :x.shape[0]] for s in state) if state[0].shape[1] > x.shape[0] else state
+
+
 def chunk_nll(model, x: torch.Tensor, y: torch.Tensor, state, fresh: bool):
     """Per-target NLL [rows, time] in nats and the new state; a fresh chunk starts from a zero state."""
-    if fresh:
-        state = None  # nn.LSTM's zero state: the same start the live predictor and evaluation use
-    elif state is not None and state[0].shape[1] > x.shape[0]:  # rows whose piece ended left the batch
-        state = tuple(s[:, :x.shape[0]] for s in state)
-    logits, state = model(x, state)
+    logits, state = model(x, state_for(x, state, fresh))
     nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="none")
     return nll.view(y.shape), state
