@@ -42,8 +42,8 @@ class MidiPiece:
     ticks_per_beat: int
 
 
-def read_midi(path: str | Path, *, drums: bool = False) -> MidiPiece:
-    """Read every track of a MIDI file, merged, as notes in beats.
+def read_midi(path: str | Path, *, drums: bool = False, track: str | None = None) -> MidiPiece:
+    """Read every track of a MIDI file (or only the one named `track`), merged, as notes in beats.
 
     Beats are the file's ticks / ticks_per_beat; the tempo map only turns
     beats into seconds, so only the first tempo is kept (as `bpm`). A note-on
@@ -75,9 +75,12 @@ def read_midi(path: str | Path, *, drums: bool = False) -> MidiPiece:
     notes: list[Note] = []
     last_tick = 0
     events = []
-    for track in mid.tracks:
+    tracks = [t for t in mid.tracks if track is None or t.name == track]
+    if not tracks:
+        raise MidiReadError(f"{path}: no track named {track!r} (it has {', '.join(repr(t.name) for t in mid.tracks)})")
+    for trk in tracks:
         tick = 0
-        for msg in track:
+        for msg in trk:
             tick += msg.time
             events.append((tick, msg))
     events.sort(key=lambda e: e[0])  # stable: keeps each track's order at one tick

@@ -42,23 +42,9 @@ PRIMER_FOLK = "nottingham-dataset"
 
 def track_notes(path: Path, name: str) -> list[Note]:
     """Notes (beats) of the track called `name` in a MIDI file written by `antiphon generate`."""
-    import mido
+    from agent.sources import read_midi
 
-    mid = mido.MidiFile(str(path))
-    tpb = mid.ticks_per_beat
-    for track in mid.tracks:
-        if track.name != name:
-            continue
-        t, open_, out = 0, {}, []
-        for msg in track:
-            t += msg.time
-            if msg.type == "note_on" and msg.velocity > 0:
-                open_[msg.note] = (t, msg.velocity)
-            elif msg.type in ("note_off", "note_on") and msg.note in open_:
-                s, v = open_.pop(msg.note)
-                out.append(Note(msg.note, s / tpb, t / tpb, v))
-        return sorted(out, key=lambda n: (n.start, n.pitch))
-    raise AntiphonError(f"{path}: no track named {name!r}")
+    return read_midi(path, track=name).notes
 
 
 def describe(primer: list[Note], cont: list[Note], vocab: Vocab) -> dict:

@@ -100,8 +100,8 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
         "data": {
             "sources": {k: {"pieces": v["pieces"], "tokens": v["tokens"], "files": v["files"],
                             "skipped_files": v["skipped_files"],
-                            **{f: manifest.get("sources", {}).get(k, {})[f] for f in ("style", "polyphony", "skipped")
-                               if f in manifest.get("sources", {}).get(k, {})}}
+                            **{f: x for f, x in manifest.get("sources", {}).get(k, {}).items()
+                               if f in ("style", "polyphony", "skipped")}}
                         for k, v in manifest["counts"]["sources"].items()},
             "splits": manifest["counts"]["splits"],
             "split_seed": manifest["seed"],

@@ -73,3 +73,12 @@ def test_a_note_of_no_length_is_switched_on_then_off():
     msgs = to_messages([Note(60, 1.0, 1.0, 90), Note(62, 1.0, 2.0, 90)], 120)
     sixty = [m.message.type for m in msgs if m.message.note == 60]
     assert sixty == ["note_on", "note_off"]  # the other order would leave it sounding
+
+
+def test_one_named_track_is_read_alone(tmp_path):
+    a, b = [Note(60, 0.0, 1.0, 80)], [Note(67, 0.5, 2.0, 90), Note(69, 2.0, 3.0, 90)]
+    out = write_midi([], tmp_path / "t.mid", bpm=90.0, tracks={"primer": a, "generated": b})
+    assert [(n.pitch, n.start, n.end) for n in read_midi(out, track="generated").notes] == [(67, 0.5, 2.0), (69, 2.0, 3.0)]
+    assert [n.pitch for n in read_midi(out).notes] == [60, 67, 69]
+    with pytest.raises(MidiReadError, match="no track named 'human'"):
+        read_midi(out, track="human")
