@@ -1,6 +1,6 @@
 """The real-MIDI tier: the engine on rtmidi virtual ports under a JACK dummy server.
 
-The test starts its own `jackd -d dummy -r 48000 -p 64` under its own server
+The test starts its own `jackd -d dummy -r 48000 -p 256` (conftest.py says why 256) under its own server
 name (JACK_DEFAULT_SERVER), so it cannot clash with another. A second process
 plays the keyboard's part into a virtual port; another reads the agent's
 output. Skipped, with the reason, only where jackd is missing or cannot start.
@@ -17,9 +17,12 @@ import pytest
 pytestmark = [pytest.mark.realmidi, pytest.mark.slow]
 
 
-def test_phrases_played_by_another_process_are_answered_in_time_with_every_note_closed(bench, jack_env, model_dir):
+def test_phrases_played_by_another_process_are_answered_in_time_with_every_note_closed(bench, jack, jack_env,
+                                                                                        model_dir):
+    xruns0 = jack.xruns()
     res = bench.run_once("jack", "call", 3, str(model_dir), jack_env)
-    assert res["answers"] == 3  # every phrase answered, as the reader process heard it
+    res["jack_xruns"] = jack.xruns() - xruns0
+    assert res["answers"] == 3, res  # every phrase answered, as the reader process heard it
     assert res["lost_events"] == 0, res
     assert res["stuck_notes"] == 0, res
     # "in time": generous bounds for a loaded CI machine; the benchmark records the real figures
@@ -27,8 +30,10 @@ def test_phrases_played_by_another_process_are_answered_in_time_with_every_note_
     assert res["sched_err_max_ms"] < 50.0 and res["dropped_late"] == 0
 
 
-def test_accompany_over_jack_rolls_back_and_leaves_nothing_open(bench, jack_env, model_dir):
+def test_accompany_over_jack_rolls_back_and_leaves_nothing_open(bench, jack, jack_env, model_dir):
+    xruns0 = jack.xruns()
     res = bench.run_once("jack", "accompany", 2, str(model_dir), jack_env)
+    res["jack_xruns"] = jack.xruns() - xruns0
     assert res["agent_messages"] > 0 and res["rollback_fraction"] > 0
     assert res["lost_events"] == 0, res
     assert res["stuck_notes"] == 0, res

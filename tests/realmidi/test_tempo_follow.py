@@ -76,13 +76,23 @@ def test_antiphon_play_with_no_tempo_given_answers_a_130_bpm_player_on_the_beat(
     assert "0 left open" in out
 
 
-def test_a_slower_player_is_followed_too(inter, jack_env, model_dir):
+def turns(run) -> list[dict]:
+    """What the engine itself did with each phrase (for assertion messages: an answer the engine
+    played but the reader did not hear is the transport's; one it never played is the agent's)."""
+    keep = ("kind", "phrase", "notes", "barged", "stopped", "bpm", "turn")
+    return [{k: r.get(k) for k in keep} | {"first_note_s": r["first_note_t"] and r["first_note_t"] - run["grid0_s"]}
+            for r in run["responses"]]
+
+
+def test_a_slower_player_is_followed_too(inter, jack, jack_env, model_dir):
+    xruns0 = jack.xruns()
     run = inter.run_tempo(84.0, PHRASES, str(model_dir), jack_env, seed=6)
     row = inter.score(run)
+    row["jack_xruns"], row["turns"] = jack.xruns() - xruns0, turns(run)
     assert row["answered"] == 2 and row["false_trigger_rate"] == 0.0, row
     assert row["delay_p90_beats"] <= 1.0, row
     assert row["tempo_error_pct"] <= 3.0, row
     spb = 60.0 / 84.0
     for t in first_ons_after(run["got"], run["facts"]):
         beats = (t - run["grid0_s"]) / spb
-        assert abs(beats - round(beats)) <= 0.06, beats
+        assert abs(beats - round(beats)) <= 0.06, (beats, row)
