@@ -36,7 +36,7 @@ def jack(bench):
     why = bench.JackServer.available()
     if why:
         pytest.skip(f"real-MIDI tier needs JACK: {why}")
-    srv = bench.JackServer(name=f"antiphon-test-{os.getpid()}", period=256)
+    srv = bench.JackServer(name=f"antiphon-test-{os.getpid()}", period=int(os.environ.get("ANTIPHON_TEST_JACK_PERIOD", 256)))
     try:
         srv.start()
     except (RuntimeError, OSError) as exc:

@@ -37,8 +37,15 @@ def first_ons_after(got, facts):
     return [min((t for t in ons if f["end_s"] <= t < f["next_s"]), default=None) for f in facts]
 
 
-def test_antiphon_play_with_no_tempo_given_answers_a_130_bpm_player_on_the_beat(inter, bench, jack_env, model_dir):
+def player_late_ms(events, played) -> float:
+    """How late the player process sent its latest-sent message, ms (its schedule vs its own log)."""
+    return max(((s - t) * 1e3 for (t, _), (s, _) in zip(events, played)), default=0.0)
+
+
+def test_antiphon_play_with_no_tempo_given_answers_a_130_bpm_player_on_the_beat(inter, bench, jack, jack_env,
+                                                                                  model_dir):
     bpm = 130.0
+    xruns0 = jack.xruns()
     spb = 60.0 / bpm
     player = inter.Player("Kbd130", jack_env)
     p = subprocess.Popen([sys.executable, "-m", "agent", "play", "--backend", "jack", "--in", "Kbd130",
@@ -52,7 +59,7 @@ def test_antiphon_play_with_no_tempo_given_answers_a_130_bpm_player_on_the_beat(
         grid0 = time.perf_counter() + 0.5
         events, facts = inter.schedule(PHRASES, bpm, grid0, seed=5)
         player.say(inter.json.dumps(events))
-        player.result()
+        played = player.result()
         time.sleep(max(0.0, facts[-1]["next_s"] - time.perf_counter()))
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=30)
@@ -64,10 +71,12 @@ def test_antiphon_play_with_no_tempo_given_answers_a_130_bpm_player_on_the_beat(
             p.kill()
         player.say("quit")
     firsts = first_ons_after(got, facts)
-    assert all(t is not None for t in firsts), (firsts, out)
+    xruns = jack.xruns() - xruns0
+    late_ms = player_late_ms(events, played)  # a loaded machine can make the player itself late
+    assert all(t is not None for t in firsts), (firsts, out, xruns, late_ms)
     for t, f in zip(firsts, facts):
         beats = (t - grid0) / spb
-        assert abs(beats - round(beats)) <= 0.06, (beats, out)  # on the player's beat
+        assert abs(beats - round(beats)) <= 0.06, (beats, out, xruns, late_ms)  # on the player's beat
         assert (t - f["end_s"]) / spb <= 1.0, out  # answered on the next beat after the release
     for f in facts:  # nothing during the phrases (the breath included)
         assert not [t for t, b in got if b[0] & 0xF0 == 0x90 and b[2] > 0 and f["start_s"] < t < f["end_s"]]
@@ -89,6 +98,7 @@ def test_a_slower_player_is_followed_too(inter, jack, jack_env, model_dir):
     run = inter.run_tempo(84.0, PHRASES, str(model_dir), jack_env, seed=6)
     row = inter.score(run)
     row["jack_xruns"], row["turns"] = jack.xruns() - xruns0, turns(run)
+    row["player_late_ms"] = player_late_ms(inter.schedule(PHRASES, 84.0, run["grid0_s"], 6)[0], run["played"])
     assert row["answered"] == 2 and row["false_trigger_rate"] == 0.0, row
     assert row["delay_p90_beats"] <= 1.0, row
     assert row["tempo_error_pct"] <= 3.0, row
