@@ -34,6 +34,7 @@ class ModelArgs:
     head: str = "softmax"  # token: "softmax"; roll: "sigmoid" | "nade"
     input_dropout: float = 0.0  # roll: dropout on the input frame
     nade_hidden: int = 0  # roll + nade: NADE hidden units
+    weight_drop: float = 0.0  # training only: DropConnect on the recurrent weights (Merity et al. 2018)
 
 
 KINDS = {"token": ("softmax",), "roll": ("sigmoid", "nade")}
@@ -111,7 +112,14 @@ class LSTMModel(nn.Module):
         `targets` (its logit for key k is conditioned on the target's keys below k).
         """
         x = self.in_drop(tokens) if self.roll else self.embed(tokens)
-        y, state = self.lstm(x, state)
+        if self.training and self.args.weight_drop > 0:
+            # one DropConnect mask on each layer's hidden-to-hidden weights for the whole block
+            dropped = {f"weight_hh_l{i}": nn.functional.dropout(getattr(self.lstm, f"weight_hh_l{i}"),
+                                                                self.args.weight_drop)
+                       for i in range(self.args.layers)}
+            y, state = torch.func.functional_call(self.lstm, dropped, (x, state))
+        else:
+            y, state = self.lstm(x, state)
         return self._head(self.drop(y), targets), state
 
     def _head(self, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:

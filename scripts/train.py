@@ -32,6 +32,7 @@ target; the loss is the frame NLL in nats (the benchmark's measure).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -60,6 +61,11 @@ ap.add_argument("--data", default=str(ROOT / dataset.DEFAULT_DATA_DIR),
 ap.add_argument("--kind", choices=("token", "roll"), default="token", help="token model or piano-roll model")
 ap.add_argument("--head", choices=("sigmoid", "nade"), default="sigmoid", help="roll: output head")
 ap.add_argument("--input-dropout", type=float, default=0.0, help="roll: dropout on the input frames")
+ap.add_argument("--weight-drop", type=float, default=0.0,
+                help="DropConnect on the LSTM's recurrent weights while training (0 = none)")
+ap.add_argument("--ema", type=float, default=0.0,
+                help="keep an exponential moving average of the weights with this decay per step, and validate,"
+                     " keep and export the average (0 = off)")
 ap.add_argument("--nade-hidden", type=int, default=100, help="roll + nade: NADE hidden units")
 ap.add_argument("--out", default=str(ROOT / "models/default"), help="model folder to write")
 ap.add_argument("--run-dir", default=None, help="where last.pt (resume state) goes; default runs/<out name>")
@@ -209,10 +215,11 @@ def steps_in(streams) -> int:
 if ROLL:
     model_args = ModelArgs(vocab_size=train_pieces[0].shape[1], embedding=0, hidden=args.hidden,
                            layers=args.layers, dropout=args.dropout, kind="roll", head=args.head,
-                           input_dropout=args.input_dropout, nade_hidden=args.nade_hidden if args.head == "nade" else 0)
+                           input_dropout=args.input_dropout, nade_hidden=args.nade_hidden if args.head == "nade" else 0,
+                           weight_drop=args.weight_drop)
 else:
     model_args = ModelArgs(vocab_size=vocab.size, embedding=args.embedding, hidden=args.hidden,
-                           layers=args.layers, dropout=args.dropout)
+                           layers=args.layers, dropout=args.dropout, weight_drop=args.weight_drop)
 state_path = run_dir / "last.pt"
 resumed = None
 if args.resume:
@@ -236,6 +243,11 @@ if resumed:
 elif ROLL:  # a fresh roll model starts from the keys' rates (the first epochs are not spent finding them)
     model.init_key_bias(np.concatenate(train_pieces).mean(axis=0))
 raw_model = model
+# the averaged weights (--ema) are what is validated, kept and exported; the live ones are what trains
+ema_model = copy.deepcopy(raw_model).eval().requires_grad_(False) if args.ema > 0 else None
+if ema_model is not None and resumed and resumed.get("ema"):
+    ema_model.load_state_dict(resumed["ema"])
+eval_model = ema_model or raw_model
 if ddp:
     model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -255,13 +267,16 @@ def lr_at(s: int) -> float:
 
 def checkpoint(epoch: int, with_optimizer: bool) -> dict:
     """Plain types only (tensors, numbers, strings, lists, dicts): loads with weights_only=True."""
-    ck = {"model": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
+    kept = raw_model if with_optimizer else eval_model  # last.pt resumes the live weights; checkpoint.pt is the kept model
+    ck = {"model": {k: v.detach().cpu() for k, v in kept.state_dict().items()},
           "model_args": raw_model.model_args(), "vocab": vocab.to_dict() if vocab else None, "config": config,
           "epoch": epoch, "step": step, "best_valid": best_valid, "best_epoch": best_epoch,
           "params": raw_model.num_params(), "train_s": train_s}
     if with_optimizer:
         ck.update(optimizer=optimizer.state_dict(), history=history, bad_epochs=bad_epochs,
                   planned_steps=planned_steps)
+        if ema_model is not None:
+            ck["ema"] = {k: v.detach().cpu() for k, v in ema_model.state_dict().items()}
     return ck
 
 
@@ -314,6 +329,10 @@ for epoch in range(start_epoch, args.epochs + 1):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
+        if ema_model is not None:  # the decay ramps up over the first steps, so early weights do not linger
+            with torch.no_grad():
+                torch._foreach_lerp_(list(ema_model.parameters()), list(raw_model.parameters()),
+                                     1.0 - min(args.ema, (1 + step) / (10 + step)))
         step += 1
         loss_sum += loss.item() * float(n_targets)
         tok_count += float(n_targets)
@@ -339,10 +358,10 @@ for epoch in range(start_epoch, args.epochs + 1):
     train_s += epoch_s
     loss_sum, tok_count = all_sum([loss_sum, float(tok_count)])
     if ROLL:
-        v_nll = score_rolls(raw_model, valid_mine, device=device)
+        v_nll = score_rolls(eval_model, valid_mine, device=device)
         v_sum, v_count = all_sum([float(sum(v.sum() for v in v_nll)), float(sum(len(v) for v in v_nll))])
     else:
-        v_sum, v_count = all_sum(list(evaluate_pieces(raw_model, valid_mine, device)))
+        v_sum, v_count = all_sum(list(evaluate_pieces(eval_model, valid_mine, device)))
     valid_loss = v_sum / max(v_count, 1)
     tokens_per_s = tok_count / epoch_s
     history.append({"epoch": epoch, "steps": step, "train_loss": loss_sum / max(tok_count, 1),

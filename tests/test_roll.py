@@ -172,6 +172,55 @@ def test_roll_resume_continues(tiny_mat, tmp_path):
     assert [h["epoch"] for h in hist] == [1, 2, 3]
 
 
+def test_weight_drop_masks_the_recurrent_weights_while_training_only():
+    import torch
+
+    from agent.model import LSTMModel, ModelArgs
+
+    torch.manual_seed(0)
+    model = LSTMModel(ModelArgs(88, embedding=0, hidden=16, layers=2, dropout=0.0, kind="roll", weight_drop=0.5))
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    x = (torch.rand(2, 12, 88) > 0.9).float()
+    a, _ = model.train()(x)
+    b, _ = model(x)
+    assert not torch.allclose(a, b)  # a new DropConnect mask each block
+    a.sum().backward()
+    assert all(getattr(model.lstm, f"weight_hh_l{i}").grad.abs().sum() > 0 for i in range(2))
+    assert all(torch.equal(kept[k], v) for k, v in model.state_dict().items())  # the stored weights untouched
+    model.eval()
+    c, _ = model(x)
+    plain = LSTMModel(ModelArgs(88, embedding=0, hidden=16, layers=2, dropout=0.0, kind="roll")).eval()
+    plain.load_state_dict(kept)
+    assert torch.equal(c, model(x)[0]) and torch.allclose(c, plain(x)[0])  # evaluation: the plain LSTM
+
+
+def test_ema_validates_and_keeps_the_averaged_weights(tiny_mat, tmp_path):
+    import torch
+
+    from agent.model import LSTMModel, ModelArgs, score_rolls
+
+    out = tmp_path / "m"
+    train(tiny_mat, out, "--epochs", "3", "--ema", "0.9", "--weight-drop", "0.3")
+    hist = json.loads((out / "metrics.json").read_text())["epochs"]
+    last = torch.load(out / "run" / "last.pt", weights_only=True)
+    valid = roll.load_mat(tiny_mat)["valid"]
+
+    def valid_nll(weights) -> float:
+        model = LSTMModel(ModelArgs(**last["model_args"]))
+        model.load_state_dict(weights)
+        nll = score_rolls(model, valid)
+        return float(sum(v.sum() for v in nll) / sum(len(v) for v in nll))
+
+    assert last["model_args"]["weight_drop"] == 0.3
+    assert valid_nll(last["ema"]) == pytest.approx(hist[-1]["valid_loss"], abs=1e-4)  # the average is validated
+    assert abs(valid_nll(last["model"]) - hist[-1]["valid_loss"]) > 1e-3  # ... not the live weights
+    best = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert valid_nll(best["model"]) == pytest.approx(min(h["valid_loss"] for h in hist), abs=1e-4)
+    train(tiny_mat, out, "--epochs", "4", "--ema", "0.9", "--weight-drop", "0.3", "--resume")
+    resumed = torch.load(out / "run" / "last.pt", weights_only=True)
+    assert resumed["epoch"] == 4 and not torch.equal(resumed["ema"]["head.bias"], last["ema"]["head.bias"])
+
+
 def test_bad_roll_data_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--data", str(tmp_path / "nope.mat"),
                         "--out", str(tmp_path / "m"), *TINY], capture_output=True, text=True, cwd=ROOT)
