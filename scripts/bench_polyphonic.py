@@ -45,9 +45,9 @@ COMMON = ["--kind", "roll", "--chunk", "128", "--warmup", "50", "--threads", "1"
 ROWS = {
     "jsb-sigmoid": {
         "folder": "models/roll-jsb", "set": "JSB_Chorales", "target": 8.10, "target_row": "TCN (Bai et al. 2018)",
-        "args": ["--head", "sigmoid", "--layers", "1", "--hidden", "220", "--dropout", "0.5", "--input-dropout", "0.2",
-                 "--weight-decay", "0.1", "--batch", "8", "--lr", "3e-3", "--epochs", "60", "--patience", "15",
-                 "--transpose", "6", "--transpose-p", "0.3"],
+        "args": ["--head", "sigmoid", "--layers", "1", "--hidden", "220", "--dropout", "0.4", "--input-dropout", "0.2",
+                 "--weight-drop", "0.5", "--ema", "0.99", "--weight-decay", "0.1", "--batch", "8", "--lr", "3e-3",
+                 "--epochs", "500", "--patience", "60", "--transpose", "6", "--transpose-p", "0.3"],
     },
     "nottingham-sigmoid": {
         "folder": "models/roll-nottingham", "set": "Nottingham", "target": 3.07, "target_row": "TCN (Bai et al. 2018)",
