@@ -51,9 +51,10 @@ ROWS = {
     },
     "nottingham-sigmoid": {
         "folder": "models/roll-nottingham", "set": "Nottingham", "target": 3.07, "target_row": "TCN (Bai et al. 2018)",
-        "args": ["--head", "sigmoid", "--layers", "1", "--hidden", "450", "--dropout", "0.2", "--batch", "8",
-                 "--chunk", "64", "--lr", "2e-3", "--warmup", "100", "--epochs", "40", "--max-minutes", "50",
-                 "--patience", "4", "--transpose", "0"],
+        "args": ["--head", "sigmoid", "--layers", "1", "--hidden", "450", "--dropout", "0.4", "--input-dropout", "0.1",
+                 "--weight-drop", "0.3", "--ema", "0.998", "--batch", "8", "--chunk", "64", "--lr", "2e-3",
+                 "--warmup", "100", "--epochs", "80", "--max-minutes", "55", "--patience", "10", "--transpose", "6",
+                 "--transpose-p", "0.2"],
     },
     "jsb-nade": {
         "folder": "models/roll-jsb-nade", "set": "JSB_Chorales", "target": 5.6, "target_row": "RNN-NADE (2012)",
