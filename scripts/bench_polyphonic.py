@@ -58,9 +58,9 @@ ROWS = {
     },
     "jsb-nade": {
         "folder": "models/roll-jsb-nade", "set": "JSB_Chorales", "target": 5.6, "target_row": "RNN-NADE (2012)",
-        "args": ["--head", "nade", "--nade-hidden", "100", "--layers", "1", "--hidden", "200", "--dropout", "0.5",
-                 "--input-dropout", "0.2", "--weight-decay", "0.1", "--batch", "8", "--lr", "3e-3", "--epochs", "60",
-                 "--patience", "15", "--transpose", "6", "--transpose-p", "0.3"],
+        "args": ["--head", "nade", "--nade-hidden", "100", "--layers", "1", "--hidden", "200", "--dropout", "0.4",
+                 "--input-dropout", "0.2", "--weight-drop", "0.5", "--ema", "0.99", "--weight-decay", "0.1", "--batch",
+                 "8", "--lr", "3e-3", "--epochs", "500", "--patience", "60", "--transpose", "6", "--transpose-p", "0.3"],
     },
     "nottingham-nade": {
         "folder": "models/roll-nottingham-nade", "set": "Nottingham", "target": 2.4, "target_row": "RNN-NADE (2012)",
