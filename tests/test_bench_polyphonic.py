@@ -3,8 +3,8 @@
 scripts/bench_polyphonic.py scores each row's model.onnx with numpy + onnxruntime on the
 published test split; its figure must equal the card's (torch, at training time) within
 the benchmark's tolerance, and the sigmoid rows must meet issue 12's targets (below the
-TCN row of Bai et al. 2018). Needs ../shared/data/poly_music beside the checkout (the
-published .mat files are not in the repository); skipped, with the reason, without it.
+TCN row of Bai et al. 2018). Scoring needs ../shared/data/poly_music beside the checkout
+(the published .mat files are not in the repository); skipped, with the reason, without it.
 """
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import pytest
 from helpers import ROOT, load_script
 
 bp = load_script("bench_polyphonic")
-pytestmark = pytest.mark.skipif(not (bp.DATA / "JSB_Chorales.mat").is_file(),
+needs_data = pytest.mark.skipif(not (bp.DATA / "JSB_Chorales.mat").is_file(),
                                 reason=f"the benchmark rolls ({bp.DATA}) are not beside this checkout")
 
 
+@needs_data
 @pytest.mark.parametrize("row", list(bp.ROWS))
 def test_the_committed_model_scores_what_its_card_says(row):
     r = bp.score_row(row, bp.DATA)
