@@ -64,9 +64,10 @@ ROWS = {
     },
     "nottingham-nade": {
         "folder": "models/roll-nottingham-nade", "set": "Nottingham", "target": 2.4, "target_row": "RNN-NADE (2012)",
-        "args": ["--head", "nade", "--nade-hidden", "64", "--layers", "1", "--hidden", "440", "--dropout", "0.2",
-                 "--batch", "8", "--chunk", "64", "--lr", "2e-3", "--warmup", "100", "--epochs", "40",
-                 "--max-minutes", "50", "--patience", "4", "--transpose", "0"],
+        "args": ["--head", "nade", "--nade-hidden", "64", "--layers", "1", "--hidden", "440", "--dropout", "0.4",
+                 "--input-dropout", "0.1", "--weight-drop", "0.3", "--ema", "0.998", "--batch", "8", "--chunk", "64",
+                 "--lr", "2e-3", "--warmup", "100", "--epochs", "80", "--max-minutes", "50", "--patience", "10",
+                 "--transpose", "6", "--transpose-p", "0.2"],
     },
 }
 
