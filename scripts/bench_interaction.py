@@ -166,7 +166,8 @@ def run_tempo(bpm: float, phrases: list[dict], model: str, env: dict, sets=(), s
         player.say("quit")
         for c in (player, reader):
             c.p.wait(timeout=10)
-    return {"bpm": bpm, "facts": facts, "played": played, "got": got, "responses": list(eng.jam.responses),
+    return {"bpm": bpm, "events": events, "facts": facts, "played": played, "got": got,
+            "responses": list(eng.jam.responses),
             "grid0_s": grid0, "tempo": eng.tempo_status()}
 
 

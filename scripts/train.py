@@ -267,8 +267,11 @@ def lr_at(s: int) -> float:
 
 def checkpoint(epoch: int, with_optimizer: bool) -> dict:
     """Plain types only (tensors, numbers, strings, lists, dicts): loads with weights_only=True."""
+    def cpu_state(m) -> dict:
+        return {k: v.detach().cpu() for k, v in m.state_dict().items()}
+
     kept = raw_model if with_optimizer else eval_model  # last.pt resumes the live weights; checkpoint.pt is the kept model
-    ck = {"model": {k: v.detach().cpu() for k, v in kept.state_dict().items()},
+    ck = {"model": cpu_state(kept),
           "model_args": raw_model.model_args(), "vocab": vocab.to_dict() if vocab else None, "config": config,
           "epoch": epoch, "step": step, "best_valid": best_valid, "best_epoch": best_epoch,
           "params": raw_model.num_params(), "train_s": train_s}
@@ -276,7 +279,7 @@ def checkpoint(epoch: int, with_optimizer: bool) -> dict:
         ck.update(optimizer=optimizer.state_dict(), history=history, bad_epochs=bad_epochs,
                   planned_steps=planned_steps)
         if ema_model is not None:
-            ck["ema"] = {k: v.detach().cpu() for k, v in ema_model.state_dict().items()}
+            ck["ema"] = cpu_state(ema_model)
     return ck
 
 

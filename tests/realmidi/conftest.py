@@ -36,7 +36,8 @@ def jack(bench):
     why = bench.JackServer.available()
     if why:
         pytest.skip(f"real-MIDI tier needs JACK: {why}")
-    srv = bench.JackServer(name=f"antiphon-test-{os.getpid()}", period=int(os.environ.get("ANTIPHON_TEST_JACK_PERIOD", 256)))
+    period = int(os.environ.get("ANTIPHON_TEST_JACK_PERIOD", 256))
+    srv = bench.JackServer(name=f"antiphon-test-{os.getpid()}", period=period)
     try:
         srv.start()
     except (RuntimeError, OSError) as exc:

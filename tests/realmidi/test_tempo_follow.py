@@ -16,11 +16,13 @@ follower answers where the player is, not where a metronome would be: with
 this seed the second phrase ends about 19 ms behind the grid on two of its
 last three beats, and the answer follows it there (+20-25 ms from the
 metronome's beat); the first phrase's last beats rush (+10, +4, -7, -12 ms),
-and an answer two beats later that follows the rush lands ~30 ms early. The tolerance is 0.06 beat
-(the interaction benchmark's grid tolerance) plus one JACK period of the
-tier's server: JACK moves a message at cycle boundaries, so the player's
-notes reach the agent, and the answer reaches the reader, up to a period
-late each (5.3 ms at -p 256; conftest.py says why 256).
+and an answer two beats later that follows the rush lands ~30 ms early.
+
+The tolerance is 0.06 beat (the interaction benchmark's grid tolerance)
+plus one JACK period of the tier's server: JACK moves a message at cycle
+boundaries, so the player's notes reach the agent, and the answer reaches
+the reader, up to a period late each (5.3 ms at -p 256; conftest.py says
+why 256).
 """
 from __future__ import annotations
 
@@ -131,7 +133,7 @@ def test_a_slower_player_is_followed_too(inter, jack, jack_env, model_dir):
     run = inter.run_tempo(84.0, PHRASES, str(model_dir), jack_env, seed=6)
     row = inter.score(run)
     row["jack_xruns"], row["turns"] = jack.xruns() - xruns0, turns(run)
-    row["player_late_ms"] = player_late_ms(inter.schedule(PHRASES, 84.0, run["grid0_s"], 6)[0], run["played"])
+    row["player_late_ms"] = player_late_ms(run["events"], run["played"])
     assert row["answered"] == 2 and row["false_trigger_rate"] == 0.0, row
     assert row["delay_p90_beats"] <= 1.0, row
     assert row["tempo_error_pct"] <= 3.0, row
