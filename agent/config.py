@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import AntiphonError
+from agent.errors import AntiphonError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.toml"
@@ -146,7 +146,7 @@ class Config:
     source: str = "<defaults>"  # the file it came from
 
     def vocab(self):
-        from .events import Vocab
+        from agent.music.tokens import Vocab
 
         t = self.tokens
         return Vocab(t.resolution, t.max_shift, t.pitch_lo, t.pitch_hi, t.velocity_bins)
@@ -214,7 +214,7 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source}: sampling.adaptive_min = {s.adaptive_min} is above sampling.adaptive_max = {s.adaptive_max}")
     if cfg.tokens.pitch_lo > cfg.tokens.pitch_hi:
         raise ConfigError(f"{cfg.source}: tokens.pitch_lo = {cfg.tokens.pitch_lo} is above tokens.pitch_hi = {cfg.tokens.pitch_hi}")
-    from .sampler import SamplingError, parse_key  # here, not at the top: sampler is numpy's, config is not
+    from agent.model.sampler import SamplingError, parse_key  # here, not at the top: sampler is numpy's, config is not
 
     try:
         parse_key(s.key)

@@ -4,7 +4,7 @@
 
 One JACK dummy server (-p 64); a sender plays bursts of distinct messages (`--burst` in one JACK
 cycle, 3 ms apart); a reader process opens the sender's port either as mido does (a Python
-callback in JACK's process thread) or as Antiphon does (agent/rtinput.py: rtmidi's queue, polled),
+callback in JACK's process thread) or as Antiphon does (agent/midi/rtinput.py: rtmidi's queue, polled),
 while `--hogs` Python threads in the reader keep the GIL busy, as the engine's own threads do.
 Both readers run on the same bursts, one after the other, in one run.
 
@@ -40,7 +40,7 @@ def role_reader(spec: str) -> None:
         name = next(n for n in mido.get_input_names() if part in n)
         port = mido.open_input(name, callback=lambda m: got.append((time.perf_counter(), m.bytes())))
     else:
-        from agent.ports import Ports
+        from agent.midi.ports import Ports
 
         port = Ports("auto").open_input(part, lambda m, t: got.append((t, m.bytes())))
     done = threading.Event()

@@ -139,9 +139,9 @@ class Player(RT.Child):
 def run_tempo(bpm: float, phrases: list[dict], model: str, env: dict, sets=(), seed: int = 1) -> dict:
     """Play the phrases at bpm into a fresh engine over JACK; the raw facts for `score`."""
     from agent.config import load_config
-    from agent.engine import Engine
-    from agent.ports import Ports
-    from agent.predictor import Predictor
+    from agent.live.engine import Engine
+    from agent.midi.ports import Ports
+    from agent.model.predictor import Predictor
 
     cfg = load_config(overrides=["jam.response_bars=1.0", "sampling.seed=7", f'model.path="{model}"', *sets])
     pred = Predictor.from_config(cfg)

@@ -39,9 +39,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.config import load_config  # noqa: E402
-from agent.events import encode  # noqa: E402
-from agent.predictor import Predictor  # noqa: E402
-from agent.sampler import SamplingControls  # noqa: E402
+from agent.music.tokens import encode  # noqa: E402
+from agent.model.predictor import Predictor  # noqa: E402
+from agent.model.sampler import SamplingControls  # noqa: E402
 
 WARMUP = 300
 ALL_CONTROLS = dict(top_p=0.95, top_k=40, adaptive=True, key="auto", key_strength=3.0,
@@ -83,7 +83,7 @@ def real_tokens(vocab, n_pieces: int = 12) -> list[int]:
     """Token ids of a few Bach chorales (real music, so the states are realistic)."""
     from music21 import corpus
 
-    from agent.sources import notes_from_music21
+    from agent.music.notes import notes_from_music21
 
     ids: list[int] = []
     for path in sorted(corpus.getComposer("bach"))[:n_pieces]:
@@ -106,14 +106,14 @@ def prepare_model(args) -> tuple[Path, str]:
     spec.loader.exec_module(exp)
     import torch
 
-    from agent.model import LSTMModel, ModelArgs, load_checkpoint
+    from agent.model.net import LSTMModel, ModelArgs, load_checkpoint
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_model_"))
     vocab = load_config().vocab()
     if (d / "checkpoint.pt").exists():
         model, ckpt = load_checkpoint(d / "checkpoint.pt")
         torch.save(ckpt, tmp / "checkpoint.pt")
-        from agent.events import Vocab
+        from agent.music.tokens import Vocab
 
         vocab, what = Vocab.from_dict(ckpt["vocab"]), f"{d}/checkpoint.pt exported to a temp folder"
     else:
@@ -175,7 +175,7 @@ def bench_paced(p: Predictor, tokens: list[int], steps: int, controls: SamplingC
 def bench_window(model_dir: Path, tokens: list[int], runs: int) -> dict:
     import torch
 
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     torch.set_num_threads(1)
     model, _ = load_checkpoint(model_dir / "checkpoint.pt")
@@ -197,7 +197,7 @@ def bench_interleaved(p: Predictor, model_dir: Path, tokens: list[int], rounds: 
     change in the machine's load between two long measurements cannot skew the ratio."""
     import torch
 
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     model, _ = load_checkpoint(model_dir / "checkpoint.pt")
     ratios = []
@@ -219,7 +219,7 @@ def bench_interleaved(p: Predictor, model_dir: Path, tokens: list[int], rounds: 
 
 
 def nll(model_path: Path, tokens: list[int]) -> float:
-    from agent.runtime.onnx_backend import OnnxBackend
+    from agent.model.runtime.onnx_backend import OnnxBackend
 
     be = OnnxBackend(model_path)
     state, total = be.initial_state(), 0.0
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         p.prime(tokens[i:i + 512])
         reprime.append(time.perf_counter_ns() - t0)
     out["reprime512_p50_ms"] = round(float(np.median(reprime)) / 1e6, 2)
-    from agent.guards import REPRIME_SLICE
+    from agent.live.jam.limits import REPRIME_SLICE
 
     p.prime(tokens[:512])
     slices = []  # what the live engine does instead: the same re-prime, a slice in each idle gap

@@ -14,7 +14,7 @@ chosen on validation loss only (train.py keeps the best-valid checkpoint);
 test is computed once, at the end.
 
 The test NLL printed here is recomputed from each folder's model.onnx with
-numpy + onnxruntime (agent/roll.py), not read from the card; the card's own
+numpy + onnxruntime (agent/model/roll.py), not read from the card; the card's own
 figure (torch, from checkpoint.pt) must agree within 0.05. Prints a table
 beside the published rows and JSON (stdout, or --json FILE).
 """
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent import roll  # noqa: E402
+from agent.model import roll  # noqa: E402
 
 # ../shared/data/poly_music beside the checkout (a worktree under wt/ has it one level further up)
 DATA = next((p for p in (ROOT.parent / "shared/data/poly_music", ROOT.parent.parent / "shared/data/poly_music")

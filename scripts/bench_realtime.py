@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.live import pct  # noqa: E402  (the nearest-rank percentile the live figures use)
+from agent.live.controls import pct  # noqa: E402  (the nearest-rank percentile the live figures use)
 
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 BPM, SILENCE_MS, BEATS = 200.0, 300.0, 4  # fast phrases keep 50 of them under three minutes
@@ -99,7 +99,7 @@ class JackServer:
 # -- the player's script -------------------------------------------------------
 def phrase_events(n: int, start_s: float) -> list[tuple[float, list[int]]]:
     """(time_s, message bytes) for n one-bar phrases, from the demo's real tunes."""
-    from agent.commands.demo import PHRASES
+    from agent.ui.commands.demo import PHRASES
 
     spb = 60.0 / BPM
     out = []
@@ -157,9 +157,9 @@ def role_player(name: str) -> None:
 
 
 def role_reader(part: str) -> None:
-    from agent.ports import Ports
+    from agent.midi.ports import Ports
 
-    got = []  # read as Antiphon reads (agent/rtinput.py): a Python callback in JACK's thread garbles bursts
+    got = []  # read as Antiphon reads (agent/midi/rtinput.py): a Python callback in JACK's thread garbles bursts
     port = Ports("auto").open_input(part, lambda m, t: got.append((t, m.bytes())))
     print("ready", flush=True)
 
@@ -246,9 +246,9 @@ def pair_by_identity(sent, got, window_s: float | None = None) -> tuple[list, in
 
 def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = ()) -> dict:
     from agent.config import load_config
-    from agent.engine import Engine
-    from agent.ports import Loopback, Ports
-    from agent.predictor import Predictor
+    from agent.live.engine import Engine
+    from agent.midi.ports import Loopback, Ports
+    from agent.model.predictor import Predictor
 
     cfg = load_config(overrides=[f"timing.bpm={BPM}", f"jam.silence_ms={SILENCE_MS}", f'jam.mode="{mode}"',
                                  "jam.response_bars=1.0", "jam.align_to_bar=false", "sampling.seed=7",

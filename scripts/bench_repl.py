@@ -63,7 +63,7 @@ class Typist:
         from prompt_toolkit.input import create_pipe_input
         from prompt_toolkit.output.vt100 import Vt100_Output
 
-        from agent.repl import Repl
+        from agent.ui.repl.app import Repl
 
         asyncio.set_event_loop(asyncio.new_event_loop())
         screen = open(os.devnull, "w")
@@ -107,9 +107,9 @@ class Typist:
 
 def run_pair(transport: str, n: int, model: str, env: dict, sets: list[str], with_repl: bool) -> dict:
     """bench_realtime.run_once in call mode, the engine's start/stop wrapped to open and close a typist."""
-    import agent.engine
+    import agent.live.engine
 
-    plain = agent.engine.Engine
+    plain = agent.live.engine.Engine
     typists: list[Typist] = []
 
     class EngineWithRepl(plain):
@@ -123,11 +123,11 @@ def run_pair(transport: str, n: int, model: str, env: dict, sets: list[str], wit
                 typists[-1].stop()
             return super().stop()
 
-    agent.engine.Engine = EngineWithRepl if with_repl else plain
+    agent.live.engine.Engine = EngineWithRepl if with_repl else plain
     try:
         res = br.run_once(transport, "call", n, model, env, sets)
     finally:
-        agent.engine.Engine = plain
+        agent.live.engine.Engine = plain
     if with_repl:
         t = typists[-1]
         res.update(keys_typed=t.keys, repl_lines=len(t.lines), repl_cpu_fraction=t.cpu_s / t.wall_s,

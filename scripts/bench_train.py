@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # train_tokens: how train.py lays out the pieces
 
-from agent.dataset import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
+from agent.training.data import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
-from agent.modeldir import ModelDir  # noqa: E402
+from agent.model.folder import ModelDir  # noqa: E402
 
 TRAIN_DEFAULTS = {"embedding": 128, "hidden": 256, "layers": 2, "dropout": 0.2}  # scripts/train.py's
 
@@ -79,7 +79,7 @@ class Trainer:
     def __init__(self, model_args: dict, pieces: list, batch: int, chunk: int, window: int, seed: int):
         import torch
 
-        from agent.model import LSTMModel, ModelArgs
+        from agent.model.net import LSTMModel, ModelArgs
 
         self.torch = torch
         torch.manual_seed(seed)

@@ -5,7 +5,7 @@
         --data data/full --on nottingham,palestrina --json runs/compare.json
 
 For every model: NLL (nats/token, each piece from a zero state, START not a target) on the test
-split as a whole and per source, on the test split's humanised copy (agent/humanise.py, the
+split as a whole and per source, on the test split's humanised copy (agent/training/humanise.py, the
 evaluation seed), and, with `--on C`, on every piece of collection C in all three splits (the set
 a leave-one-collection-out model is tested on; a model trained on this data's train split has
 seen C's train pieces, so only a model that never saw C is held out there). Prints a table and
@@ -25,15 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from agent import dataset  # noqa: E402
+from agent.training import data as dataset  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
-from agent.events import Vocab  # noqa: E402
-from agent.humanise import EVAL_SEED, humanised_copy  # noqa: E402
+from agent.music.tokens import Vocab  # noqa: E402
+from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
 
 
 def nll_by_group(model, pieces: list, groups: list[str]) -> dict[str, dict]:
     """{group: {"nll", "targets"}} and "all", scoring every piece once."""
-    from agent.model import score_pieces
+    from agent.model.net import score_pieces
 
     logps, _ = score_pieces(model, pieces)
     out: dict[str, list[float]] = {}
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     try:
         models = []

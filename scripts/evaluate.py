@@ -16,7 +16,7 @@ n-gram (default 4-gram), both fitted on the train split as stored (untransposed)
 and scored on exactly the same targets (plus, for information, a 6-gram as
 `ngram6`; --extra-orders changes that).
 
-Beside the clean test split it scores a humanised copy of it (agent/humanise.py,
+Beside the clean test split it scores a humanised copy of it (agent/training/humanise.py,
 fixed --humanise-seed: tempo, onsets and releases a tick or two off the grid,
 velocities, as a player plays them live): `test_nll_humanised`, with the
 unigram and n-gram baselines (fitted on the clean train split, as above) on
@@ -29,7 +29,7 @@ real continuations of the same openings: pitch-class histogram distance
 (total variation, 0..1), in-key ratio (Krumhansl-Schmuckler key of opening +
 continuation), note density (note-ons per beat) and collapse_rate, the
 fraction of samples whose last 8 onsets are all the same pitch or chord
-(agent.metrics.is_collapsed has the precise rule). For contrast it also
+(agent.training.metrics.is_collapsed has the precise rule). For contrast it also
 reports the collapse rate of near-argmax decoding (T = 0.01) of the same
 openings, the failure the ancestors hit.
 """
@@ -46,12 +46,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent import metrics  # noqa: E402
-from agent.dataset import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
+from agent.training import metrics  # noqa: E402
+from agent.training.data import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
-from agent.events import Vocab, decode  # noqa: E402
-from agent.humanise import EVAL_SEED, humanised_copy  # noqa: E402
-from agent.modeldir import ModelDir  # noqa: E402
+from agent.music.tokens import Vocab, decode  # noqa: E402
+from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
+from agent.model.folder import ModelDir  # noqa: E402
 
 
 # -- scoring ---------------------------------------------------------------------
@@ -69,12 +69,12 @@ def summarize(logp: np.ndarray, targets: np.ndarray, onset_correct: int, vocab: 
 
 
 def score_lstm(model, pieces: list[np.ndarray], vocab: Vocab, batch: int = 32, chunk: int = 256):
-    """Teacher-forced log P(target) for every target of every piece (agent.model.score_pieces).
+    """Teacher-forced log P(target) for every target of every piece (agent.model.net.score_pieces).
 
     Returns (logp [n_targets] in piece order, targets, number of onsets whose
     argmax over NOTE_ON logits is right).
     """
-    from agent.model import score_pieces
+    from agent.model.net import score_pieces
 
     logps, correct = score_pieces(model, pieces, batch=batch, chunk=chunk,
                                   argmax_range=(vocab.note_on_base, vocab.note_off_base))
@@ -97,7 +97,7 @@ def score_counts(model, pieces: list[np.ndarray], vocab: Vocab):
 
 def sample_live(model_dir, openings: np.ndarray, length: int, temperature: float, seed: int,
                 backend: str = "auto") -> tuple[list[np.ndarray], str]:
-    """Continuations drawn the way the live agent draws them: agent.predictor + agent.sampler.
+    """Continuations drawn the way the live agent draws them: agent.model.predictor + agent.model.sampler.
 
     For each opening the predictor is primed (reset, START, the opening) and
     then samples up to `length` tokens, stopping after END (kept), with
@@ -105,8 +105,8 @@ def sample_live(model_dir, openings: np.ndarray, length: int, temperature: float
     (no key mask, no repeat penalty: the raw model). backend "auto" is onnx if
     the folder has model.onnx, else torch-cpu. Returns (samples, backend name).
     """
-    from agent.predictor import Predictor
-    from agent.sampler import SamplingControls
+    from agent.model.predictor import Predictor
+    from agent.model.sampler import SamplingControls
 
     md = ModelDir.resolve(model_dir)
     if backend == "auto":
@@ -235,7 +235,7 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     """Everything the module docstring lists, as one JSON-ready dict."""
     import torch
 
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     t0 = time.perf_counter()
     if threads:
@@ -295,7 +295,7 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
         conts, sampler_name = sample_plain(model, openings, length, temperature, seed, vocab), "plain torch"
     else:
         conts, be = sample_live(md.path, openings, length, temperature, seed, backend)
-        sampler_name = f"agent.predictor + agent.sampler ({be})"
+        sampler_name = f"agent.model.predictor + agent.model.sampler ({be})"
     gen = metrics.music_stats(conts, openings, vocab)
     ref = metrics.music_stats(real, openings, vocab)
     report["sampling"] = {"samples": samples, "temperature": temperature, "prompt_tokens": prompt,
@@ -376,7 +376,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: fastest for batch-1 steps on shared cores; 0 = torch's default)")
     ap.add_argument("--sampler", choices=["live", "plain"], default="live",
-                    help="live: agent.predictor + agent.sampler, one stream at a time (default); "
+                    help="live: agent.model.predictor + agent.model.sampler, one stream at a time (default); "
                          "plain: batched torch temperature sampling")
     ap.add_argument("--backend", default="auto", help="live sampler's backend (default: onnx if model.onnx, else torch-cpu)")
     ap.add_argument("--plots", metavar="DIR", help="write pitch_histograms.png and piano_roll.png here")

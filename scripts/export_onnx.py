@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.events import Vocab  # noqa: E402
-from agent.model import LSTMModel, load_checkpoint  # noqa: E402
+from agent.music.tokens import Vocab  # noqa: E402
+from agent.model.net import LSTMModel, load_checkpoint  # noqa: E402
 
 INPUT_NAMES = ["token", "h", "c"]
 OUTPUT_NAMES = ["logits", "h_out", "c_out"]

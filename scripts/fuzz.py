@@ -44,16 +44,16 @@ import mido  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from agent.clock import FakeClock, TempoMap  # noqa: E402
+from agent.music.tempomap import FakeClock, TempoMap  # noqa: E402
 from agent.config import load_config  # noqa: E402
-from agent.engine import LiveControls  # noqa: E402
-from agent.events import decode, encode  # noqa: E402
-from agent.jam import Jam  # noqa: E402
-from agent.listener import EchoFilter, Listener  # noqa: E402
-from agent.predictor import PITCH_MEMORY, Predictor  # noqa: E402
-from agent.runtime.base import Backend  # noqa: E402
-from agent.scheduler import Scheduler  # noqa: E402
-from agent.sources import MAX_BEATS, MidiReadError, read_midi  # noqa: E402
+from agent.live.engine import LiveControls  # noqa: E402
+from agent.music.tokens import decode, encode  # noqa: E402
+from agent.live.jam.policy import Jam  # noqa: E402
+from agent.live.listener import EchoFilter, Listener  # noqa: E402
+from agent.model.predictor import PITCH_MEMORY, Predictor  # noqa: E402
+from agent.model.runtime.base import Backend  # noqa: E402
+from agent.live.scheduler import Scheduler  # noqa: E402
+from agent.music.notes import MAX_BEATS, MidiReadError, read_midi  # noqa: E402
 
 CFG = load_config()
 VOCAB = CFG.vocab()

@@ -16,7 +16,7 @@ essen, bach, oneills, or a --midi-dir source):
   unchanged, e.g. its size and time budget), and the model's NLL on C is set
   against a unigram and an interpolated Kneser-Ney n-gram (scripts/evaluate.py's
   baselines) fitted on the same training pieces and scored on the same targets.
-  The humanised copy of C (agent/humanise.py) is scored too.
+  The humanised copy of C (agent/training/humanise.py) is scored too.
 
 Writes OUT/held_out.json and, with --card DIR, DIR/held_out.json, and adds
 `held_out_collections` to DIR/card.json: {C: {"test_nll", "ngram_test_nll",
@@ -40,9 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from agent import dataset, metrics  # noqa: E402
+from agent.training import data as dataset
+
+from agent.training import metrics  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
-from agent.humanise import EVAL_SEED, humanised_copy  # noqa: E402
+from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
 
 
 def piece_table(data_dir: Path) -> dict[str, list[tuple[np.ndarray, str, str, str]]]:
@@ -108,7 +110,7 @@ def score(model_dir: Path, data: Path, ngram_order: int) -> dict:
     """The trained model and the two count baselines on the held-out collection (the folder's test split)."""
     from evaluate import score_counts, score_lstm, summarize
 
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     model, ck = load_checkpoint(model_dir / "checkpoint.pt")
     vocab = dataset.vocab_of(data)

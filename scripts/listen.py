@@ -13,7 +13,7 @@ longest note in beats, and the audio's RMS. Prints a table per model and primer 
 
 Primers: `--make-primers DIR` writes the two used in BENCHMARKS.md from music21's corpus (no
 download): the first four bars of a Bach chorale in all four voices, and the first four bars of a
-Nottingham-dataset reel with its chord symbols played as a left hand (agent.corpora).
+Nottingham-dataset reel with its chord symbols played as a left hand (agent.training.corpora).
 """
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent import metrics  # noqa: E402
-from agent.commands.demo_report import render_wav, soundfont  # noqa: E402
-from agent.corpora import polyphony  # noqa: E402
+from agent.training import metrics  # noqa: E402
+from agent.ui.commands.demo_report import render_wav, soundfont  # noqa: E402
+from agent.training.corpora import polyphony  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
-from agent.events import Note, Vocab, encode  # noqa: E402
+from agent.music.tokens import Note, Vocab, encode  # noqa: E402
 
 GRID = 0.5  # beats: an onset is "on the grid" within GRID_TOL of a multiple of an eighth
 GRID_TOL = 0.02
@@ -42,7 +42,7 @@ PRIMER_FOLK = "nottingham-dataset"
 
 def track_notes(path: Path, name: str) -> list[Note]:
     """Notes (beats) of the track called `name` in a MIDI file written by `antiphon generate`."""
-    from agent.sources import read_midi
+    from agent.music.notes import read_midi
 
     return read_midi(path, track=name).notes
 
@@ -79,8 +79,8 @@ def make_primers(folder: Path, bars: int = 4) -> list[Path]:
     """The two primers, from music21's corpus: a chorale in four voices and a reel with chords."""
     from music21 import corpus
 
-    from agent.corpora import chord_accompaniment
-    from agent.sources import notes_from_music21, write_midi
+    from agent.training.corpora import chord_accompaniment
+    from agent.music.notes import notes_from_music21, write_midi
 
     folder.mkdir(parents=True, exist_ok=True)
     cut = 4.0 * bars
@@ -98,7 +98,7 @@ def _folk_notes(chord_accompaniment) -> list[Note]:
     """The first tune of music21's Nottingham-dataset file, its chord symbols as a left hand."""
     from music21 import converter, corpus, stream
 
-    from agent.sources import notes_from_music21
+    from agent.music.notes import notes_from_music21
 
     paths = sorted(p for p in corpus.getPaths() if PRIMER_FOLK in str(p))
     if not paths:

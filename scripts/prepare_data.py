@@ -16,7 +16,7 @@ that fails to parse is reported by name, recorded in the manifest and
 skipped; the run goes on. Then all pieces are deduplicated, filtered and
 split train/valid/test by piece with a fixed seed (a hash of the piece's
 tokens, so a piece lands in the same split whatever else is in the data) and
-written with agent.dataset.write_split. Pieces that are transpositions of one
+written with agent.training.data.write_split. Pieces that are transpositions of one
 another (the same tune printed in two keys, in two books) share the split of
 the one with the smallest hash, since training transposes pieces and would
 otherwise learn a test tune from its twin. Transposition happens later, in
@@ -24,7 +24,7 @@ training, so it can never carry a piece across splits.
 
 Beyond exact twins, near-duplicates (the same tune in O'Neill's and Ryan's,
 Essen variants, a tune with a note changed) are grouped by a melodic
-fingerprint of each piece's top line (agent/fingerprint.py: transposition-
+fingerprint of each piece's top line (agent/training/fingerprint.py: transposition-
 invariant interval 5-grams, Jaccard >= --fp-threshold, or identical first 16
 intervals), and a whole group takes the split of its smallest hash. The
 manifest's `grouping` says how many groups were merged and how many pieces
@@ -49,10 +49,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent import dataset, fingerprint  # noqa: E402
+from agent.training import data as dataset
+
+from agent.training import fingerprint  # noqa: E402
 from agent.config import load_config  # noqa: E402
 from agent.errors import AntiphonError  # noqa: E402
-from agent.events import Vocab, encode  # noqa: E402
+from agent.music.tokens import Vocab, encode  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -172,20 +174,20 @@ def parse_file(job: tuple[str, str, str, dict]) -> tuple[str, list[dict], str | 
     vocab = Vocab.from_dict(vocab_d)
     try:
         if kind == "midi":
-            from agent.sources import read_midi
+            from agent.music.notes import read_midi
 
             return path, [_piece(display, read_midi(path).notes, vocab)], None
         if kind == "roll":
-            from agent.corpora import ROLL_LAYOUT, roll_notes
-            from agent.roll import load_mat
+            from agent.training.corpora import ROLL_LAYOUT, roll_notes
+            from agent.model.roll import load_mat
 
             fpb, lowest = ROLL_LAYOUT[Path(path).stem]
             return path, [_piece(f"{display}#{split}{i + 1}", roll_notes(frames, fpb, lowest), vocab)
                           for split, pieces in load_mat(path).items() for i, frames in enumerate(pieces)], None
         from music21 import converter, stream
 
-        from agent.corpora import chord_accompaniment
-        from agent.sources import notes_from_music21
+        from agent.training.corpora import chord_accompaniment
+        from agent.music.notes import notes_from_music21
 
         parsed = converter.parse(path)
         scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
@@ -296,9 +298,9 @@ def source_report(sources: dict[str, dict], args, vocab: Vocab) -> dict[str, dic
 
     The pieces that pass the same filters, in the same order, as `assemble` (a piece seen in an earlier
     source or file is a duplicate). Skipped files count by their error's kind; pieces by filter.
-    Polyphony: mean notes sounding, time-weighted, over the time anything sounds (agent.corpora).
+    Polyphony: mean notes sounding, time-weighted, over the time anything sounds (agent.training.corpora).
     """
-    from agent.corpora import polyphony_ticks, skip_reason
+    from agent.training.corpora import polyphony_ticks, skip_reason
 
     seen: set[str] = set()
     report = {}

@@ -7,7 +7,7 @@ piece, inputs frames 1..T-1 and targets 2..T from a zero state; a frame's
 loss is the sum over the 88 keys of binary cross-entropy (sigmoid head) or
 the exact joint NLL (nade head); summed over pieces, divided by the number
 of predicted frames. valid_nll and test_nll come from the checkpoint in
-torch; onnx_test_nll is recomputed from model.onnx alone (agent/roll.py) and
+torch; onnx_test_nll is recomputed from model.onnx alone (agent/model/roll.py) and
 must agree.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent import roll  # noqa: E402
-from agent.model import LSTMModel, load_checkpoint, score_rolls  # noqa: E402
+from agent.model import roll  # noqa: E402
+from agent.model.net import LSTMModel, load_checkpoint, score_rolls  # noqa: E402
 
 OPSET = 17
 PROTOCOL = ("frame-level NLL in nats: per piece from a zero state, inputs frames 1..T-1, targets 2..T; "
@@ -55,7 +55,7 @@ class _Step(torch.nn.Module):
 
 
 def export_roll_onnx(model: LSTMModel, out_dir: str | Path) -> Path:
-    """Write out_dir/model.onnx: one step with explicit state (see agent/roll.py for the signature)."""
+    """Write out_dir/model.onnx: one step with explicit state (see agent/model/roll.py for the signature)."""
     path = Path(out_dir) / "model.onnx"
     model = copy.deepcopy(model).eval().cpu()
     model.lstm.dropout = 0.0  # the TorchScript exporter keeps it in the graph otherwise (see export_onnx.py)

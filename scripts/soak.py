@@ -50,7 +50,7 @@ MODES = ("call", "accompany", "solo")
 # -- the player --------------------------------------------------------------------
 def segment_events(kind: str, rng: random.Random, start_s: float) -> list[tuple[float, list[int]]]:
     """(time_s, bytes) for one segment of the player's part."""
-    from agent.commands.demo import PHRASES
+    from agent.ui.commands.demo import PHRASES
 
     spb = 60.0 / BPM
     ev: list[tuple[float, list[int]]] = []
@@ -124,9 +124,9 @@ def role_engine(spec: str) -> None:
     """The engine on `transport` ports; stdin: 'set KEY VALUE' | 'stats' | 'quit'."""
     transport, model = spec.split(",", 1)
     from agent.config import load_config
-    from agent.engine import Engine
-    from agent.ports import Ports
-    from agent.predictor import Predictor
+    from agent.live.engine import Engine
+    from agent.midi.ports import Ports
+    from agent.model.predictor import Predictor
 
     cfg = load_config(overrides=[f"timing.bpm={BPM}", f"jam.temperature_cc={TEMPERATURE_CC}", 'jam.mode="call"',
                                  "midi.port_check_s=0.5", f'model.path="{model}"', "jam.held_note_timeout_s=10.0"])

@@ -6,7 +6,7 @@
 
 Trained as it is used (scripts/train_tokens.py): each epoch every training
 piece is humanised with probability --humanise-p (tempo, onsets and releases
-a tick or two off the grid, velocities: agent/humanise.py; --no-humanise
+a tick or two off the grid, velocities: agent/training/humanise.py; --no-humanise
 turns it off), transposed by a random number of semitones (within
 --transpose and the vocabulary's range), and laid one piece per row in
 batches of `--batch` pieces of similar length. Each batch is cut into chunks
@@ -22,7 +22,7 @@ weights only), vocab.json, metrics.json, loss.png; and to --run-dir
 last.pt (with the optimizer) for --resume.
 
 With --kind roll the model reads 88-key piano-roll frames (--data is a .mat
-file of the polyphonic benchmark, see agent/roll.py) and its head is
+file of the polyphonic benchmark, see agent/model/roll.py) and its head is
 --head sigmoid or nade. Pieces are not laid end to end: each batch holds
 --batch whole pieces of similar length (each transposed at random), padded
 and masked, cut into chunks with the state carried from chunk to chunk of
@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from agent import dataset  # noqa: E402
-from agent.model import LSTMModel, ModelArgs, roll_nll, score_rolls  # noqa: E402
+from agent.training import data as dataset  # noqa: E402
+from agent.model.net import LSTMModel, ModelArgs, roll_nll, score_rolls  # noqa: E402
 from train_report import evaluate_pieces, plot_losses, write_card  # noqa: E402
 from train_tokens import augment, chunk_nll, piece_chunks  # noqa: E402
 
@@ -138,7 +138,7 @@ def all_sum(values: list[float]) -> list[float]:
 # data: pieces per rank, streams per epoch
 ROLL = args.kind == "roll"
 if ROLL:
-    from agent import roll
+    from agent.model import roll
 
     vocab = None
     try:

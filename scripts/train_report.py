@@ -5,7 +5,7 @@
 NLL here is per token in nats: each piece is run from a zero state, starting
 at its START token, and every following token (through END) is a target.
 That is the number card.json's `valid_nll`/`test_nll` mean; `test_nll_humanised`
-is the same on a humanised copy of the test split (agent/humanise.py, fixed
+is the same on a humanised copy of the test split (agent/training/humanise.py, fixed
 seed). The card also takes the baselines from `eval.json` (scripts/evaluate.py)
 and the leave-one-collection-out figures from `held_out.json`
 (scripts/held_out.py) when they exist.
@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent import dataset  # noqa: E402
-from agent.events import Vocab  # noqa: E402
-from agent.humanise import EVAL_SEED, humanised_copy  # noqa: E402
-from agent.model import LSTMModel, load_checkpoint, score_pieces  # noqa: E402
+from agent.training import data as dataset  # noqa: E402
+from agent.music.tokens import Vocab  # noqa: E402
+from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
+from agent.model.net import LSTMModel, load_checkpoint, score_pieces  # noqa: E402
 
 
 def evaluate_pieces(model: LSTMModel, pieces: list, device="cpu", batch: int = 64,

@@ -5,7 +5,7 @@ training every piece starts from a zero state at its START too; no state is
 carried from one piece into the next. Each epoch:
 
 - every training piece is (with probability `humanise_p`) humanised
-  (agent/humanise.py: tempo, onsets, releases, velocities, as a player plays)
+  (agent/training/humanise.py: tempo, onsets, releases, velocities, as a player plays)
   and then transposed by a random allowed shift;
 - pieces are laid one per row in batches of `batch` pieces of similar length
   (sorted within pools of 16 batches, so padding is small and the mix is
@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent import dataset  # noqa: E402
-from agent.events import Vocab  # noqa: E402
-from agent.humanise import humanise  # noqa: E402
+from agent.training import data as dataset  # noqa: E402
+from agent.music.tokens import Vocab  # noqa: E402
+from agent.training.humanise import humanise  # noqa: E402
 
 POOL_BATCHES = 16
 

@@ -1,4 +1,4 @@
-"""A deterministic stand-in for agent.predictor.Predictor (same interface), for policy tests.
+"""A deterministic stand-in for agent.model.predictor.Predictor (same interface), for policy tests.
 
 `sample()` walks a fixed script of token ids (cycling) and feeds what it
 returns, exactly as the real predictor does; `fed` is every token the model
@@ -6,7 +6,7 @@ would have seen, so a test can check the stream after rollbacks.
 """
 from __future__ import annotations
 
-from agent.events import Vocab, token_ids_from_names
+from agent.music.tokens import Vocab, token_ids_from_names
 
 PHRASE = "VEL(8) NOTE_ON(60) SHIFT(6) NOTE_OFF(60) NOTE_ON(64) SHIFT(6) NOTE_OFF(64) NOTE_ON(67) SHIFT(12) NOTE_OFF(67)"
 

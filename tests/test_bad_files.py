@@ -11,9 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import badfiles  # noqa: E402
 
-from agent.cli import main
+from agent.ui.cli import main
 from agent.errors import AntiphonError
-from agent.modeldir import ModelDir
+from agent.model.folder import ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
 HAVE_MODEL = (badfiles.DEFAULT_MODEL / "model.onnx").exists()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from helpers import load_script
 
-from agent import dataset
-from agent.events import Vocab, encode
-from agent.sources import notes_from_music21
+from agent.training import data as dataset
+from agent.music.tokens import Vocab, encode
+from agent.music.notes import notes_from_music21
 
 VOCAB = Vocab()
 
@@ -77,7 +77,7 @@ def test_both_schemes_learn(data_dir):
 def test_model_size_comes_from_the_checkpoint(tmp_path):
     import torch
 
-    from agent.model import LSTMModel, ModelArgs
+    from agent.model.net import LSTMModel, ModelArgs
 
     bench = load_script("bench_train")
     m = LSTMModel(ModelArgs(VOCAB.size, embedding=24, hidden=40, layers=3))

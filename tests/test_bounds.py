@@ -9,14 +9,14 @@ import mido
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted import ScriptedPredictor  # noqa: E402
 
-from agent import jam as jam_mod
-from agent import listener as listener_mod
-from agent.clock import FakeClock, TempoMap
+from agent.live.jam import policy as jam_mod
+from agent.live import listener as listener_mod
+from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.engine import LiveControls
-from agent.jam import Jam
-from agent.listener import Listener
-from agent.scheduler import Scheduler
+from agent.live.engine import LiveControls
+from agent.live.jam.policy import Jam
+from agent.live.listener import Listener
+from agent.live.scheduler import Scheduler
 from helpers import ListOut
 
 

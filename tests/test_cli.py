@@ -7,8 +7,8 @@ import sys
 import mido
 
 from agent.config import DEFAULT_CONFIG
-from agent.events import Vocab, quantize
-from agent.sources import read_midi
+from agent.music.tokens import Vocab, quantize
+from agent.music.notes import read_midi
 
 
 def antiphon(*args, check=True):
@@ -75,11 +75,11 @@ def test_tokens_bad_file_is_a_clear_error(tmp_path):
 def test_import_and_help_do_not_import_torch():
     # every module of the live agent, imported in one fresh interpreter: none may pull in torch
     code = ("import sys, pkgutil, importlib, contextlib, io, agent\n"
-            "skip = ('agent.model', 'agent.runtime.torch')\n"
+            "skip = ('agent.model.net', 'agent.model.runtime.torch')\n"
             "for m in pkgutil.walk_packages(agent.__path__, 'agent.'):\n"
             "    if not m.name.startswith(skip) and m.name != 'agent.__main__':\n"
             "        importlib.import_module(m.name)\n"
-            "from agent.cli import main\n"
+            "from agent.ui.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
             "bad = [k for k in sys.modules if k == 'torch' or k.startswith('torch.')]\n"
             "assert not bad, f'torch was imported: {bad[:3]}'\n")

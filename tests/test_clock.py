@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.clock import FakeClock, MidiClockIn, TempoMap
+from agent.music.tempomap import FakeClock, MidiClockIn, TempoMap
 
 
 def test_tempo_map_round_trip_and_continuity_across_a_change():

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import dataset
-from agent.corpora import chord_pitches, close_voicing, polyphony, polyphony_ticks, skip_reason
-from agent.events import Note, Vocab, decode, encode
+from agent.training import data as dataset
+from agent.training.corpora import chord_pitches, close_voicing, polyphony, polyphony_ticks, skip_reason
+from agent.music.tokens import Note, Vocab, decode, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = Vocab()
@@ -118,8 +118,8 @@ def test_close_voicing_and_inversions():
                     and not (ROOT.parent.parent / "shared/data/poly_music/Nottingham.mat").is_file(),
                     reason="the benchmark rolls (../shared/data/poly_music) are not beside this checkout")
 def test_nottingham_roll_frames_become_melody_and_chords(prep):
-    from agent.corpora import ROLL_LAYOUT, roll_notes
-    from agent.roll import load_mat
+    from agent.training.corpora import ROLL_LAYOUT, roll_notes
+    from agent.model.roll import load_mat
 
     fpb, lowest = ROLL_LAYOUT["Nottingham"]
     frames = load_mat(prep.POLY_MUSIC / "Nottingham.mat")["test"][0]

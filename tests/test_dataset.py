@@ -1,12 +1,12 @@
-"""agent.dataset: the prepared-data format round-trips; transposition keeps the grammar."""
+"""agent.training.data: the prepared-data format round-trips; transposition keeps the grammar."""
 import json
 
 import numpy as np
 import pytest
 
-from agent import dataset
-from agent.events import Note, Vocab, decode, encode
-from agent.sources import notes_from_music21
+from agent.training import data as dataset
+from agent.music.tokens import Note, Vocab, decode, encode
+from agent.music.notes import notes_from_music21
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted import ScriptedPredictor  # noqa: E402
 
-from agent.clock import FakeClock, TempoMap
-from agent.commands.demo import PHRASES, play_on_grid
-from agent.commands.demo_report import soundfont
+from agent.music.tempomap import FakeClock, TempoMap
+from agent.ui.commands.demo import PHRASES, play_on_grid
+from agent.ui.commands.demo_report import soundfont
 from agent.config import load_config
-from agent.engine import LiveControls
-from agent.jam import Jam
-from agent.scheduler import Scheduler
-from agent.scores import read_musicxml_parts
+from agent.live.engine import LiveControls
+from agent.live.jam.policy import Jam
+from agent.live.scheduler import Scheduler
+from agent.music.scores import read_musicxml_parts
 from helpers import ListOut
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

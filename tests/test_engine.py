@@ -17,12 +17,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 from scripted import ScriptedPredictor  # noqa: E402
 
-from agent.clock import RealClock
-from agent.commands.demo import corpus_phrases, play_phrase
+from agent.music.tempomap import RealClock
+from agent.ui.commands.demo import corpus_phrases, play_phrase
 from agent.config import load_config
-from agent.engine import Engine
-from agent.record import Recorder
-from agent.ports import Loopback, PortLost, Ports
+from agent.live.engine import Engine
+from agent.session.recorder import Recorder
+from agent.midi.ports import Loopback, PortLost, Ports
 from helpers import wait_for
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
@@ -73,7 +73,7 @@ def make(pred, mode="call", extra=()):
 
 
 def test_a_chorale_phrase_is_heard_and_answered_with_every_note_closed(model_dir, chorale_phrase):
-    from agent.predictor import Predictor
+    from agent.model.predictor import Predictor
 
     eng, rec, loop, heard = make(Predictor.load(model_dir, seed=3))
     kbd = Ports("loopback", loop=loop).open_output("keyboard")
@@ -197,7 +197,7 @@ def test_panic_closes_notes_and_silences_all_channels():
 
 
 def test_our_own_output_looped_back_is_not_taken_for_the_player(model_dir, chorale_phrase):
-    from agent.predictor import Predictor
+    from agent.model.predictor import Predictor
 
     eng, rec, loop, heard = make(Predictor.load(model_dir, seed=5), extra=["jam.response_bars=1.0"])
     ports = Ports("loopback", loop=loop)
@@ -261,7 +261,7 @@ def test_midi_clock_in_sets_the_tempo_and_start_restarts_the_grid():
 
 
 def test_controls_refuse_what_cannot_change_while_playing():
-    from agent.engine import LiveControls
+    from agent.live.engine import LiveControls
     from agent.errors import AntiphonError
 
     c = LiveControls(load_config())
@@ -273,7 +273,7 @@ def test_controls_refuse_what_cannot_change_while_playing():
 
 
 def test_a_tee_still_sends_to_the_others_when_one_output_fails():
-    from agent.engine import Tee
+    from agent.live.engine import Tee
 
     loop = Loopback()
     ports = Ports("loopback", loop=loop)

@@ -1,4 +1,4 @@
-"""scripts/evaluate.py and agent.metrics on known inputs and on real Bach chorales."""
+"""scripts/evaluate.py and agent.training.metrics on known inputs and on real Bach chorales."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from helpers import load_script
 
-from agent import dataset, metrics
-from agent.events import Note, Vocab, encode
-from agent.sources import notes_from_music21
+from agent.training import data as dataset
+
+from agent.training import metrics
+from agent.music.tokens import Note, Vocab, encode
+from agent.music.notes import notes_from_music21
 
 VOCAB = Vocab()
 N_CHORALES = 24
@@ -108,7 +110,7 @@ def write_model(folder: Path, *, uniform: bool = False, seed: int = 0) -> Path:
     """A small model folder (checkpoint.pt + vocab.json) in the trainer's checkpoint format."""
     import torch
 
-    from agent.model import LSTMModel, ModelArgs
+    from agent.model.net import LSTMModel, ModelArgs
 
     torch.manual_seed(seed)
     model = LSTMModel(ModelArgs(VOCAB.size, embedding=16, hidden=32, layers=1, dropout=0.0))
@@ -124,7 +126,7 @@ def write_model(folder: Path, *, uniform: bool = False, seed: int = 0) -> Path:
 
 
 def test_uniform_model_nll_is_log_vocab(tmp_path, chorales):
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     ev = load_script("evaluate")
     model, _ = load_checkpoint(write_model(tmp_path / "m", uniform=True) / "checkpoint.pt")
@@ -138,7 +140,7 @@ def test_uniform_model_nll_is_log_vocab(tmp_path, chorales):
 
 
 def test_batched_scoring_matches_one_piece_at_a_time(tmp_path, chorales):
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     ev = load_script("evaluate")
     model, _ = load_checkpoint(write_model(tmp_path / "m", seed=1) / "checkpoint.pt")
@@ -173,7 +175,7 @@ def test_report_json_and_plots_from_the_command_line(tmp_path, data_dir):
     assert r["data_reference"]["polyphony"] > 2.0 and r["polyphony"] >= 0.0
     assert r["baselines"]["unigram"]["test_nll"] > r["baselines"]["ngram"]["test_nll"]
     assert 0.0 <= r["collapse_rate"] <= 1.0 and r["sampling"]["samples"] == 3
-    assert "agent.predictor" in r["sampling"]["sampler"]
+    assert "agent.model.predictor" in r["sampling"]["sampler"]
     assert r["n_targets"] == sum(len(p) - 1 for p in dataset.load_split(data_dir, "test"))
     # the humanised copy: other tokens (off-grid timing, more velocity changes), scored by all three
     h = r["humanised"]
@@ -191,8 +193,8 @@ def test_vocab_mismatch_is_a_user_error(tmp_path, data_dir):
 
 
 def test_card_and_evaluate_score_the_same_nll(tmp_path, chorales):
-    """train_report (valid/test NLL on the card) and evaluate.py share agent.model.score_pieces."""
-    from agent.model import load_checkpoint
+    """train_report (valid/test NLL on the card) and evaluate.py share agent.model.net.score_pieces."""
+    from agent.model.net import load_checkpoint
 
     ev, tr = load_script("evaluate"), load_script("train_report")
     model, _ = load_checkpoint(write_model(tmp_path / "m", seed=3) / "checkpoint.pt")

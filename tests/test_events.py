@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.events import Note, StreamEncoder, Token, Vocab, VocabMismatch, decode, encode, quantize, token_ids_from_names
+from agent.music.tokens import Note, StreamEncoder, Token, Vocab, VocabMismatch, decode, encode, quantize, token_ids_from_names
 
 V = Vocab()
 

@@ -42,7 +42,7 @@ def test_one_file_no_external_data_and_vocab_beside_it(exported):
     assert sorted(p.name for p in d.iterdir()) == ["checkpoint.pt", "model.int8.onnx", "model.onnx", "vocab.json"]
     m = onnx.load(str(d / "model.onnx"), load_external_data=False)
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in m.graph.initializer)
-    from agent.events import Vocab
+    from agent.music.tokens import Vocab
 
     assert Vocab.load(d / "vocab.json") == vocab
 
@@ -54,8 +54,8 @@ def test_onnx_matches_torch_over_200_carried_steps(exported):
 
 def test_100_carried_steps_equal_one_100_token_forward_pass(exported, chorale):
     """Real tokens (a Bach chorale): stepping with the state carried == one teacher-forced pass."""
-    from agent.events import encode
-    from agent.sources import notes_from_music21
+    from agent.music.tokens import encode
+    from agent.music.notes import notes_from_music21
 
     model, vocab, d = exported
     ids = encode(notes_from_music21(chorale), vocab)[:100]
@@ -115,8 +115,8 @@ DEFAULT = ROOT / "models" / "default"
 @pytest.mark.skipif(not (DEFAULT / "model.onnx").exists() or not (DEFAULT / "checkpoint.pt").exists(),
                     reason="models/default has no checkpoint.pt + model.onnx")
 def test_shipped_default_export_matches_its_checkpoint():
-    from agent.events import Vocab
-    from agent.model import load_checkpoint
+    from agent.music.tokens import Vocab
+    from agent.model.net import load_checkpoint
 
     model, ckpt = load_checkpoint(DEFAULT / "checkpoint.pt")
     assert Vocab.load(DEFAULT / "vocab.json") == Vocab.from_dict(ckpt["vocab"])
@@ -127,7 +127,7 @@ def test_quantized_runs_the_int8_file_where_there_is_one(exported, tmp_path):
     """[model] quantized: model.int8.onnx when the folder has it, else model.onnx; never a missing file."""
     import shutil
 
-    from agent.predictor import Predictor
+    from agent.model.predictor import Predictor
 
     _, _, d = exported
     assert Predictor.load(d, backend="onnx", quantized=True).backend.describe()["model"] == "model.int8.onnx"

@@ -19,12 +19,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted import ScriptedPredictor  # noqa: E402
 
-from agent.clock import FakeClock, RealClock
+from agent.music.tempomap import FakeClock, RealClock
 from agent.config import load_config
-from agent.engine import Engine
-from agent.faults import Fuse
-from agent.ports import Loopback, Ports
-from agent.scheduler import Scheduler
+from agent.live.engine import Engine
+from agent.live.faults import Fuse
+from agent.midi.ports import Loopback, Ports
+from agent.live.scheduler import Scheduler
 from helpers import wait_for
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
@@ -180,9 +180,9 @@ def test_a_send_that_never_returns_cannot_hang_stop():
 def test_held_note_released_from_the_context_after_the_timeout_so_call_mode_answers():
     from helpers import ListOut
 
-    from agent.clock import TempoMap
-    from agent.engine import LiveControls
-    from agent.jam import Jam
+    from agent.music.tempomap import TempoMap
+    from agent.live.engine import LiveControls
+    from agent.live.jam.policy import Jam
 
     cfg = load_config(overrides=['jam.mode="call"', "jam.held_note_timeout_s=5.0", "timing.bpm=120.0"])
     clock = FakeClock(100.0)

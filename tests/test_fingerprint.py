@@ -1,4 +1,4 @@
-"""agent/fingerprint.py on real corpus tunes: one tune in two keys and with a changed note is one group;
+"""agent/training/fingerprint.py on real corpus tunes: one tune in two keys and with a changed note is one group;
 two different chorales are two; scripts/prepare_data.py puts a whole group in one split and reports it."""
 import argparse
 import dataclasses
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import dataset
-from agent import fingerprint as fp
-from agent.events import Vocab, decode, encode
+from agent.training import data as dataset
+from agent.training import fingerprint as fp
+from agent.music.tokens import Vocab, decode, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = Vocab()
@@ -21,7 +21,7 @@ VOCAB = Vocab()
 def _ids(name: str) -> np.ndarray:
     from music21 import corpus
 
-    from agent.sources import notes_from_music21
+    from agent.music.notes import notes_from_music21
 
     return np.asarray(encode(notes_from_music21(corpus.parse(name)), VOCAB), np.int32)
 

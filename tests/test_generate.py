@@ -10,8 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 import tiny  # noqa: E402
 
-from agent.cli import main  # noqa: E402
-from agent.sources import notes_from_music21, read_midi, write_midi  # noqa: E402
+from agent.ui.cli import main  # noqa: E402
+from agent.music.notes import notes_from_music21, read_midi, write_midi  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +104,9 @@ def test_new_notes_keep_the_primers_velocity_until_the_model_changes_it():
     sys.path.insert(0, str(Path(__file__).parent))
     from scripted import ScriptedPredictor
 
-    from agent.commands.generate import generate
-    from agent.events import Note, Vocab
-    from agent.sampler import SamplingControls
+    from agent.ui.commands.generate import generate
+    from agent.music.tokens import Note, Vocab
+    from agent.model.sampler import SamplingControls
 
     v = Vocab()
     pred = ScriptedPredictor(v, "NOTE_ON(67) SHIFT(12) NOTE_OFF(67)")
@@ -126,9 +126,9 @@ def test_a_held_note_is_closed_at_max_note_beats_as_the_live_agent_closes_it():
     sys.path.insert(0, str(Path(__file__).parent))
     from scripted import ScriptedPredictor
 
-    from agent.commands.generate import generate
-    from agent.events import Note, Vocab
-    from agent.sampler import SamplingControls
+    from agent.ui.commands.generate import generate
+    from agent.music.tokens import Note, Vocab
+    from agent.model.sampler import SamplingControls
 
     v = Vocab()
     pred = ScriptedPredictor(v, "NOTE_ON(67) SHIFT(36) SHIFT(36) SHIFT(36) NOTE_ON(69) SHIFT(12)")

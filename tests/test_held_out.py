@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import dataset, metrics
-from agent.events import Vocab, encode
+from agent.training import data as dataset
+
+from agent.training import metrics
+from agent.music.tokens import Vocab, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = Vocab()
@@ -30,7 +32,7 @@ def prepared(tmp_path_factory):
     """8 chorales (bach), 8 reels and hornpipes (ryans), and in a third source one ryans tune transposed."""
     from music21 import corpus
 
-    from agent.sources import notes_from_music21
+    from agent.music.notes import notes_from_music21
 
     prep = _script("prepare_data")
     ids = lambda path: np.asarray(encode(notes_from_music21(corpus.parse(str(path))), VOCAB), np.int32)  # noqa: E731

@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT / "tests" / "runtime"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import tiny  # noqa: E402
 
-from agent.events import Note, Vocab  # noqa: E402
+from agent.music.tokens import Note, Vocab  # noqa: E402
 
 PRIMERS = ROOT / "examples" / "primers"
 
@@ -32,7 +32,7 @@ def test_describe_measures_what_a_listener_checks():
 
 
 def test_primers_are_the_corpus_openings():
-    from agent.sources import read_midi
+    from agent.music.notes import read_midi
 
     chorale, folk = read_midi(PRIMERS / "chorale.mid").notes, read_midi(PRIMERS / "folk.mid").notes
     assert max(n.end for n in chorale) <= 16 and max(n.end for n in folk) <= 16  # four bars each

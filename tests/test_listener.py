@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import mido
 
-from agent.clock import FakeClock
-from agent.listener import EchoFilter, Listener
-from agent.scheduler import Scheduler
+from agent.music.tempomap import FakeClock
+from agent.live.listener import EchoFilter, Listener
+from agent.live.scheduler import Scheduler
 
 
 class RecJam:
@@ -106,7 +106,7 @@ def test_end_phrase_and_temperature_ccs_and_midi_clock():
 
 def test_the_thread_feeds_queued_messages_in_order_and_stops():
     import time
-    from agent.clock import RealClock
+    from agent.music.tempomap import RealClock
 
     jam = RecJam()
     li = Listener(jam, RealClock()).start()

@@ -15,13 +15,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 from scripted import ScriptedPredictor  # noqa: E402
 
-from agent.clock import FakeClock, TempoMap
+from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.engine import Engine, LiveControls
-from agent.jam import Jam
-from agent.ports import Loopback, Ports
-from agent.repl_commands import Commands
-from agent.scheduler import Scheduler
+from agent.live.engine import Engine, LiveControls
+from agent.live.jam.policy import Jam
+from agent.midi.ports import Loopback, Ports
+from agent.ui.repl.commands import Commands
+from agent.live.scheduler import Scheduler
 from helpers import ListOut, wait_for
 
 
@@ -86,7 +86,7 @@ def test_engine_panic_then_mode_resumes_solo():
 
 
 def test_seed_set_live_repeats_the_same_choices(model_dir):
-    from agent.predictor import Predictor
+    from agent.model.predictor import Predictor
 
     eng, kbd, heard = start(Predictor.load(model_dir), 'jam.mode="call"')
     pred = eng.predictor
@@ -107,7 +107,7 @@ def test_seed_set_live_repeats_the_same_choices(model_dir):
 
 
 def test_context_tokens_set_live_resizes_the_rolling_context(model_dir):
-    from agent.predictor import Predictor
+    from agent.model.predictor import Predictor
 
     eng, kbd, heard = start(Predictor.load(model_dir), 'jam.mode="solo"')
     assert wait_for(lambda: len(eng.predictor.history) > 40)
@@ -144,7 +144,7 @@ def test_channel_set_live_closes_notes_on_the_old_channel():
 
 
 def test_load_swaps_the_model_at_a_silence_and_refuses_another_vocabulary(model_dir, tmp_path):
-    from agent.predictor import Predictor
+    from agent.model.predictor import Predictor
 
     eng, kbd, heard = start(Predictor.load(model_dir, seed=1), 'jam.mode="call"')
     for p in (60, 64, 67):

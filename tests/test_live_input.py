@@ -15,12 +15,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted import ScriptedPredictor  # noqa: E402
 
-from agent.clock import FakeClock, TempoMap
+from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.engine import LiveControls
-from agent.jam import Jam
-from agent.listener import INBOX_MAX, EchoFilter, Listener
-from agent.scheduler import Scheduler
+from agent.live.engine import LiveControls
+from agent.live.jam.policy import Jam
+from agent.live.listener import INBOX_MAX, EchoFilter, Listener
+from agent.live.scheduler import Scheduler
 from helpers import ListOut
 
 

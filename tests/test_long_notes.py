@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FakeClock, TempoMap
+from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.engine import LiveControls
-from agent.jam import Jam
-from agent.predictor import Predictor
-from agent.scheduler import Scheduler
+from agent.live.engine import LiveControls
+from agent.live.jam.policy import Jam
+from agent.model.predictor import Predictor
+from agent.live.scheduler import Scheduler
 from helpers import ListOut
 
 DEFAULT = Path(__file__).resolve().parent.parent / "models" / "default"

@@ -65,8 +65,8 @@ def test_demo_without_a_model_names_the_missing_file(tmp_path):
 
 def test_play_phrase_releases_each_note_after_it_starts():
     # a short note late in a phrase: its note-off must not fall before its own note-on
-    from agent.clock import FakeClock
-    from agent.commands.demo import play_phrase
+    from agent.music.tempomap import FakeClock
+    from agent.ui.commands.demo import play_phrase
 
     clock, sent = FakeClock(0.0), []
     play_phrase(lambda m: sent.append((clock.now(), m)), [(60, 0, 1), (62, 7.5, 0.25)], 1.0, 0.5, clock)
@@ -79,7 +79,7 @@ def test_a_second_ctrl_c_while_stopping_does_not_cut_the_stop_short():
     # an impatient musician presses Ctrl-C again while the engine is closing its notes
     import threading
 
-    from agent.commands.play import run_until_stopped
+    from agent.ui.commands.play import run_until_stopped
 
     class SlowToStop:
         def __init__(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import mido
 import pytest
 
-from agent.ports import Loopback, PortError, PortLost, Ports, backend_name
+from agent.midi.ports import Loopback, PortError, PortLost, Ports, backend_name
 
 
 def test_backend_choice(monkeypatch):
@@ -48,7 +48,7 @@ def test_virtual_output_names_the_port():
 
 
 def test_arrivals_are_stamped_on_the_clock_passed_in():
-    from agent.clock import FakeClock
+    from agent.music.tempomap import FakeClock
 
     clock = FakeClock(123.0)
     ports = Ports("loopback", loop=Loopback())

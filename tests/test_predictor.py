@@ -1,4 +1,4 @@
-"""agent/predictor.py over a small real export: state carried, sample feeds, snapshot/rollback."""
+"""agent/model/predictor.py over a small real export: state carried, sample feeds, snapshot/rollback."""
 from __future__ import annotations
 
 import sys
@@ -11,10 +11,10 @@ sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 import tiny  # noqa: E402
 
 from agent.config import load_config, set_value  # noqa: E402
-from agent.events import encode  # noqa: E402
-from agent.predictor import Predictor  # noqa: E402
-from agent.sampler import SamplingControls  # noqa: E402
-from agent.sources import notes_from_music21  # noqa: E402
+from agent.music.tokens import encode  # noqa: E402
+from agent.model.predictor import Predictor  # noqa: E402
+from agent.model.sampler import SamplingControls  # noqa: E402
+from agent.music.notes import notes_from_music21  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +24,14 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chorale_ids(chorale):
-    from agent.events import Vocab
+    from agent.music.tokens import Vocab
 
     return encode(notes_from_music21(chorale), Vocab())
 
 
 def test_feed_carries_state_like_one_forward_pass(model_dir, chorale_ids):
     torch = pytest.importorskip("torch")
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     model, _ = load_checkpoint(model_dir / "checkpoint.pt")
     ids = chorale_ids[:60]
@@ -83,7 +83,7 @@ def test_snapshot_and_rollback_restore_state_logits_and_bookkeeping(model_dir, c
 
 
 def test_sounding_pitches_follow_every_token_fed(model_dir):
-    from agent.events import Vocab
+    from agent.music.tokens import Vocab
 
     v = Vocab()
     p = Predictor.load(model_dir, backend="onnx")

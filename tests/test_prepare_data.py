@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import dataset
-from agent.events import Vocab, decode
+from agent.training import data as dataset
+from agent.music.tokens import Vocab, decode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def midi_folder(tmp_path_factory):
     """Two real MIDI files (chorales written with write_midi), one garbage, one truncated."""
     from music21 import corpus
 
-    from agent.sources import notes_from_music21, write_midi
+    from agent.music.notes import notes_from_music21, write_midi
 
     d = tmp_path_factory.mktemp("midi")
     (d / "nested").mkdir()
@@ -104,7 +104,7 @@ def test_split_is_stable_and_roughly_proportional(prep):
 
 
 def test_grid_check(prep):
-    from agent.events import Note
+    from agent.music.tokens import Note
 
     assert not prep.off_grid([Note(60, 0.25, 1 / 3)], 12)
     assert prep.off_grid([Note(60, 0.1, 0.5)], 12)
@@ -121,7 +121,7 @@ def test_transposed_twins_share_a_split(prep, tmp_path):
     import argparse
     import hashlib
 
-    from agent.events import Note, encode
+    from agent.music.tokens import Note, encode
 
     vocab = Vocab()
     tune = np.asarray(encode([Note(60 + d, i, i + 1) for i, d in enumerate((0, 2, 4, 5, 7, 5, 4, 2, 0))], vocab),
@@ -148,7 +148,7 @@ def test_prepare_reports_every_kind_of_bad_midi_file_by_name_and_goes_on(prep, t
     sys.path.insert(0, str(ROOT / "tests"))
     import badfiles
 
-    from agent.sources import notes_from_music21, write_midi
+    from agent.music.notes import notes_from_music21, write_midi
     from music21 import corpus
 
     d = tmp_path / "midi"

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 from scripted import ScriptedPredictor  # noqa: E402
 
 from agent.config import load_config
-from agent.engine import Engine
-from agent.ports import Loopback, Ports
-from agent.repl import Repl, ReplCompleter, history_path, toolbar_text
-from agent.repl_commands import Commands
+from agent.live.engine import Engine
+from agent.midi.ports import Loopback, Ports
+from agent.ui.repl.app import Repl, ReplCompleter, history_path, toolbar_text
+from agent.ui.repl.commands import Commands
 from helpers import wait_for
 
 
@@ -241,7 +241,7 @@ def test_completion_of_commands_arguments_ports_and_models(engine):
 
 
 def test_help_lists_every_command(engine):
-    from agent.repl_commands import HELP
+    from agent.ui.repl.commands import HELP
 
     out = drive(engine, "help")
     assert all(usage in out[0] for usage, _ in HELP.values())

@@ -12,10 +12,10 @@ import mido
 import numpy as np
 import pytest
 
-from agent import roll
-from agent.cli import main
-from agent.events import Note
-from agent.sources import notes_from_music21, read_midi
+from agent.model import roll
+from agent.ui.cli import main
+from agent.music.tokens import Note
+from agent.music.notes import notes_from_music21, read_midi
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--kind", "roll", "--layers", "1", "--hidden", "24", "--batch", "4", "--chunk", "16", "--lr", "1e-2",
@@ -95,7 +95,7 @@ def test_each_head_is_a_normalised_distribution_over_frames(head):
     """Over all 2^6 frames of a 6-key model, the head's probabilities sum to 1 (so its NLL is exact)."""
     import torch
 
-    from agent.model import LSTMModel, ModelArgs, roll_nll
+    from agent.model.net import LSTMModel, ModelArgs, roll_nll
 
     torch.manual_seed(0)
     keys = 6
@@ -142,7 +142,7 @@ def trained(request, tiny_mat, tmp_path_factory):
 def test_training_lowers_the_loss_and_the_card_matches_the_onnx_file(trained, tiny_mat):
     import torch
 
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     head, out = trained
     hist = json.loads((out / "metrics.json").read_text())["epochs"]
@@ -175,7 +175,7 @@ def test_roll_resume_continues(tiny_mat, tmp_path):
 def test_weight_drop_masks_the_recurrent_weights_while_training_only():
     import torch
 
-    from agent.model import LSTMModel, ModelArgs
+    from agent.model.net import LSTMModel, ModelArgs
 
     torch.manual_seed(0)
     model = LSTMModel(ModelArgs(88, embedding=0, hidden=16, layers=2, dropout=0.0, kind="roll", weight_drop=0.5))
@@ -197,7 +197,7 @@ def test_weight_drop_masks_the_recurrent_weights_while_training_only():
 def test_ema_validates_and_keeps_the_averaged_weights(tiny_mat, tmp_path):
     import torch
 
-    from agent.model import LSTMModel, ModelArgs, score_rolls
+    from agent.model.net import LSTMModel, ModelArgs, score_rolls
 
     out = tmp_path / "m"
     train(tiny_mat, out, "--epochs", "3", "--ema", "0.9", "--weight-drop", "0.3")
@@ -230,7 +230,7 @@ def test_bad_roll_data_is_one_line(tmp_path):
 
 # -- generation ---------------------------------------------------------------------
 def test_generate_from_a_roll_model_writes_midi_and_pianoroll(trained, tmp_path, chorale):
-    from agent.sources import write_midi
+    from agent.music.notes import write_midi
 
     head, model_dir = trained
     primer = write_midi(notes_from_music21(chorale), tmp_path / "primer.mid", bpm=80)

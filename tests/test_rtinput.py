@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.rtinput import ArrivalTimes
+from agent.midi.rtinput import ArrivalTimes
 
 
 def test_a_burst_read_late_keeps_its_spacing_and_its_place_from_an_earlier_prompt_read():

@@ -1,12 +1,12 @@
-"""agent/sampler.py: each control's effect on the distribution, validation, seeding."""
+"""agent/model/sampler.py: each control's effect on the distribution, validation, seeding."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from agent.config import load_config, set_value
-from agent.events import Vocab
-from agent.sampler import (Sampler, SamplingContext, SamplingControls, SamplingError, estimate_key, key_name,
+from agent.music.tokens import Vocab
+from agent.model.sampler import (Sampler, SamplingContext, SamplingControls, SamplingError, estimate_key, key_name,
                            parse_key)
 
 V = Vocab()
@@ -148,7 +148,7 @@ def test_key_soft_penalty_and_hard_mask():
 
 def test_auto_key_is_estimated_from_a_real_chorale(chorale):
     """BWV 66.6: the estimate agrees with music21's own key analysis, and masks by it."""
-    from agent.sources import notes_from_music21
+    from agent.music.notes import notes_from_music21
 
     pitches = [n.pitch for n in notes_from_music21(chorale)]
     want = chorale.analyze("key")

@@ -6,9 +6,9 @@ import time
 import mido
 import pytest
 
-from agent.clock import FakeClock, RealClock
-from agent.ports import Loopback, LoopbackOutput, PortLost
-from agent.scheduler import Scheduler
+from agent.music.tempomap import FakeClock, RealClock
+from agent.midi.ports import Loopback, LoopbackOutput, PortLost
+from agent.live.scheduler import Scheduler
 from helpers import ListOut
 
 
@@ -114,7 +114,7 @@ def test_cancel_after_keeps_what_is_due_by_then(rig):
 def test_thread_sends_on_time_and_stop_closes_notes():
     loop = Loopback()
     got = []
-    from agent.ports import LoopbackInput
+    from agent.midi.ports import LoopbackInput
     LoopbackInput(loop, "out", lambda m, t: got.append((t, m)))
     s = Scheduler(LoopbackOutput(loop, "out"), RealClock(), spin_s=0.001).start()
     t0 = time.perf_counter() + 0.02

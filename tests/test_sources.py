@@ -4,8 +4,8 @@ from __future__ import annotations
 import mido
 import pytest
 
-from agent.events import Note, Vocab, decode, encode, quantize
-from agent.sources import MidiReadError, notes_from_music21, read_midi, to_messages, write_midi
+from agent.music.tokens import Note, Vocab, decode, encode, quantize
+from agent.music.notes import MidiReadError, notes_from_music21, read_midi, to_messages, write_midi
 
 V = Vocab()
 

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from agent.clock import TempoMap
-from agent.tempo import BeatTracker, TempoFollower
+from agent.music.tempomap import TempoMap
+from agent.music.beat import BeatTracker, TempoFollower
 
 # a chorale-like melody in beats: mostly quarters, two eighths, a dotted quarter, a half note
 RHYTHM = [0, 1, 2, 2.5, 3, 4, 5, 6, 7.5, 8, 9, 10, 12, 13, 14, 15]
@@ -135,8 +135,8 @@ def test_the_engine_follows_the_player_and_the_source_is_a_live_setting():
     from scripted import ScriptedPredictor
 
     from agent.config import load_config
-    from agent.engine import Engine
-    from agent.ports import Loopback, Ports
+    from agent.live.engine import Engine
+    from agent.midi.ports import Loopback, Ports
 
     cfg = load_config(overrides=['jam.mode="call"', "timing.bpm=100.0"])
     eng = Engine(cfg, ScriptedPredictor(cfg.vocab()), ports=Ports("loopback", loop=Loopback()),

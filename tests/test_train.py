@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent import dataset
-from agent.events import Vocab
+from agent.training import data as dataset
+from agent.music.tokens import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "48", "--embedding", "24", "--layers", "2", "--batch", "4", "--chunk", "32",
@@ -53,7 +53,7 @@ def test_train_loss_falls_checkpoint_reloads_and_resume_continues(tiny_data, tmp
     raw = torch.load(out / "checkpoint.pt", weights_only=True)
     assert {"model", "model_args", "vocab", "config", "epoch", "best_valid"} <= set(raw)
     assert "optimizer" not in raw  # the shipped file stays small; last.pt has the optimizer
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     model, ck = load_checkpoint(out / "checkpoint.pt")
     assert ck["model_args"]["hidden"] == 48 and ck["best_valid"] == metrics["best_valid"]
@@ -120,7 +120,7 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["world_size"] == 2 and len(metrics["epochs"]) == 2
     assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
-    from agent.model import load_checkpoint
+    from agent.model.net import load_checkpoint
 
     model, ck = load_checkpoint(out / "checkpoint.pt")
     assert ck["config"]["world_size"] == 2

@@ -1,5 +1,5 @@
 """Trained as it is used: every piece starts from a zero state in training (scripts/train_tokens.py),
-and humanised copies (agent/humanise.py) move timing and touch but not the notes."""
+and humanised copies (agent/training/humanise.py) move timing and touch but not the notes."""
 import sys
 from pathlib import Path
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from agent import dataset
-from agent.events import Vocab, decode, encode
-from agent.humanise import humanise, humanised_copy
-from agent.model import LSTMModel, ModelArgs, score_pieces
+from agent.training import data as dataset
+from agent.music.tokens import Vocab, decode, encode
+from agent.training.humanise import humanise, humanised_copy
+from agent.model.net import LSTMModel, ModelArgs, score_pieces
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -23,7 +23,7 @@ VOCAB = Vocab()
 def chorales() -> list[np.ndarray]:
     from music21 import corpus
 
-    from agent.sources import notes_from_music21
+    from agent.music.notes import notes_from_music21
 
     names = ["bach/bwv66.6", "bach/bwv269", "bach/bwv253", "bach/bwv267", "bach/bwv7.7"]
     return [np.asarray(encode(notes_from_music21(corpus.parse(n)), VOCAB), np.int32) for n in names]

@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_jam import Rig, paired  # noqa: E402
 
-from agent.tempo import BeatTracker, TempoFollower
-from agent.turn import ModelTurn
+from agent.music.beat import BeatTracker, TempoFollower
+from agent.live.jam.turn import ModelTurn
 
 # a chorale-like phrase: (pitch, beat, length in beats); it ends on a held note (a cadence)
 PHRASE = [(67, 0, 1), (67, 1, 1), (69, 2, 1), (71, 3, 0.5), (72, 3.5, 0.5), (71, 4, 1), (69, 5, 1), (67, 6, 2)]
@@ -151,9 +151,9 @@ def test_fixed_source_ignores_the_players_tempo():
 
 
 def test_off_grid_rests_are_pushed_down_and_the_offset_follows_the_tempo_map():
-    from agent.clock import TempoMap
-    from agent.sampler import SamplingControls
-    from agent.shaping import Shaping
+    from agent.music.tempomap import TempoMap
+    from agent.model.sampler import SamplingControls
+    from agent.live.jam.shaping import Shaping
 
     r = follow_rig(120.0)
     v = r.vocab

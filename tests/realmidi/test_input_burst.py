@@ -1,7 +1,7 @@
 """Bursts into an input on a real JACK server while other Python threads keep the GIL busy.
 
 mido's own rtmidi input reads with a Python callback in JACK's process thread; under load it
-delivers the first event of a cycle again in place of the rest (see agent/rtinput.py). Antiphon's
+delivers the first event of a cycle again in place of the rest (see agent/midi/rtinput.py). Antiphon's
 inputs are polled there instead: every message that JACK delivers must arrive once, in order,
 stamped no earlier than it was sent."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.realmidi
 def test_a_jack_input_keeps_every_message_of_bursts_while_the_gil_is_busy(bench, jack_env):
     import mido
 
-    from agent.ports import Ports
+    from agent.midi.ports import Ports
 
     jack = mido.Backend(bench.JACK_BACKEND, load=True)
     out = jack.open_output("BurstSource", virtual=True)

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.realmidi, pytest.mark.slow]
 # a keyboard or a synth in its own process (its own JACK client), driven line by line on stdin
 DEVICE = r'''
 import sys, time, mido
-from agent.ports import Ports
+from agent.midi.ports import Ports
 kind, name = sys.argv[1], sys.argv[2]
 port, got = None, []
 def open_():

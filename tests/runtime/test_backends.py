@@ -11,9 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
 
-from agent.events import Vocab  # noqa: E402
-from agent.runtime import BackendError, load_backend, resolve_backend  # noqa: E402
-from agent.sampler import Sampler, SamplingContext, SamplingControls  # noqa: E402
+from agent.music.tokens import Vocab  # noqa: E402
+from agent.model.runtime import BackendError, load_backend, resolve_backend  # noqa: E402
+from agent.model.sampler import Sampler, SamplingContext, SamplingControls  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,17 +30,17 @@ def _fresh_python(code: str) -> str:
 def test_onnx_path_never_imports_torch(model_dir):
     out = _fresh_python(
         "import sys\n"
-        "from agent.predictor import Predictor\n"
-        "import agent.runtime.torch_backend  # import-safe: torch only when a TorchBackend is built\n"
+        "from agent.model.predictor import Predictor\n"
+        "import agent.model.runtime.torch_backend  # import-safe: torch only when a TorchBackend is built\n"
         f"p = Predictor.load({str(model_dir)!r}, backend='onnx')\n"
-        "from agent.sampler import SamplingControls\n"
+        "from agent.model.sampler import SamplingControls\n"
         "p.sample(SamplingControls())\n"
         "print('torch' in sys.modules)\n")
     assert out.strip() == "False"
 
 
 def test_auto_is_onnx_without_a_gpu(model_dir):
-    from agent.runtime import cuda_likely
+    from agent.model.runtime import cuda_likely
 
     if cuda_likely():
         pytest.skip("this machine has an NVIDIA driver")
@@ -51,7 +51,7 @@ def test_auto_is_onnx_without_a_gpu(model_dir):
 
 def test_auto_is_onnx_even_where_cuda_looks_available(model_dir, monkeypatch):
     """auto means measured-best: onnx on the CPU, until the CUDA path is measured."""
-    import agent.runtime as rt
+    import agent.model.runtime as rt
 
     monkeypatch.setattr(rt, "cuda_likely", lambda: True)
     assert (model_dir / "checkpoint.pt").exists()
@@ -106,7 +106,7 @@ def test_torch_cuda_is_refused_cleanly_without_a_gpu(model_dir):
 def test_device_sampler_draws_from_the_numpy_distribution(model_dir, controls):
     """The GPU draw's formulas, run on the CPU: frequencies match Sampler.distribution."""
     torch = pytest.importorskip("torch")
-    from agent.runtime.torch_backend import TorchBackend
+    from agent.model.runtime.torch_backend import TorchBackend
 
     be = TorchBackend(model_dir / "checkpoint.pt", device="cpu", seed=0)
     v = Vocab()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.events import Vocab
+from agent.music.tokens import Vocab
 from helpers import load_script
 
 
@@ -22,7 +22,7 @@ def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding:
     """Write a random-init checkpoint with the configured vocabulary; returns (model, vocab)."""
     import torch
 
-    from agent.model import LSTMModel, ModelArgs
+    from agent.model.net import LSTMModel, ModelArgs
 
     vocab = Vocab()  # the default layout (config.toml's [tokens] mirrors it); no config file read here
     torch.manual_seed(seed)

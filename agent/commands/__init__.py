@@ -1,1 +1,0 @@
-"""One module per `antiphon` subcommand (see agent/cli.py)."""

@@ -1,0 +1,72 @@
+"""onnxruntime on the CPU: the default backend. No torch here, directly or not.
+
+Batch 1, one token at a time, so parallelism inside an op buys nothing and
+waking a thread pool costs more than the matmul: one intra-op thread, no
+inter-op pool, sequential execution, no spinning (a spinning pool would steal
+the core the MIDI threads need), full graph optimisation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from agent.model.runtime.base import Backend, BackendError
+
+INPUTS = ("token", "h", "c")
+OUTPUTS = ("logits", "h_out", "c_out")
+
+
+def session_options(threads: int = 1):
+    """SessionOptions tuned for batch-1 latency with `threads` intra-op threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if threads == 1 else "1")
+    so.log_severity_level = 3  # warnings about unused initialisers are noise here
+    return so
+
+
+class OnnxBackend(Backend):
+    """One session over models/<name>/model.onnx (or model.int8.onnx)."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.exists():
+            raise BackendError(f"no ONNX model at {path} (export one with scripts/export_onnx.py)")
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BackendError(f"{path}: onnxruntime cannot load it: {exc}") from exc
+        ins = {i.name: i for i in self.session.get_inputs()}
+        outs = [o.name for o in self.session.get_outputs()]
+        if set(ins) != set(INPUTS) or set(outs) != set(OUTPUTS):
+            raise BackendError(f"{path}: inputs {sorted(ins)} / outputs {outs}; expected {INPUTS} / {OUTPUTS}")
+        layers, _, hidden = ins["h"].shape
+        vocab = self.session.get_outputs()[outs.index("logits")].shape[-1]
+        super().__init__(int(vocab), int(layers), int(hidden))
+        self.path = path
+        self.threads = threads
+        self._outputs = list(OUTPUTS)
+        self._token = np.zeros(1, np.int64)  # reused: only its value changes
+
+    def initial_state(self):
+        z = np.zeros((self.layers, 1, self.hidden), np.float32)
+        return z, z.copy()
+
+    def step(self, token: int, state):
+        h, c = state
+        self._token[0] = token
+        logits, h, c = self.session.run(self._outputs, {"token": self._token, "h": h, "c": c})
+        return logits[0], (h, c)  # fresh arrays every run: old states stay valid
+
+    def describe(self) -> dict:
+        return {**super().describe(), "model": self.path.name, "intra_op_threads": self.threads}

@@ -1,0 +1,341 @@
+"""From logits to one token id: every live sampling control, in numpy.
+
+The controls (`SamplingControls`) are plain validated values, read at every
+step, so the REPL can change them while the agent plays. The `Sampler` turns
+logits into a token in two parts:
+
+1. an additive *bias* over the vocabulary, built from the controls and the
+   context (recent note-on pitches and the pitches sounding now):
+   pitch range (hard mask), key/scale (soft penalty, or a hard mask at
+   key_strength >= 100), polyphony cap (no new pitch while the cap is
+   reached), anti-collapse (penalty per recent repeat of a pitch), long-rest
+   bias, per-token bias, and a mask on NOTE_OFFs of pitches not sounding;
+2. the *draw*: entropy-adaptive temperature, temperature, top-k, top-p, then
+   one draw from the seeded generator.
+
+Device backends (CUDA) compute the bias here and do the draw on their device
+(same formulas, see runtime/torch_backend.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from dataclasses import replace as _replace
+from typing import AbstractSet, Sequence
+
+import numpy as np
+
+from agent.errors import AntiphonError
+from agent.music.tokens import Vocab
+
+HARD = 100.0  # key_strength at or above this masks off-key notes outright
+KEY_WINDOW = 64  # recent note-ons the key estimate looks at
+KEY_MIN_NOTES = 8  # fewer than this and "auto" applies no key at all
+
+NOTE_NAMES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+SCALES = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    # natural minor plus the raised 7th: the leading tone is in nearly every minor-key cadence
+    "minor": (0, 2, 3, 5, 7, 8, 10, 11),
+}
+# Krumhansl-Kessler key profiles (C major, C minor), for the "auto" estimate.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+class SamplingError(AntiphonError, ValueError):
+    """A sampling control has a value it cannot take; the message names it."""
+
+
+def parse_key(text: str) -> tuple[int, str] | str | None:
+    """'none' -> None, 'auto' -> 'auto', 'D minor' / 'Bb major' / 'f#' -> (tonic pitch class, mode)."""
+    t = text.strip().lower()
+    if t in ("none", "off", ""):
+        return None
+    if t == "auto":
+        return "auto"
+    name, _, mode = t.partition(" ")
+    mode = mode.strip() or "major"
+    if not name or name[0] not in NOTE_NAMES or mode not in SCALES:
+        raise SamplingError(f"key {text!r}: expected 'none', 'auto' or e.g. 'D minor', 'Bb major'")
+    pc = NOTE_NAMES[name[0]]
+    for acc in name[1:]:
+        if acc == "#":
+            pc += 1
+        elif acc == "b":
+            pc -= 1
+        else:
+            raise SamplingError(f"key {text!r}: {name!r} is not a note name (C, F#, Bb, ...)")
+    return pc % 12, mode
+
+
+def key_name(key: tuple[int, str]) -> str:
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    return f"{names[key[0]]} {key[1]}"
+
+
+def _key_profiles() -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The 24 rotated profiles, each standardised, so correlation is one matrix product."""
+    rows, keys = [], []
+    for mode, prof in (("major", KK_MAJOR), ("minor", KK_MINOR)):
+        for tonic in range(12):
+            r = np.roll(prof, tonic)
+            rows.append((r - r.mean()) / r.std())
+            keys.append((tonic, mode))
+    return np.array(rows), keys
+
+
+_PROFILES, _PROFILE_KEYS = _key_profiles()
+
+
+def estimate_key(pitches: Sequence[int]) -> tuple[int, str] | None:
+    """Krumhansl-Schmuckler: the key whose profile best correlates with the pitch-class counts."""
+    if len(pitches) < KEY_MIN_NOTES:
+        return None
+    hist = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, minlength=12).astype(np.float64)
+    centred = hist - hist.mean()
+    spread = math.sqrt(float(centred @ centred))
+    if np.count_nonzero(hist) < 3 or spread == 0:
+        return None  # a drone, one interval, or every pitch class alike: no key to speak of
+    r = _PROFILES @ (centred / spread)  # proportional to Pearson r, for all 24 keys at once
+    return _PROFILE_KEYS[int(np.argmax(r))]
+
+
+@dataclass(frozen=True)
+class SamplingControls:
+    """Every sampling control (config [sampling], less the seed, which the Sampler takes).
+
+    token_bias: extra (token id, logit offset) pairs, e.g. to make END rarer.
+    """
+
+    temperature: float = 1.0  # > 0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 0 < p <= 1; 1 = off
+    adaptive: bool = False  # entropy-adaptive temperature
+    adaptive_min: float = 0.6  # adaptive temperature range at temperature 1
+    adaptive_max: float = 1.5
+    key: str = "none"  # "none" | "auto" | "D minor" ...
+    key_strength: float = 0.0  # logit penalty off the scale; >= 100 masks
+    pitch_min: int = 21  # MIDI pitches the agent may start
+    pitch_max: int = 108
+    max_polyphony: int = 8  # most notes sounding at once
+    repeat_penalty: float = 0.0  # logits per recent note-on of the same pitch
+    repeat_window: int = 16  # recent note-ons the penalty looks at
+    rest_bias: float = 0.0  # added to SHIFTs of a beat or more; < 0 = fewer long rests
+    token_bias: tuple[tuple[int, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> SamplingError:
+            return SamplingError(f"sampling.{name} = {getattr(self, name)!r}: {why}")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise bad(f.name, "must be a finite number")
+        if not self.temperature > 0:
+            raise bad("temperature", "must be > 0")
+        if self.top_k < 0:
+            raise bad("top_k", "must be >= 0 (0 = off)")
+        if not 0 < self.top_p <= 1:
+            raise bad("top_p", "must be in (0, 1]")
+        if not 0 < self.adaptive_min <= self.adaptive_max:
+            raise bad("adaptive_min", f"must be > 0 and <= adaptive_max ({self.adaptive_max})")
+        parse_key(self.key)
+        if self.key_strength < 0:
+            raise bad("key_strength", "must be >= 0")
+        if not 0 <= self.pitch_min <= self.pitch_max <= 127:
+            raise bad("pitch_min", f"range {self.pitch_min}..{self.pitch_max} must lie in 0..127, low <= high")
+        if self.max_polyphony < 1:
+            raise bad("max_polyphony", "must be >= 1")
+        if self.repeat_penalty < 0:
+            raise bad("repeat_penalty", "must be >= 0")
+        if self.repeat_window < 1:
+            raise bad("repeat_window", "must be >= 1")
+        for pair in self.token_bias:
+            if len(pair) != 2 or not math.isfinite(pair[1]):
+                raise bad("token_bias", "must be (token id, finite logit offset) pairs")
+
+    @classmethod
+    def from_config(cls, sampling) -> "SamplingControls":
+        """From a config.SamplingConfig (its `seed` belongs to the Sampler, not here)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{f.name: getattr(sampling, f.name) for f in fields(sampling) if f.name in names})
+
+    def replace(self, **changes) -> "SamplingControls":
+        """A copy with some controls changed, validated; unknown names are errors."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise SamplingError(f"unknown sampling control(s) {', '.join(sorted(unknown))}")
+        if "token_bias" in changes:
+            changes["token_bias"] = tuple((int(i), float(b)) for i, b in changes["token_bias"])
+        return _replace(self, **changes)
+
+    @property
+    def parsed_key(self):
+        return parse_key(self.key)
+
+
+@dataclass(frozen=True)
+class SamplingContext:
+    """What the controls look at besides the logits (read-only views are fine).
+
+    pitches: recent NOTE_ON pitches, oldest first (anyone's: player's and agent's).
+    sounding: pitches whose NOTE_ON has not been followed by a NOTE_OFF.
+    """
+
+    pitches: Sequence[int] = ()
+    sounding: AbstractSet[int] = frozenset()
+
+    @classmethod
+    def from_tokens(cls, ids: Sequence[int], vocab: Vocab) -> "SamplingContext":
+        pitches: list[int] = []
+        sounding: set[int] = set()
+        for i in ids:
+            t = vocab.token(i)
+            if t.kind == "NOTE_ON":
+                pitches.append(t.value)
+                sounding.add(t.value)
+            elif t.kind == "NOTE_OFF":
+                sounding.discard(t.value)
+            elif t.kind in ("START", "END"):
+                sounding.clear()
+        return cls(tuple(pitches), frozenset(sounding))
+
+
+class Sampler:
+    """Seeded sampling over one vocabulary. Not thread-safe (one owner, like the predictor)."""
+
+    def __init__(self, vocab: Vocab, seed: int | None = None) -> None:
+        self.vocab = vocab
+        self.seed = None if seed is None or seed < 0 else int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        v = vocab
+        self._on = slice(v.note_on_base, v.note_off_base)
+        self._off = slice(v.note_off_base, v.shift_base)
+        self._pitch_pcs = np.arange(v.pitch_lo, v.pitch_hi + 1) % 12
+        # which note-ons fall outside each of the 24 keys: [n_pitches] bool, built once
+        self._off_key = {k: ~np.isin(self._pitch_pcs, [(k[0] + d) % 12 for d in SCALES[k[1]]])
+                         for k in _PROFILE_KEYS}
+        self._key_for: bytes = b""
+        self._key_est: tuple[int, str] | None = None
+        self._static_for: SamplingControls | None = None
+        self._static = np.zeros(v.size)
+        self._auto_key = False  # the cached controls' key is "auto" (however it was spelt)
+        self.last_temperature = 1.0  # the temperature the last draw used (for the REPL)
+
+    # -- bias ----------------------------------------------------------------
+    def _static_bias(self, c: SamplingControls) -> np.ndarray:
+        """The part of the bias that depends on the controls alone (cached)."""
+        if c == self._static_for:
+            return self._static
+        v = self.vocab
+        b = np.zeros(v.size)
+        pitches = np.arange(v.pitch_lo, v.pitch_hi + 1)
+        b[self._on][(pitches < c.pitch_min) | (pitches > c.pitch_max)] = -np.inf
+        key = c.parsed_key
+        if isinstance(key, tuple):
+            b[self._on] += self._key_penalty(key, c.key_strength)
+        first_long = v.shift_base + min(v.resolution, v.max_shift) - 1  # SHIFT(resolution): one beat
+        b[first_long:v.velocity_base] += c.rest_bias
+        for token_id, offset in c.token_bias:
+            if not 0 <= token_id < v.size:
+                raise SamplingError(f"sampling.token_bias: token id {token_id} outside the vocabulary (size {v.size})")
+            b[token_id] += offset
+        self._static_for, self._static, self._auto_key = c, b, key == "auto"
+        return b
+
+    def _key_penalty(self, key: tuple[int, str], strength: float) -> np.ndarray:
+        return np.where(self._off_key[key], -np.inf if strength >= HARD else -strength, 0.0)
+
+    def bias(self, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
+        """Additive logit bias [vocab] (float64, -inf = masked) for these controls and context."""
+        v = self.vocab
+        b = self._static_bias(c).copy()
+        auto_key = self._auto_key and c.key_strength > 0
+        on, off = b[self._on], b[self._off]  # views into b
+        sounding = np.fromiter((p - v.pitch_lo for p in ctx.sounding), np.int64, len(ctx.sounding))
+        not_sounding = np.ones(v.n_pitches, bool)
+        not_sounding[sounding] = False
+        off[not_sounding] = -np.inf  # a NOTE_OFF for a silent pitch says nothing
+        if len(sounding) >= c.max_polyphony:
+            on[not_sounding] = -np.inf  # re-striking a sounding pitch keeps the count
+        if ctx.pitches and (c.repeat_penalty > 0 or auto_key):
+            recent = np.fromiter(ctx.pitches, np.int64, len(ctx.pitches))
+            if c.repeat_penalty > 0:
+                counts = np.bincount(recent[-c.repeat_window:] - v.pitch_lo, minlength=v.n_pitches)
+                on -= c.repeat_penalty * counts
+            if auto_key:
+                window = recent[-KEY_WINDOW:]
+                stamp = window.tobytes()
+                if stamp != self._key_for:  # the estimate changes only when the notes do
+                    self._key_for, self._key_est = stamp, estimate_key(window)
+                if self._key_est is not None:
+                    off_key = self._off_key[self._key_est]
+                    if c.key_strength >= HARD:
+                        on[off_key] = -np.inf
+                    else:
+                        on[off_key] -= c.key_strength
+        return b
+
+    # -- draw ----------------------------------------------------------------
+    def temperature(self, z: np.ndarray, c: SamplingControls) -> float:
+        """The temperature for biased logits z: fixed, or entropy-adaptive.
+
+        Adaptive: H is the entropy of softmax(z) over the tokens not masked,
+        normalised by log(their count) to [0, 1]. A confident model (H near 0)
+        gets adaptive_max, an unsure one (H near 1) adaptive_min, linearly in
+        between; `temperature` scales the result, so at temperature 1 it stays
+        within [adaptive_min, adaptive_max].
+        """
+        z = np.asarray(z, dtype=np.float64)
+        d = z - z.max()
+        return self._temperature(d, np.exp(d), c)
+
+    @staticmethod
+    def _temperature(d: np.ndarray, e: np.ndarray, c: SamplingControls) -> float:
+        """`temperature` given d = z - max(z) and e = exp(d) (shared with the draw: fewer numpy calls)."""
+        if not c.adaptive:
+            return c.temperature
+        n = int(np.count_nonzero(e))  # masked tokens have e == 0
+        if n < 2:
+            return c.temperature * c.adaptive_max
+        total = float(e.sum())
+        # H = log(sum e) - sum(e * d) / sum(e); -inf is clipped so that 0 * d stays 0
+        h = math.log(total) - float(np.dot(e, np.maximum(d, -1e300))) / total
+        h_norm = min(max(h / math.log(n), 0.0), 1.0)
+        return c.temperature * (c.adaptive_max - (c.adaptive_max - c.adaptive_min) * h_norm)
+
+    def _weights(self, logits, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
+        """Unnormalised probabilities [vocab] (float64) after every control."""
+        z = self.bias(c, ctx) + np.asarray(logits).reshape(-1)  # float64: the bias is
+        top = z.max()
+        if top == -np.inf:  # everything masked: cannot happen (SHIFTs never are), but be safe
+            z = np.asarray(logits, dtype=np.float64).reshape(-1)
+            top = z.max()
+        z -= top
+        p = np.exp(z)
+        t = self._temperature(z, p, c)
+        self.last_temperature = t
+        if t != 1.0:
+            p **= 1.0 / t  # exp(d)^(1/t) == exp(d/t), without a second exp
+        n = p.size
+        if 0 < c.top_k < n:
+            kth = np.partition(p, n - c.top_k)[n - c.top_k]
+            p[p < kth] = 0.0
+        if c.top_p < 1.0:
+            order = np.argsort(-p, kind="stable")
+            cs = np.cumsum(p[order])
+            cut = int(np.searchsorted(cs, c.top_p * cs[-1]))  # smallest set holding top_p of the mass
+            p[order[cut + 1:]] = 0.0
+        return p
+
+    def distribution(self, logits, c: SamplingControls, ctx: SamplingContext = SamplingContext()) -> np.ndarray:
+        """The probabilities [vocab] the next draw uses (float64, sums to 1)."""
+        p = self._weights(logits, c, ctx)
+        return p / p.sum()
+
+    def choose(self, logits, c: SamplingControls, ctx: SamplingContext = SamplingContext()) -> int:
+        """One token id drawn from `distribution` with the seeded generator."""
+        cs = np.cumsum(self._weights(logits, c, ctx))
+        i = int(np.searchsorted(cs, self.rng.random() * cs[-1], side="right"))
+        return min(i, cs.size - 1)

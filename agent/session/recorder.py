@@ -1,0 +1,384 @@
+"""Session recording: both parts, tempo changes and phrase/answer markers -> MIDI, MusicXML, PNG.
+
+`Recorder` is fed by the engine's hooks (`attach(engine)`): the player's
+notes as the listener hands them on (after the sustain pedal and the echo
+filter, velocities kept), the agent's notes as the scheduler sent them, the
+tempo map's changes and the jam's phrase/answer reports. Times are the
+clock's seconds, kept exactly; beats come from the recorded tempo changes.
+
+Outputs:
+- a type-1 MIDI file: a tempo track (tempo changes, time signature,
+  markers), then `human` (channel 1) and `agent` (channel 2), each with its
+  own General MIDI instrument; every note is closed (one still sounding at
+  the end ends there);
+- MusicXML through music21: the two parts quantised to the token grid
+  (1/resolution of a beat) at the session tempo;
+- a piano-roll PNG: the two parts in two colours, bar lines, markers.
+
+Crash safety: `start(path)` runs a daemon thread that rewrites the MIDI file
+every `flush_s` seconds, each time to a temporary file renamed over the old
+one (os.replace is atomic), so `kill -9` loses at most flush_s and a reader
+never sees half a file. `stop()` writes the final files the same way.
+music21 and matplotlib are imported only when their file is written.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+
+from agent.music.tempomap import RealClock
+from agent.errors import AntiphonError
+
+log = logging.getLogger(__name__)
+PARTS = ("human", "agent")
+CHANNELS = {"human": 0, "agent": 1}  # MIDI channels 1 and 2
+PROGRAMS = {"human": 0, "agent": 11}  # General MIDI: acoustic grand piano, vibraphone
+COLOURS = {"human": "tab:blue", "agent": "tab:orange"}
+SUFFIXES = (".mid", ".musicxml", ".png")
+
+
+@dataclass(frozen=True)
+class TimedNote:
+    """One recorded note: seconds from the recording's start."""
+
+    pitch: int
+    start_s: float
+    end_s: float
+    velocity: int
+
+
+class Recorder:
+    """Collects a session and writes it; the hooks are safe to call from any thread."""
+
+    def __init__(self, bpm: float, *, beats_per_bar: int = 4, resolution: int = 12, clock=None,
+                 flush_s: float = 5.0, ticks_per_beat: int = 480, report=None) -> None:
+        self.clock = clock or RealClock()
+        self.t0 = self.clock.now()  # the recording's time 0 (clock seconds); may be moved before the first event
+        self.beats_per_bar = beats_per_bar
+        self.resolution = resolution
+        self.flush_s = flush_s
+        self.ticks_per_beat = ticks_per_beat
+        self.report = report or (lambda line: None)
+        self.path: Path | None = None
+        self.flushes = 0
+        self._events: dict[str, list[tuple[float, int, int]]] = {p: [] for p in PARTS}  # (t_s, pitch, vel); 0 = off
+        self._tempo: list[tuple[float, float]] = [(0.0, float(bpm))]  # (t_s from t0, bpm)
+        self._markers: list[tuple[float, str, str]] = []  # (t_s from t0, kind, text)
+        self._end_s: float | None = None
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # the flush thread and stop() never write at once
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._detach = []
+
+    # -- input (any thread) ---------------------------------------------------------
+    def _rel(self, t_s: float) -> float:
+        return max(0.0, t_s - self.t0)
+
+    def note(self, part: str, pitch: int, velocity: int, t_s: float) -> None:
+        """A note-on (velocity > 0) or note-off (velocity 0) of `part` at clock time t_s."""
+        with self._lock:
+            if self._end_s is None:
+                self._events[part].append((self._rel(t_s), int(pitch), int(velocity)))
+
+    def on_human(self, msg: mido.Message, t_s: float) -> None:
+        """listener.player_hooks: the player's notes as the jam hears them."""
+        if msg.type in ("note_on", "note_off"):
+            self.note("human", msg.note, msg.velocity if msg.type == "note_on" else 0, t_s)
+
+    def on_agent(self, msg: mido.Message, due_s: float, sent_s: float) -> None:
+        """scheduler.hooks: the agent's notes when they were sent."""
+        if msg.type in ("note_on", "note_off"):
+            self.note("agent", msg.note, msg.velocity if msg.type == "note_on" else 0, sent_s)
+
+    def on_tempo(self, bpm: float, t_s: float) -> None:
+        """TempoMap.listeners: a tempo change (config, MIDI clock, the REPL)."""
+        with self._lock:
+            if self._end_s is None:
+                self._tempo.append((self._rel(t_s), float(bpm)))
+
+    def on_jam(self, kind: str, t_s: float | None, info: dict) -> None:
+        """jam.observers: kind "phrase" (t_s: its first note) or "answer" (t_s: its first note)."""
+        if t_s is None:
+            return
+        if kind == "phrase":
+            text = f"phrase {info.get('phrase', '?')} ({info.get('heard_notes', 0)} notes)"
+        else:  # an answer to a phrase, or an accompany/solo run (no phrase)
+            label = f"answer {info['phrase']}" if "phrase" in info else info.get("kind", "answer")
+            text = f"{label} ({info.get('notes', 0)} notes)"
+        with self._lock:
+            if self._end_s is None:
+                self._markers.append((self._rel(t_s), kind, text))
+
+    def attach(self, engine) -> None:
+        """Hook into a started engine's listener, scheduler, tempo map and jam."""
+        hooks = [(engine.listener.player_hooks, self.on_human), (engine.scheduler.hooks, self.on_agent),
+                 (engine.tempo.listeners, self.on_tempo), (engine.jam.observers, self.on_jam)]
+        for lst, fn in hooks:
+            lst.append(fn)
+        self._detach = hooks
+        if engine.tempo.bpm != self._tempo[-1][1]:
+            self.on_tempo(engine.tempo.bpm, self.clock.now())
+
+    def detach(self) -> None:
+        for lst, fn in self._detach:
+            if fn in lst:
+                lst.remove(fn)
+        self._detach = []
+
+    # -- the session as data --------------------------------------------------------
+    def snapshot(self, end_s: float | None = None):
+        """(notes per part, tempo changes, markers, end_s); notes still sounding end at end_s."""
+        with self._lock:
+            events = {p: sorted(evs, key=lambda e: e[0]) for p, evs in self._events.items()}
+            tempo, markers = sorted(self._tempo), sorted(self._markers)
+            if end_s is None:
+                end_s = self._end_s if self._end_s is not None else self._rel(self.clock.now())
+        last = max([end_s] + [evs[-1][0] for evs in events.values() if evs])
+        return {p: pair_notes(evs, last) for p, evs in events.items()}, tempo, markers, last
+
+    def notes(self, part: str) -> list[TimedNote]:
+        return self.snapshot()[0][part]
+
+    # -- files --------------------------------------------------------------------------
+    def midi_bytes(self, end_s: float | None = None) -> bytes:
+        """The session as a type-1 Standard MIDI File. Encoded here rather than through mido's
+        message objects: a flush of an hour's session runs on a thread beside the real-time ones,
+        and mido's per-message checks made it ~15x slower."""
+        notes, tempo, markers, end = self.snapshot(end_s)
+        tm = TickMap(tempo, self.ticks_per_beat)
+        meta = [(0, 0, _meta(0x03, b"tempo")), (0, 0, _meta(0x58, bytes([self.beats_per_bar, 2, 24, 8])))]
+        meta += [(tm.tick(t), 1, _meta(0x51, round(60e6 / bpm).to_bytes(3, "big"))) for t, bpm in tempo]
+        meta += [(tm.tick(t), 2, _meta(0x06, text.encode("latin-1", "replace"))) for t, _, text in markers]
+        tracks = [meta]
+        for part in PARTS:
+            ch = CHANNELS[part]
+            evs = [(0, 0, _meta(0x03, part.encode())), (0, 0, bytes([0xC0 | ch, PROGRAMS[part]]))]
+            for pitch, on, off, vel in on_grid(notes[part], tm):
+                evs.append((on, 2, bytes([0x90 | ch, pitch, vel])))
+                evs.append((off, 1, bytes([0x80 | ch, pitch, 0])))  # offs before ons at one tick
+            tracks.append(evs)
+        out = [b"MThd", struct.pack(">IHHH", 6, 1, len(tracks), self.ticks_per_beat)]
+        for evs in tracks:
+            data = _track_bytes(evs)
+            out += [b"MTrk", struct.pack(">I", len(data)), data]
+        return b"".join(out)
+
+    def write_midi(self, path: str | Path, end_s: float | None = None) -> Path:
+        data = self.midi_bytes(end_s)
+        return _atomic(Path(path), lambda f: f.write(data))
+
+    def grid_notes(self, end_s: float | None = None) -> tuple[dict[str, list[tuple[int, float, float, int]]], list, float]:
+        """Notes per part as (pitch, start_beat, end_beat, velocity) on the token grid; markers in beats."""
+        notes, tempo, markers, end = self.snapshot(end_s)
+        tm = TickMap(tempo, self.resolution)
+        res = self.resolution
+        out = {}
+        for part, ns in notes.items():
+            out[part] = [(p, a / res, b / res, v) for p, a, b, v in on_grid(ns, tm)]
+        beat_markers = [(tm.tick(t) / res, kind, text) for t, kind, text in markers]
+        return out, beat_markers, tm.tick(end) / res
+
+    def write_musicxml(self, path: str | Path, end_s: float | None = None, title: str = "Antiphon session") -> Path:
+        from agent.music.scores import musicxml_score
+
+        notes, markers, _ = self.grid_notes(end_s)
+        _, tempo, _, _ = self.snapshot(end_s)
+        tm = TickMap(tempo, self.resolution)
+        tempos = [(tm.tick(t) / self.resolution, bpm) for t, bpm in tempo]
+        score = musicxml_score(notes, tempos, markers, beats_per_bar=self.beats_per_bar, title=title)
+        path = Path(path)
+        return _atomic(path, lambda f: f.write(_musicxml_bytes(score)))
+
+    def write_png(self, path: str | Path, end_s: float | None = None) -> Path:
+        from agent.music.scores import pianoroll_png
+
+        notes, markers, end_beat = self.grid_notes(end_s)
+        return _atomic(Path(path), lambda f: pianoroll_png(notes, markers, f, beats_per_bar=self.beats_per_bar,
+                                                           end_beat=end_beat, colours=COLOURS))
+
+    def write_all(self, path: str | Path, end_s: float | None = None) -> list[Path]:
+        """session.mid, then .musicxml and .png beside it; a failing one is reported, the others still written."""
+        path = Path(path)
+        written = []
+        for suffix, fn in ((".mid", self.write_midi), (".musicxml", self.write_musicxml), (".png", self.write_png)):
+            target = path if suffix == ".mid" else path.with_suffix(suffix)
+            try:
+                written.append(fn(target, end_s))
+            except Exception as exc:  # the MIDI file matters most: never lose it to a failing picture
+                log.exception("writing %s", target)
+                self.report(f"recording: could not write {target}: {type(exc).__name__}: {exc}")
+        return written
+
+    # -- the session's lifetime -------------------------------------------------------
+    def start(self, path: str | Path) -> Path:
+        """Record to `path`: the MIDI file is rewritten every flush_s seconds until stop()."""
+        self.path = Path(path)
+        self.flush()  # a valid (empty) file from the first moment
+        if self.flush_s > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="antiphon-recorder", daemon=True)
+            self._thread.start()
+        return self.path
+
+    def flush(self) -> None:
+        if self.path is None:
+            return
+        with self._write_lock:
+            if self._end_s is None:
+                self.write_midi(self.path)
+                self.flushes += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            try:
+                self.flush()
+            except Exception as exc:  # a full disk must not end the session; the final write will say so
+                log.error("recording flush failed: %s", exc)
+
+    def stop(self) -> list[Path]:
+        """End the recording now; write the final MIDI, MusicXML and PNG. Safe to call twice."""
+        with self._lock:
+            first = self._end_s is None
+            if first:
+                self._end_s = self._rel(self.clock.now())
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+        if not first or self.path is None:
+            return []
+        with self._write_lock:
+            return self.write_all(self.path)
+
+
+def pair_notes(events: list[tuple[float, int, int]], end_s: float) -> list[TimedNote]:
+    """(t_s, pitch, velocity) on/off events -> notes. A re-struck pitch ends the note it sounds;
+    a note-off with nothing sounding is ignored; notes still sounding end at end_s."""
+    sounding: dict[int, tuple[float, int]] = {}
+    out = []
+    for t, pitch, vel in events:
+        if pitch in sounding:
+            start, v = sounding.pop(pitch)
+            out.append(TimedNote(pitch, start, t, v))
+        if vel > 0:
+            sounding[pitch] = (t, vel)
+    out += [TimedNote(p, s, max(s, end_s), v) for p, (s, v) in sounding.items()]
+    return sorted(out, key=lambda n: (n.start_s, n.pitch))
+
+
+def on_grid(notes: list[TimedNote], tm: "TickMap") -> list[tuple[int, int, int, int]]:
+    """Notes -> (pitch, start_tick, end_tick, velocity), sorted. A note lasts at least one tick
+    (one of no length would never sound); a pitch struck again before its note ends on the grid
+    ends it there, and a note struck again within its own first tick is dropped (one sound)."""
+    out: list = []
+    last: dict[int, int] = {}
+    for n in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
+        a = tm.tick(n.start_s)
+        b = max(a + 1, tm.tick(n.end_s))
+        i = last.get(n.pitch)
+        if i is not None and out[i][2] > a:
+            p, pa, _, pv = out[i]
+            out[i] = (p, pa, a, pv) if pa < a else None
+        last[n.pitch] = len(out)
+        out.append((n.pitch, a, b, n.velocity))
+    return sorted((x for x in out if x is not None), key=lambda x: (x[1], x[0]))
+
+
+class TickMap:
+    """Seconds from the recording's start -> ticks, through the recorded tempo changes."""
+
+    def __init__(self, tempo: list[tuple[float, float]], ticks_per_beat: int) -> None:
+        self.tpb = ticks_per_beat
+        self.segments = []  # (t_s, beat at t_s, bpm)
+        beat, last_t, last_bpm = 0.0, 0.0, tempo[0][1]
+        for t, bpm in tempo:
+            beat += (t - last_t) * last_bpm / 60.0
+            self.segments.append((t, beat, bpm))
+            last_t, last_bpm = t, bpm
+        self._starts = [seg[0] for seg in self.segments]
+
+    def beat(self, t_s: float) -> float:
+        i = max(0, bisect.bisect_right(self._starts, t_s) - 1)  # the last change at or before t_s
+        t0, b0, bpm = self.segments[i]
+        return b0 + (t_s - t0) * bpm / 60.0
+
+    def tick(self, t_s: float) -> int:
+        return round(self.beat(t_s) * self.tpb)
+
+
+def _vlq(n: int) -> bytes:
+    """A MIDI variable-length quantity: 7 bits a byte, most significant first."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _meta(kind: int, data: bytes) -> bytes:
+    return bytes([0xFF, kind]) + _vlq(len(data)) + data
+
+
+def _track_bytes(events) -> bytes:
+    """(tick, order, event bytes) -> track data with delta times and end-of-track; at one tick, order decides."""
+    out, last = [], 0
+    for tick, _, ev in sorted(events, key=lambda e: (e[0], e[1])):
+        out += [_vlq(tick - last), ev]
+        last = tick
+    out.append(b"\x00" + _meta(0x2F, b""))
+    return b"".join(out)
+
+
+def _atomic(path: Path, write) -> Path:
+    """Write through a temporary file in the same folder, then rename it over `path` (atomic)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _musicxml_bytes(score) -> bytes:
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    return GeneralObjectExporter(score).parse()
+
+
+# -- where recordings go ---------------------------------------------------------------
+def free_path(path: str | Path) -> Path:
+    """`path`, or path-1, path-2... so that neither it nor its .musicxml/.png exists yet (never overwrite)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mid", ".midi"):
+        path = path.with_name(path.name + ".mid")
+    stem, n = path.stem, 0
+    cand = path
+    while any(cand.with_suffix(s).exists() for s in SUFFIXES + (path.suffix,)):
+        n += 1
+        cand = path.with_name(f"{stem}-{n}{path.suffix}")
+    return cand
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create `folder` if needed and prove a file can be written there, or raise AntiphonError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".antiphon-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise AntiphonError(f"cannot record to {folder}: {exc.strerror or exc}") from None
+    return folder

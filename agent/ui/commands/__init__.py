@@ -1,0 +1,1 @@
+"""One module per `antiphon` subcommand (see agent/ui/cli.py)."""

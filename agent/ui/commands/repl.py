@@ -1,0 +1,148 @@
+"""antiphon repl: the live REPL with no keyboard and no MIDI system.
+
+The engine runs on in-process loopback ports; a scripted player plays the
+demo's phrases into it in a loop (a phrase, then a pause for the answer),
+so every command can be tried and heard in the status line. `--trace FILE`
+writes what happened as JSON when the session ends: every message the
+engine scheduled (due time, the temperature its sample used), every message
+that reached the output port, and every setting change (for the tests).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import mido
+
+from agent.ui.cli import common_options
+from agent.music.tempomap import RealClock
+from agent.errors import AntiphonError
+from agent.ui.commands.demo import PHRASES
+from agent.ui.commands.play import configure, load_predictor, run_until_stopped, run_with_repl, use_repl
+
+HELP = "try the live REPL with no keyboard: loopback ports and a scripted player"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--mode", choices=["call", "accompany", "solo"], help="jam mode (default: [jam] mode)")
+    p.add_argument("--model", metavar="DIR", help="model folder (default: [model] path)")
+    p.add_argument("--no-player", action="store_true", help="no scripted player: only what you type")
+    p.add_argument("--gap-beats", type=float, default=8.0, help="the player's pause after a phrase (default 8)")
+    p.add_argument("--phrases", type=int, help="phrases the player plays (default: on and on; 0: only the mod wheel)")
+    p.add_argument("--trace", metavar="FILE.json", help="write scheduled/sent messages and changes here at the end")
+    p.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
+    p.add_argument("--headless", action="store_true", help="no REPL even on a terminal")
+    common_options(p)
+
+
+class ScriptedPlayer:
+    """Plays the demo phrases into the loopback keyboard, on absolute deadlines, until stopped,
+    and moves the mod wheel (CC1) every two beats, so `cc learn` has a controller to learn."""
+
+    def __init__(self, send, bpm_of, gap_beats: float = 8.0, phrases: int | None = None) -> None:
+        self.send, self.bpm_of, self.gap_beats, self.phrases = send, bpm_of, gap_beats, phrases
+        self.stopped = threading.Event()
+        self.clock = RealClock()
+        self.notes = 0
+
+    def start(self) -> "ScriptedPlayer":
+        threading.Thread(target=self._run, name="antiphon-scripted-player", daemon=True).start()
+        threading.Thread(target=self._wheel, name="antiphon-scripted-wheel", daemon=True).start()
+        return self
+
+    def _wheel(self) -> None:
+        value = 0
+        while not self.stopped.wait(120.0 / self.bpm_of()):
+            value = (value + 16) % 128
+            self.send(mido.Message("control_change", control=1, value=value))
+
+    def _run(self) -> None:
+        t = self.clock.now() + 0.5
+        i = 0
+        while not self.stopped.is_set() and (self.phrases is None or i < self.phrases):
+            spb = 60.0 / self.bpm_of()
+            events = []
+            for pitch, b, d in PHRASES[i % len(PHRASES)]:
+                events += [(t + b * spb, 1, pitch), (t + (b + d * 0.95) * spb, 0, pitch)]
+            sounding = set()
+            for at, on, pitch in sorted(events):
+                while not self.stopped.is_set() and at - self.clock.now() > 0.002:
+                    self.stopped.wait(min(0.05, at - self.clock.now() - 0.002))
+                if self.stopped.is_set():
+                    break
+                self.clock.sleep_until(at)
+                self.send(mido.Message("note_on" if on else "note_off", note=pitch, velocity=80 if on else 0))
+                (sounding.add if on else sounding.discard)(pitch)
+                self.notes += on
+            for pitch in sorted(sounding):  # stopped mid-phrase: let go of the keys
+                self.send(mido.Message("note_off", note=pitch, velocity=0))
+            t = max(events)[0] + self.gap_beats * spb
+            i += 1
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class Trace:
+    """What the engine scheduled and sent, and the setting changes, kept in memory, written at the end."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.scheduled: list = []
+        self.received: list = []
+        self.changes: list = []
+        sched = engine.scheduler
+        inner = sched.schedule
+
+        def schedule(due_s, msg):  # on the engine thread, straight after the sample that made msg
+            sampler = getattr(engine.predictor, "sampler", None)
+            self.scheduled.append([time.perf_counter(), due_s, msg.hex(), getattr(sampler, "last_temperature", None)])
+            inner(due_s, msg)
+
+        sched.schedule = schedule
+        engine.controls.listeners.append(lambda k, v: self.changes.append([time.perf_counter(), k, v]))
+
+    def on_output(self, msg, t_s: float) -> None:
+        self.received.append([t_s, msg.hex()])
+
+    def write(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump({"scheduled": self.scheduled, "received": self.received, "changes": self.changes,
+                       "pending_done": list(self.engine.pending.done),
+                       "bpm": self.engine.tempo.bpm, "beats_per_bar": self.engine.tempo.beats_per_bar}, f)
+
+
+def run(args) -> int:
+    from agent.live.engine import Engine
+    from agent.midi.ports import Loopback, Ports
+
+    if not use_repl(args) and not args.seconds:
+        raise AntiphonError("antiphon repl needs a terminal (or --seconds N, to run with no prompt)")
+    cfg = configure(args)
+    predictor = load_predictor(cfg)
+    loop = Loopback()
+    ports = Ports("loopback", loop=loop)
+    engine = Engine(cfg, predictor, ports=ports, input_name="keyboard", virtual_name="Antiphon",
+                    report=lambda line: print(line, flush=True))
+    engine.start()
+    trace = Trace(engine) if args.trace else None
+    if trace:
+        ports.open_input("Antiphon", trace.on_output)
+    player = None
+    if not args.no_player:
+        keyboard = ports.open_output("keyboard")
+        player = ScriptedPlayer(keyboard.send, lambda: engine.tempo.bpm, args.gap_beats, args.phrases).start()
+    banner = (f"antiphon repl: loopback ports, {'no player' if player is None else 'a scripted player'}; "
+              f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm, model {cfg.model_dir()}.")
+    try:
+        if use_repl(args):
+            return run_with_repl(engine, banner, args.seconds)
+        return run_until_stopped(engine, args.seconds, banner)
+    finally:
+        if player:
+            player.stop()
+        engine.stop()
+        if trace:
+            trace.write(args.trace)
+            print(f"trace written to {args.trace}", flush=True)

@@ -1,0 +1,96 @@
+"""What the REPL shows: the bottom toolbar and `status`, read from the engine as copies.
+
+Nothing here waits on the engine: attribute reads, and the scheduler's open
+notes and the pending list, each copied under its lock.
+"""
+from __future__ import annotations
+
+
+def state_of(engine) -> str:
+    j = engine.jam
+    if j is None:
+        return "stopped"
+    if j.held is not None:
+        return "silent (mode off)" if j.held == "mode" else "silent"
+    g = j.gen
+    if g is None:
+        return "listening"
+    return {"call": "answering", "accompany": "playing along", "solo": "playing solo"}.get(g.kind, g.kind)
+
+
+def key_text(engine) -> str:
+    key = engine.controls.cfg.sampling.key
+    if key.strip().lower() != "auto":
+        return key
+    sampler = getattr(engine.predictor, "sampler", None)
+    est = getattr(sampler, "_key_est", None)
+    if est is None:
+        return "auto (none heard yet)"
+    from agent.model.sampler import key_name
+
+    return f"{key_name(est)} (heard)"
+
+
+def tempo_source(engine) -> str:
+    """Where the tempo comes from: "set", "MIDI clock", or "followed, confidence 0.83"."""
+    st = engine.tempo_status()
+    if st["tempo_source"] == "player":
+        return f"followed, confidence {st['tempo_confidence']:.2f}"
+    return {"clock": "MIDI clock", "fixed": "set"}[st["tempo_source"]]
+
+
+def status_lines(engine) -> list[str]:
+    c = engine.controls.cfg
+    s, j = c.sampling, c.jam
+    mode = "off" if engine.jam is not None and engine.jam.held == "mode" else j.mode
+    lines = [f"mode {mode} ({state_of(engine)}); model {engine.model_name}"
+             + (f" (loading {engine.loading})" if engine.loading else ""),
+             f"temperature {s.temperature:g}, top-p {s.top_p:g}, top-k {s.top_k}, adaptive "
+             f"{'on' if s.adaptive else 'off'}; key {key_text(engine)}; range {s.pitch_min}..{s.pitch_max}",
+             f"tempo {engine.tempo.bpm:g} bpm ({tempo_source(engine)}), {engine.tempo.beats_per_bar} beats a bar; "
+             f"silence {f'{j.silence_beats:g} beats' if j.silence_beats > 0 else f'{j.silence_ms:g} ms'}; "
+             f"length {f'{j.response_bars:g} bars' if j.response_bars > 0 else 'same'}; "
+             f"channel {c.midi.channel}, velocity x{c.midi.velocity_scale:g}"]
+    if engine.input is not None and engine.output is not None:
+        lines.append(f"listening on {engine.input.name!r}, playing on {engine.output.name!r}")
+    now = engine.clock.now()
+    for due, label in engine.pending.items():
+        lines.append(f"pending in {1e3 * (due - now):.0f} ms: {label}")
+    for m in sorted(engine.ccmap.maps.values(), key=lambda m: m.control):
+        lines.append(f"cc: {m.describe()}")
+    if engine.ccmap.learning:
+        lines.append(f"cc: learning {engine.ccmap.learning}")
+    if engine.scheduler is not None:
+        st = engine.stats()
+        lines.append(f"{st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
+                     f"{st['dropped_late']} late note-ons dropped, {st['open_notes']} notes held")
+    return lines
+
+
+def toolbar_text(engine) -> str:
+    """Mode and state, temperature, tempo, key, last onset, step and scheduling p99, late, held."""
+    c = engine.controls.cfg
+    j = engine.jam
+    mode = "off" if j is not None and j.held == "mode" else c.jam.mode
+    sampler = getattr(engine.predictor, "sampler", None)
+    used = getattr(sampler, "last_temperature", None)
+    temp = f"temp {c.sampling.temperature:.2f}" + (f" (used {used:.2f})" if c.sampling.adaptive and used else "")
+    parts = [f"{mode}: {state_of(engine)}", temp, f"{engine.tempo.bpm:g} bpm ({tempo_source(engine)})",
+             f"key {key_text(engine)}"]
+    if j is not None:
+        last = next((r for r in reversed(j.responses) if r.get("threshold_t") is not None
+                     and r.get("first_note_t") is not None), None)
+        if last is not None:
+            parts.append(f"onset {1e3 * (last['first_note_t'] - last['threshold_t']):+.1f} ms")
+    f = engine.figures
+    if f is not None:
+        step, err = f.p99_ms("steps"), f.p99_ms("errors")
+        parts.append(f"step p99 {step:.2f} ms" if step is not None else "step p99 -")
+        parts.append(f"sched p99 {err:.2f} ms" if err is not None else "sched p99 -")
+    s = engine.scheduler
+    if s is not None:
+        parts.append(f"late {s.dropped_late}")
+        parts.append(f"held {len(s.open_notes)}")
+    if engine.pending.items():
+        parts.append(f"pending {len(engine.pending.items())}")
+    return " | ".join(parts)
