@@ -1,5 +1,5 @@
 """Bad files: each reader meets malformed input with one clear line naming the file and what was wrong,
-exit status 2, no traceback, nothing written. The files are made in tests/badfiles.py."""
+exit status 2, no traceback, nothing written. The files are made in tests/support/badfiles.py."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 import badfiles  # noqa: E402
 
 from agent.ui.cli import main

@@ -48,7 +48,6 @@ def jack(bench):
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
-    sys.path.insert(0, str(ROOT / "tests" / "runtime"))
     import tiny
 
     return tiny.make_model_dir(tmp_path_factory.mktemp("realmidi_model"), hidden=64, embedding=32)
