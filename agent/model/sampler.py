@@ -26,79 +26,15 @@ from typing import AbstractSet, Sequence
 import numpy as np
 
 from agent.errors import AntiphonError
+from agent.music.keys import KEYS, KeyNameError, estimate_key, parse_key, scale_pitch_classes
 from agent.music.tokens import Vocab
 
 HARD = 100.0  # key_strength at or above this masks off-key notes outright
 KEY_WINDOW = 64  # recent note-ons the key estimate looks at
-KEY_MIN_NOTES = 8  # fewer than this and "auto" applies no key at all
-
-NOTE_NAMES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
-SCALES = {
-    "major": (0, 2, 4, 5, 7, 9, 11),
-    # natural minor plus the raised 7th: the leading tone is in nearly every minor-key cadence
-    "minor": (0, 2, 3, 5, 7, 8, 10, 11),
-}
-# Krumhansl-Kessler key profiles (C major, C minor), for the "auto" estimate.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
 class SamplingError(AntiphonError, ValueError):
     """A sampling control has a value it cannot take; the message names it."""
-
-
-def parse_key(text: str) -> tuple[int, str] | str | None:
-    """'none' -> None, 'auto' -> 'auto', 'D minor' / 'Bb major' / 'f#' -> (tonic pitch class, mode)."""
-    t = text.strip().lower()
-    if t in ("none", "off", ""):
-        return None
-    if t == "auto":
-        return "auto"
-    name, _, mode = t.partition(" ")
-    mode = mode.strip() or "major"
-    if not name or name[0] not in NOTE_NAMES or mode not in SCALES:
-        raise SamplingError(f"key {text!r}: expected 'none', 'auto' or e.g. 'D minor', 'Bb major'")
-    pc = NOTE_NAMES[name[0]]
-    for acc in name[1:]:
-        if acc == "#":
-            pc += 1
-        elif acc == "b":
-            pc -= 1
-        else:
-            raise SamplingError(f"key {text!r}: {name!r} is not a note name (C, F#, Bb, ...)")
-    return pc % 12, mode
-
-
-def key_name(key: tuple[int, str]) -> str:
-    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
-    return f"{names[key[0]]} {key[1]}"
-
-
-def _key_profiles() -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """The 24 rotated profiles, each standardised, so correlation is one matrix product."""
-    rows, keys = [], []
-    for mode, prof in (("major", KK_MAJOR), ("minor", KK_MINOR)):
-        for tonic in range(12):
-            r = np.roll(prof, tonic)
-            rows.append((r - r.mean()) / r.std())
-            keys.append((tonic, mode))
-    return np.array(rows), keys
-
-
-_PROFILES, _PROFILE_KEYS = _key_profiles()
-
-
-def estimate_key(pitches: Sequence[int]) -> tuple[int, str] | None:
-    """Krumhansl-Schmuckler: the key whose profile best correlates with the pitch-class counts."""
-    if len(pitches) < KEY_MIN_NOTES:
-        return None
-    hist = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, minlength=12).astype(np.float64)
-    centred = hist - hist.mean()
-    spread = math.sqrt(float(centred @ centred))
-    if np.count_nonzero(hist) < 3 or spread == 0:
-        return None  # a drone, one interval, or every pitch class alike: no key to speak of
-    r = _PROFILES @ (centred / spread)  # proportional to Pearson r, for all 24 keys at once
-    return _PROFILE_KEYS[int(np.argmax(r))]
 
 
 @dataclass(frozen=True)
@@ -140,7 +76,10 @@ class SamplingControls:
             raise bad("top_p", "must be in (0, 1]")
         if not 0 < self.adaptive_min <= self.adaptive_max:
             raise bad("adaptive_min", f"must be > 0 and <= adaptive_max ({self.adaptive_max})")
-        parse_key(self.key)
+        try:
+            parse_key(self.key)
+        except KeyNameError as exc:
+            raise SamplingError(str(exc)) from None
         if self.key_strength < 0:
             raise bad("key_strength", "must be >= 0")
         if not 0 <= self.pitch_min <= self.pitch_max <= 127:
@@ -186,21 +125,6 @@ class SamplingContext:
     pitches: Sequence[int] = ()
     sounding: AbstractSet[int] = frozenset()
 
-    @classmethod
-    def from_tokens(cls, ids: Sequence[int], vocab: Vocab) -> "SamplingContext":
-        pitches: list[int] = []
-        sounding: set[int] = set()
-        for i in ids:
-            t = vocab.token(i)
-            if t.kind == "NOTE_ON":
-                pitches.append(t.value)
-                sounding.add(t.value)
-            elif t.kind == "NOTE_OFF":
-                sounding.discard(t.value)
-            elif t.kind in ("START", "END"):
-                sounding.clear()
-        return cls(tuple(pitches), frozenset(sounding))
-
 
 class Sampler:
     """Seeded sampling over one vocabulary. Not thread-safe (one owner, like the predictor)."""
@@ -214,8 +138,7 @@ class Sampler:
         self._off = slice(v.note_off_base, v.shift_base)
         self._pitch_pcs = np.arange(v.pitch_lo, v.pitch_hi + 1) % 12
         # which note-ons fall outside each of the 24 keys: [n_pitches] bool, built once
-        self._off_key = {k: ~np.isin(self._pitch_pcs, [(k[0] + d) % 12 for d in SCALES[k[1]]])
-                         for k in _PROFILE_KEYS}
+        self._off_key = {k: ~np.isin(self._pitch_pcs, list(scale_pitch_classes(k))) for k in KEYS}
         self._key_for: bytes = b""
         self._key_est: tuple[int, str] | None = None
         self._static_for: SamplingControls | None = None

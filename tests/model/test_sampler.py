@@ -6,8 +6,9 @@ import pytest
 
 from agent.config import load_config, set_value
 from agent.music.tokens import Vocab
-from agent.model.sampler import (Sampler, SamplingContext, SamplingControls, SamplingError, estimate_key, key_name,
-                           parse_key)
+from agent.model.sampler import Sampler, SamplingContext, SamplingControls, SamplingError
+from agent.music.keys import estimate_key, key_name
+from fakes import context_from_tokens
 
 V = Vocab()
 BASE = SamplingControls(pitch_min=V.pitch_lo, pitch_max=V.pitch_hi, max_polyphony=88)
@@ -43,12 +44,6 @@ def test_from_config_copies_the_sampling_section():
     c = SamplingControls.from_config(cfg.sampling)
     assert c.temperature == 0.7 and c.top_p == cfg.sampling.top_p and c.key == cfg.sampling.key
     assert c.replace(top_k=5).top_k == 5 and c.top_k == cfg.sampling.top_k  # frozen: replace copies
-
-
-@pytest.mark.parametrize("text,want", [("D minor", (2, "minor")), ("Bb major", (10, "major")),
-                                       ("f#", (6, "major")), ("none", None), ("auto", "auto")])
-def test_parse_key(text, want):
-    assert parse_key(text) == want
 
 
 # -- the draw -----------------------------------------------------------------
@@ -190,7 +185,7 @@ def test_repeat_penalty_per_recent_repeat_within_the_window():
 
 def test_context_from_tokens_tracks_sounding_and_recent_pitches():
     ids = [V.START, on(60), on(64), V.shift(6), V.note_off(60), on(67)]
-    ctx = SamplingContext.from_tokens(ids, V)
+    ctx = context_from_tokens(ids, V)
     assert ctx.pitches == (60, 64, 67) and ctx.sounding == {64, 67}
 
 

@@ -54,7 +54,7 @@ def _ms(xs) -> str:
 
 def summary(engine, recorder, ends: list[float], closed: list[int], files: list[Path]) -> str:
     """Per phrase: notes in and out and when the answer began; the key heard; latency; the files."""
-    from agent.model.sampler import estimate_key, key_name
+    from agent.music.keys import estimate_key, key_name
 
     jam, sched = engine.jam, engine.scheduler
     human, agent = recorder.notes("human"), recorder.notes("agent")

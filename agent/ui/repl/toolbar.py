@@ -26,7 +26,7 @@ def key_text(engine) -> str:
     est = getattr(sampler, "_key_est", None)
     if est is None:
         return "auto (none heard yet)"
-    from agent.model.sampler import key_name
+    from agent.music.keys import key_name
 
     return f"{key_name(est)} (heard)"
 
