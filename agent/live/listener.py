@@ -37,7 +37,7 @@ from typing import Callable
 
 import mido
 
-from agent.music.tempomap import MidiClockIn
+from agent.midi.clockin import MidiClockIn
 from agent.live.faults import Fuse
 
 log = logging.getLogger(__name__)

@@ -48,8 +48,8 @@ from typing import Callable
 
 import mido
 
+from agent.errors import PortLost
 from agent.live.faults import Fuse
-from agent.midi.ports import PortLost
 
 log = logging.getLogger(__name__)
 SentHook = Callable[[mido.Message, float, float], None]  # (message, due_s, sent_s)

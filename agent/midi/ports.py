@@ -22,7 +22,7 @@ from typing import Callable
 
 import mido
 
-from agent.errors import AntiphonError
+from agent.errors import PortError, PortLost
 from agent.midi.rtinput import open_rt_input
 
 RTMIDI_APIS = {
@@ -34,20 +34,12 @@ RTMIDI_APIS = {
 Receiver = Callable[[mido.Message, float], None]  # (message, arrival time in the clock's seconds)
 
 
-class PortError(AntiphonError):
-    """A port could not be found, opened or created; the message says which and why."""
-
-
-class PortLost(PortError, OSError):
-    """A port went away while in use (device unplugged, server gone)."""
-
-
 # -- loopback ---------------------------------------------------------------
 class _Bus:
     def __init__(self, name: str) -> None:
         self.name = name
         self.receivers: list[Callable[[mido.Message], None]] = []
-        self.broken = False
+        self.broken = False  # the port is lost: sends raise PortLost, it is not listed
         self.lock = threading.Lock()
 
 
@@ -65,18 +57,6 @@ class Loopback:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(n for n, b in self._buses.items() if not b.broken)
-
-    def break_bus(self, name: str) -> None:
-        """Simulate a lost port: every later send on the bus raises PortLost, and it is not listed."""
-        self.bus(name).broken = True
-
-    def restore_bus(self, name: str) -> None:
-        """The lost port is back (listed again); ports opened before the loss stay dead."""
-        with self._lock:
-            old = self._buses.pop(name, None)
-        if old is not None:
-            old.broken = True
-        self.bus(name)
 
 
 Loopback.default = Loopback()  # type: ignore[attr-defined]
@@ -116,6 +96,16 @@ class LoopbackInput:
             with self._bus.lock:
                 self._bus.receivers.remove(self._receiver)
             self.closed = True
+
+
+# -- names -----------------------------------------------------------------
+def find_port(names: list[str], part: str) -> str | None:
+    """The first of `names` containing `part` (case-insensitive), or None: how ports are found by name,
+    when opened and when reopened after a loss."""
+    for n in names:
+        if part.lower() in n.lower():
+            return n
+    return None
 
 
 # -- backend choice ---------------------------------------------------------
@@ -173,9 +163,9 @@ class Ports:
     @staticmethod
     def match(names: list[str], part: str, kind: str) -> str:
         """The first name containing `part` (case-insensitive), or PortError listing them."""
-        for n in names:
-            if part.lower() in n.lower():
-                return n
+        found = find_port(names, part)
+        if found is not None:
+            return found
         have = ", ".join(repr(n) for n in names) or "none"
         raise PortError(f"no MIDI {kind} port matching {part!r} (have: {have})")
 

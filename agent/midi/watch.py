@@ -23,7 +23,8 @@ import threading
 
 import mido
 
-from agent.midi.ports import PortError
+from agent.errors import PortError
+from agent.midi.ports import find_port
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +168,7 @@ def reopen_name(names: list[str], exact: str, part: str) -> str | None:
     """The port to reopen: the same exact name if listed, else the first containing `part`, else None."""
     if exact in names:
         return exact
-    if part:
-        for n in names:
-            if part.lower() in n.lower():
-                return n
-    return None
+    return find_port(names, part) if part else None
 
 
 __all__ = ["PortWatcher", "Muted", "reopen_name"]

@@ -20,7 +20,8 @@ from agent.ui.commands.demo import corpus_phrases, play_phrase
 from agent.config import load_config
 from agent.live.engine import Engine
 from agent.session.recorder import Recorder
-from agent.midi.ports import Loopback, PortLost, Ports
+from agent.midi.ports import PortLost, Ports
+from fakes import Loopback
 from helpers import wait_for
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]

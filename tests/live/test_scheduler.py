@@ -7,7 +7,8 @@ import mido
 import pytest
 
 from agent.music.tempomap import FakeClock, RealClock
-from agent.midi.ports import Loopback, LoopbackOutput, PortLost
+from agent.midi.ports import LoopbackOutput, PortLost
+from fakes import Loopback
 from agent.live.scheduler import Scheduler
 from helpers import ListOut
 

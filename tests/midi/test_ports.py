@@ -4,7 +4,8 @@ from __future__ import annotations
 import mido
 import pytest
 
-from agent.midi.ports import Loopback, PortError, PortLost, Ports, backend_name
+from agent.midi.ports import PortError, PortLost, Ports, backend_name
+from fakes import Loopback
 
 
 def test_backend_choice(monkeypatch):
