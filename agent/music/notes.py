@@ -1,7 +1,7 @@
 """Where notes come from and go to: MIDI files, music21 scores, timed messages.
 
-Everything here speaks `events.Note` (times in beats). Tokens are made by
-`events.encode`; this module only reads and writes the outside formats.
+Everything here speaks `tokens.Note` (times in beats). Tokens are made by
+`tokens.encode`; this module only reads and writes the outside formats.
 music21 is imported inside the functions that use it: it is slow to import
 and the live path does not need it.
 """
@@ -52,42 +52,13 @@ def read_midi(path: str | Path, *, drums: bool = False, track: str | None = None
     file's last tick. Drum-channel notes are skipped unless `drums`.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise MidiReadError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise MidiReadError(f"{path}: cannot read it ({exc})") from None
-    if size > MAX_MIDI_BYTES:
-        raise MidiReadError(f"{path}: {size / 2**20:.0f} MB is too big for a MIDI file "
-                            f"(the limit is {MAX_MIDI_BYTES // 2**20} MB); refused without reading it")
-    try:
-        mid = mido.MidiFile(path, clip=True)
-    except FileNotFoundError:
-        raise MidiReadError(f"{path}: no such file") from None
-    except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError...
-        raise MidiReadError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    mid = _open_midi(path)
     tpb = mid.ticks_per_beat
-    if not isinstance(tpb, int) or tpb <= 0:
-        raise MidiReadError(f"{path}: ticks per beat is {tpb} (must be a positive number; SMPTE time is not supported)")
     bpm = None
     pending: dict[tuple[int, int], list[tuple[int, int]]] = {}
     notes: list[Note] = []
     last_tick = 0
-    events = []
-    tracks = [t for t in mid.tracks if track is None or t.name == track]
-    if not tracks:
-        raise MidiReadError(f"{path}: no track named {track!r} (it has {', '.join(repr(t.name) for t in mid.tracks)})")
-    for trk in tracks:
-        tick = 0
-        for msg in trk:
-            tick += msg.time
-            events.append((tick, msg))
-    events.sort(key=lambda e: e[0])  # stable: keeps each track's order at one tick
-    if events and events[-1][0] / tpb > MAX_BEATS:
-        raise MidiReadError(f"{path}: {events[-1][0] / tpb:.0f} beats long (absurd tick values; "
-                            f"the limit is {MAX_BEATS:.0f} beats)")
-    for tick, msg in events:
+    for tick, msg in _merged_events(path, mid, track):
         last_tick = max(last_tick, tick)
         if msg.type == "set_tempo":
             lo, hi = TEMPO_RANGE_BPM
@@ -111,6 +82,49 @@ def read_midi(path: str | Path, *, drums: bool = False, track: str | None = None
             notes.append(Note(pitch, on / tpb, max(last_tick, on + 1) / tpb, vel))
     notes.sort(key=lambda n: (n.start, n.pitch))
     return MidiPiece(notes, bpm or 120.0, tpb)
+
+
+def _open_midi(path: Path) -> mido.MidiFile:
+    """The file parsed by mido, or MidiReadError: missing, unreadable, too big, or SMPTE-timed."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise MidiReadError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise MidiReadError(f"{path}: cannot read it ({exc})") from None
+    if size > MAX_MIDI_BYTES:
+        raise MidiReadError(f"{path}: {size / 2**20:.0f} MB is too big for a MIDI file "
+                            f"(the limit is {MAX_MIDI_BYTES // 2**20} MB); refused without reading it")
+    try:
+        mid = mido.MidiFile(path, clip=True)
+    except FileNotFoundError:
+        raise MidiReadError(f"{path}: no such file") from None
+    except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError...
+        raise MidiReadError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    tpb = mid.ticks_per_beat
+    if not isinstance(tpb, int) or tpb <= 0:
+        raise MidiReadError(f"{path}: ticks per beat is {tpb} (must be a positive number; SMPTE time is not supported)")
+    return mid
+
+
+def _merged_events(path: Path, mid: mido.MidiFile, track: str | None) -> list[tuple[int, mido.Message]]:
+    """(absolute tick, message) of every track (or the one named `track`), in time order; each
+    track's own order kept at one tick. MidiReadError for a missing track or absurd tick values."""
+    tracks = [t for t in mid.tracks if track is None or t.name == track]
+    if not tracks:
+        raise MidiReadError(f"{path}: no track named {track!r} (it has {', '.join(repr(t.name) for t in mid.tracks)})")
+    events = []
+    for trk in tracks:
+        tick = 0
+        for msg in trk:
+            tick += msg.time
+            events.append((tick, msg))
+    events.sort(key=lambda e: e[0])  # stable: keeps each track's order at one tick
+    tpb = mid.ticks_per_beat
+    if events and events[-1][0] / tpb > MAX_BEATS:
+        raise MidiReadError(f"{path}: {events[-1][0] / tpb:.0f} beats long (absurd tick values; "
+                            f"the limit is {MAX_BEATS:.0f} beats)")
+    return events
 
 
 def notes_from_music21(score) -> list[Note]:

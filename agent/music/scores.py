@@ -2,7 +2,7 @@
 
 Both take notes already on the token grid: per part, (pitch, start_beat,
 end_beat, velocity), with beats counted from the recording's start. Kept
-apart from record.py because these two libraries are slow to import and
+apart from session/recorder.py because these two libraries are slow to import and
 only the final write needs them.
 """
 from __future__ import annotations
@@ -72,34 +72,6 @@ def segments(notes, end):
                 if all(q != p for q, _, _ in sounding):  # the same pitch twice at once: one sounds
                     sounding.append((p, v, tie))
         out.append((lo, hi - lo, sounding))
-    return out
-
-
-def read_musicxml_parts(path) -> Grid:
-    """A MusicXML file's parts (by name) as (pitch, start_beat, end_beat, velocity), ties joined per pitch.
-
-    music21's stripTies does not join a pitch tied from a chord into a single note, so the
-    ties are followed here, pitch by pitch."""
-    from fractions import Fraction
-
-    from music21 import chord, converter
-
-    out: Grid = {}
-    for part in converter.parse(str(path)).parts:
-        notes, open_ = [], {}
-        for el in part.flatten().notes:
-            at, ql = Fraction(el.offset), Fraction(el.quarterLength)
-            for n in (el.notes if isinstance(el, chord.Chord) else [el]):
-                p, tie = n.pitch.midi, n.tie.type if n.tie else None
-                if tie in ("stop", "continue") and p in open_:
-                    open_[p][2] = at + ql
-                else:
-                    vel = n.volume.velocity if n.volume.velocity is not None else el.volume.velocity
-                    open_[p] = [p, at, at + ql, int(vel or 0)]
-                    notes.append(open_[p])
-                if tie in (None, "stop"):
-                    open_.pop(p, None)
-        out[part.partName] = [(p, float(a), float(b), v) for p, a, b, v in sorted(notes, key=lambda x: (x[1], x[0]))]
     return out
 
 

@@ -1,4 +1,4 @@
-"""Clocks (real and fake), the tempo map (beats <-> seconds) and MIDI clock in.
+"""Clocks (real and fake) and the tempo maps: beats <-> seconds live, seconds -> ticks for a recording.
 
 Every timing rule in the engine takes a clock as a dependency, so tests drive
 time by hand with `FakeClock` and never sleep. Times are seconds on the
@@ -6,10 +6,10 @@ time by hand with `FakeClock` and never sleep. Times are seconds on the
 """
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
-from collections import deque
 
 
 class RealClock:
@@ -52,6 +52,16 @@ class FakeClock:
         self.set(t_s)
 
 
+def beat_at(t_s: float, anchor_s: float, anchor_beat: float, bpm: float) -> float:
+    """The beat at t_s (seconds), when beat `anchor_beat` fell at `anchor_s` and beats run at `bpm`."""
+    return anchor_beat + (t_s - anchor_s) * bpm / 60.0
+
+
+def time_at(beat: float, anchor_s: float, anchor_beat: float, bpm: float) -> float:
+    """The inverse of beat_at: the time (seconds) of `beat`."""
+    return anchor_s + (beat - anchor_beat) * 60.0 / bpm
+
+
 class TempoMap:
     """beats <-> seconds at one current tempo, re-anchored when it changes.
 
@@ -79,10 +89,10 @@ class TempoMap:
             return self._time(beat)
 
     def _beat(self, t_s: float) -> float:  # callers hold the lock
-        return self._anchor_beat + (t_s - self._anchor_s) * self.bpm / 60.0
+        return beat_at(t_s, self._anchor_s, self._anchor_beat, self.bpm)
 
     def _time(self, beat: float) -> float:
-        return self._anchor_s + (beat - self._anchor_beat) * 60.0 / self.bpm
+        return time_at(beat, self._anchor_s, self._anchor_beat, self.bpm)
 
     def seconds_per_beat(self) -> float:
         return 60.0 / self.bpm
@@ -127,39 +137,25 @@ class TempoMap:
             return self._time(bar)
 
 
-class MidiClockIn:
-    """Follows incoming MIDI clock: 24 pulses per beat, start/stop/continue.
+class TickMap:
+    """Seconds -> beats -> ticks through a list of tempo changes (a recording's), kept whole.
 
-    `pulse(t_s)` is called for every 0xF8 with its arrival time; the tempo is
-    the mean pulse interval over the last beat (24 pulses), which smooths the
-    jitter of USB and JACK delivery. Returns the new bpm when it moved by more
-    than `min_change_bpm`, else None, so the caller re-anchors only on change.
+    `tempo` is [(t_s, bpm)], sorted, the first at 0 s (beat 0); each change
+    starts a segment at the beat the one before it reached.
     """
 
-    PPQ = 24
+    def __init__(self, tempo: list[tuple[float, float]], ticks_per_beat: int) -> None:
+        self.tpb = ticks_per_beat
+        self.segments = []  # (t_s, beat at t_s, bpm)
+        last = (0.0, 0.0, tempo[0][1])
+        for t, bpm in tempo:
+            last = (t, beat_at(t, *last), bpm)
+            self.segments.append(last)
+        self._starts = [seg[0] for seg in self.segments]
 
-    def __init__(self, min_change_bpm: float = 0.5) -> None:
-        self.min_change_bpm = min_change_bpm
-        self.running = False
-        self.bpm: float | None = None
-        self._times: deque[float] = deque(maxlen=self.PPQ + 1)
+    def beat(self, t_s: float) -> float:
+        i = max(0, bisect.bisect_right(self._starts, t_s) - 1)  # the last change at or before t_s
+        return beat_at(t_s, *self.segments[i])
 
-    def start(self) -> None:
-        self.running = True
-        self._times.clear()
-
-    def stop(self) -> None:
-        self.running = False
-
-    def pulse(self, t_s: float) -> float | None:
-        self._times.append(t_s)
-        if len(self._times) < 7:  # a quarter beat of pulses before trusting it
-            return None
-        span = self._times[-1] - self._times[0]
-        if span <= 0:
-            return None
-        bpm = 60.0 * (len(self._times) - 1) / (self.PPQ * span)
-        if self.bpm is None or abs(bpm - self.bpm) >= self.min_change_bpm:
-            self.bpm = bpm
-            return bpm
-        return None
+    def tick(self, t_s: float) -> int:
+        return round(self.beat(t_s) * self.tpb)

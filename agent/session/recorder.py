@@ -23,7 +23,6 @@ music21 and matplotlib are imported only when their file is written.
 """
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import struct
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import mido
 
-from agent.music.tempomap import RealClock
+from agent.music.tempomap import RealClock, TickMap
 from agent.errors import AntiphonError
 
 log = logging.getLogger(__name__)
@@ -272,7 +271,7 @@ def pair_notes(events: list[tuple[float, int, int]], end_s: float) -> list[Timed
     return sorted(out, key=lambda n: (n.start_s, n.pitch))
 
 
-def on_grid(notes: list[TimedNote], tm: "TickMap") -> list[tuple[int, int, int, int]]:
+def on_grid(notes: list[TimedNote], tm: TickMap) -> list[tuple[int, int, int, int]]:
     """Notes -> (pitch, start_tick, end_tick, velocity), sorted. A note lasts at least one tick
     (one of no length would never sound); a pitch struck again before its note ends on the grid
     ends it there, and a note struck again within its own first tick is dropped (one sound)."""
@@ -288,28 +287,6 @@ def on_grid(notes: list[TimedNote], tm: "TickMap") -> list[tuple[int, int, int, 
         last[n.pitch] = len(out)
         out.append((n.pitch, a, b, n.velocity))
     return sorted((x for x in out if x is not None), key=lambda x: (x[1], x[0]))
-
-
-class TickMap:
-    """Seconds from the recording's start -> ticks, through the recorded tempo changes."""
-
-    def __init__(self, tempo: list[tuple[float, float]], ticks_per_beat: int) -> None:
-        self.tpb = ticks_per_beat
-        self.segments = []  # (t_s, beat at t_s, bpm)
-        beat, last_t, last_bpm = 0.0, 0.0, tempo[0][1]
-        for t, bpm in tempo:
-            beat += (t - last_t) * last_bpm / 60.0
-            self.segments.append((t, beat, bpm))
-            last_t, last_bpm = t, bpm
-        self._starts = [seg[0] for seg in self.segments]
-
-    def beat(self, t_s: float) -> float:
-        i = max(0, bisect.bisect_right(self._starts, t_s) - 1)  # the last change at or before t_s
-        t0, b0, bpm = self.segments[i]
-        return b0 + (t_s - t0) * bpm / 60.0
-
-    def tick(self, t_s: float) -> int:
-        return round(self.beat(t_s) * self.tpb)
 
 
 def _vlq(n: int) -> bytes:

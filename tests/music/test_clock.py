@@ -1,9 +1,9 @@
-"""Tempo map, bar lines, MIDI clock following, and the fake clock."""
+"""Tempo map, bar lines, the recording's tick map, and the fake clock."""
 from __future__ import annotations
 
 import pytest
 
-from agent.music.tempomap import FakeClock, MidiClockIn, TempoMap
+from agent.music.tempomap import FakeClock, TempoMap, TickMap
 
 
 def test_tempo_map_round_trip_and_continuity_across_a_change():
@@ -22,11 +22,7 @@ def test_next_bar():
     assert tm.next_bar(3.999) == pytest.approx(4.0)
 
 
-def test_midi_clock_tempo_and_restart():
-    mc = MidiClockIn()
-    bpms = [mc.pulse(i * 60 / 90 / 24) for i in range(30)]
-    assert [b for b in bpms if b is not None][-1] == pytest.approx(90, abs=0.1)
-    assert mc.pulse(30 * 60 / 90 / 24) is None  # steady: nothing new to report
+def test_restart_makes_beat_zero_now():
     tm = TempoMap(90, origin_s=0.0)
     tm.restart(5.0)
     assert tm.beat(5.0) == 0.0
@@ -37,3 +33,9 @@ def test_fake_clock_only_moves_forward():
     c.sleep_until(3.0)
     c.set(2.0)
     assert c.now() == 3.0 and c.advance(0.5) == 3.5
+
+
+def test_tick_map_counts_ticks_through_tempo_changes():
+    tm = TickMap([(0.0, 120.0), (1.0, 60.0)], ticks_per_beat=480)  # 2 beats in the first second, then 1 a second
+    assert tm.tick(0.5) == 480 and tm.tick(1.0) == 960 and tm.tick(2.0) == 1440
+    assert tm.beat(1.5) == pytest.approx(2.5)

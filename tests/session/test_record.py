@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.errors import AntiphonError
 from agent.session.recorder import Recorder, check_writable, free_path
-from agent.music.scores import read_musicxml_parts
+from helpers import read_musicxml_parts
 
 T0 = 1000.0  # the fake clock's start: the recording's time 0
 RES = 12

@@ -71,7 +71,7 @@ def test_sigterm_mid_phrase_writes_the_final_files_with_the_held_note_closed(mod
     pitches = [n[0] for n in notes["human"]]
     assert len(pitches) >= 2 and pitches == SCALE[:len(pitches)]  # what was played, in order, nothing lost
     assert notes["human"][-1][2] == pytest.approx(length, abs=0.01)  # the note held at the kill ends at the end
-    from agent.music.scores import read_musicxml_parts
+    from helpers import read_musicxml_parts
 
     xml = read_musicxml_parts(rec.with_suffix(".musicxml"))
     assert [n[0] for n in xml["human"]] == pitches

@@ -22,7 +22,7 @@ from agent.config import load_config
 from agent.live.engine import LiveControls
 from agent.live.jam.policy import Jam
 from agent.live.scheduler import Scheduler
-from agent.music.scores import read_musicxml_parts
+from helpers import read_musicxml_parts
 from helpers import ListOut
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
