@@ -214,11 +214,11 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source}: sampling.adaptive_min = {s.adaptive_min} is above sampling.adaptive_max = {s.adaptive_max}")
     if cfg.tokens.pitch_lo > cfg.tokens.pitch_hi:
         raise ConfigError(f"{cfg.source}: tokens.pitch_lo = {cfg.tokens.pitch_lo} is above tokens.pitch_hi = {cfg.tokens.pitch_hi}")
-    from agent.model.sampler import SamplingError, parse_key  # here, not at the top: sampler is numpy's, config is not
+    from agent.music.keys import KeyNameError, parse_key  # here, not at the top: keys is numpy's, config is not
 
     try:
         parse_key(s.key)
-    except SamplingError as exc:  # "key 'H major': expected ..."
+    except KeyNameError as exc:  # "key 'H major': expected ..."
         raise ConfigError(f"{cfg.source}: sampling.{exc}") from None
 
 
