@@ -1,6 +1,6 @@
 """The jam's bookkeeping: what was heard (Phrase), what is being played (Generation), what is reported.
 
-Plain records, no policy: `jam.py` decides, `turn.py` says when a phrase has
+Plain records, no policy: `policy.py` decides, `turn.py` says when a phrase has
 ended; this module only holds their state and turns a finished generation
 into the record `Jam.responses` keeps and the line the engine reports.
 """
@@ -67,7 +67,7 @@ class Generation:
         return self.opening.pause_until if self.opening is not None else 0.0
 
 
-def record(g: Generation, resolution: int) -> tuple[dict, str | None]:
+def summarise(g: Generation, resolution: int) -> tuple[dict, str | None]:
     """The finished generation as a dict for `Jam.responses`, and the line to report (None: nothing to say)."""
     o = g.opening
     rec = {"kind": g.kind, "notes": g.notes, "barged": g.ended == "barged", "stopped": g.ended == "stopped",

@@ -52,6 +52,11 @@ def rest_probability(predictor, vocab) -> float:
     return float(shifts[v.resolution - 1:].sum()) / total if total > 0 else 0.0
 
 
+def align_of(jam_cfg) -> str:
+    """The grid an answer comes in on: "bar" (jam.align_to_bar), else jam.align ("beat" | "none")."""
+    return "bar" if jam_cfg.align_to_bar else jam_cfg.align
+
+
 def place(tempo, t_s: float, align: str, phrase_beat: float | None = None) -> float:
     """The first grid point at or after t_s: a beat, a bar line (bars counted from the phrase's
     first beat), or t_s itself ("none")."""

@@ -155,7 +155,7 @@ def run(args) -> int:
     try:
         # the first phrase starts more than MAX_GAP_BEATS after the stream's start, so the
         # model hears the same capped rest however long the engine took to start
-        from agent.live.jam.policy import MAX_GAP_BEATS
+        from agent.live.jam.stream import MAX_GAP_BEATS
 
         res, spb = jam.vocab.resolution, 60.0 / cfg.timing.bpm
         first = max(round(MAX_GAP_BEATS * res) + 1, jam.tick_at(clock.now() + 0.3))

@@ -15,7 +15,7 @@ from scripted import ScriptedPredictor  # noqa: E402
 
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.live.engine import LiveControls
+from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
 from agent.live.scheduler import Scheduler
 from helpers import ListOut
@@ -142,7 +142,7 @@ def test_accompany_rolls_back_to_the_player_event_and_resamples():
     r.play([60], start_s=r.t0 + 0.1, note_s=0.1)
     assert r.jam.gen is not None and r.jam.gen.kind == "accompany"
     r.run_until(r.clock.now() + 0.05)
-    ahead = r.jam.time_of(r.jam.enc.tick) - r.clock.now()
+    ahead = r.jam.stream.front_s() - r.clock.now()
     assert 0 < ahead <= 0.25 + 0.5 + 1e-6  # never more than the lookahead (+ one sampled shift)
     pending_before = r.sched.pending()
     t_in = r.clock.now()
@@ -182,7 +182,7 @@ def test_live_controls_take_effect_on_the_next_step():
         r.controls.set("sampling.temperature", -1)
     assert r.controls.sampling.temperature == 1.0  # a bad value changes nothing
     r.controls.temperature_from_cc(127)
-    assert r.jam.sampling().temperature == 2.0
+    assert r.jam.voice.sampling().temperature == 2.0
     r.controls.set("jam.mode", "solo")
     r.run_until(r.clock.now() + 0.5)
     assert r.jam.mode == "solo"
