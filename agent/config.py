@@ -159,9 +159,29 @@ class Config:
 SECTIONS = [f.name for f in fields(Config) if f.name != "source"]
 
 
-def _section_types() -> dict[str, type]:
+def section_types() -> dict[str, type]:
+    """Each section's name -> its dataclass (in file order)."""
     hints = get_type_hints(Config)
     return {name: hints[name] for name in SECTIONS}
+
+
+def setting_keys() -> list[str]:
+    """Every setting as "section.key", in file order."""
+    return [f"{sec}.{f.name}" for sec, cls in section_types().items() for f in fields(cls)]
+
+
+def setting(key: str):
+    """(dataclasses.Field, type) of "section.key": the field's metadata holds its min, max and choices.
+
+    An unknown section or key raises ConfigError naming it."""
+    sec, _, name = key.partition(".")
+    cls = section_types().get(sec)
+    if cls is None:
+        raise ConfigError(f"unknown setting {key!r} (sections: {', '.join(SECTIONS)})")
+    for f in fields(cls):
+        if f.name == name:
+            return f, get_type_hints(cls)[name]
+    raise ConfigError(f"unknown setting {key!r}")
 
 
 def _check_value(cls: type, name: str, value: Any, source: str, section: str) -> Any:
@@ -186,7 +206,7 @@ def _check_value(cls: type, name: str, value: Any, source: str, section: str) ->
 
 
 def _build(data: dict, source: str) -> Config:
-    types = _section_types()
+    types = section_types()
     sections = {}
     for sec, table in data.items():
         if sec not in types:
@@ -261,7 +281,7 @@ def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") ->
 
 def set_value(cfg: Config, section: str, name: str, value: Any, source: str = "set") -> Config:
     """A new Config with one value changed, validated like the file is."""
-    types = _section_types()
+    types = section_types()
     if section not in types:
         raise ConfigError(f"{source}: unknown section {section!r} (known: {', '.join(types)})")
     cls = types[section]

@@ -46,7 +46,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from agent.music.tempomap import FakeClock, TempoMap  # noqa: E402
 from agent.config import load_config  # noqa: E402
-from agent.live.engine import LiveControls  # noqa: E402
+from agent.live.controls import LiveControls  # noqa: E402
 from agent.music.tokens import decode, encode  # noqa: E402
 from agent.live.jam.policy import Jam  # noqa: E402
 from agent.live.listener import EchoFilter, Listener  # noqa: E402

@@ -1,84 +1,44 @@
 """The live engine: ports + listener thread (owns predictor and jam) + scheduler thread.
 
-`Engine(cfg, predictor, ports=...)` wires the pieces; `start()` opens the
-ports and the threads, `stop()` closes every note and the ports, whatever
-ended the session (Ctrl-C, SIGTERM, an exception, a lost port).
-`engine.controls` is the one object a REPL drives: `controls.set(key, value)`
-validates like the config file does and takes effect at the next step.
+`Engine(cfg, predictor, ports=...)` wires the pieces; `start()` opens the ports and threads, `stop()`
+closes every note and the ports, whatever ended the session (Ctrl-C, SIGTERM, an exception, a lost
+port). Settings change through `engine.controls` (controls.py, the one setter); the live operations
+(silence, switching ports or models while playing) are methods here. What touches the jam or the
+predictor runs on the engine thread (`on_engine_thread`), their one owner; others post work there.
 """
 from __future__ import annotations
 
 import logging
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 
+import numpy as np
+
 from agent.music.tempomap import RealClock, TempoMap
-from agent.config import Config, parse_value, set_value
-from agent.live.engine_live import LiveEngine
+from agent.config import Config
 from agent.errors import AntiphonError
+from agent.live.controls import LiveControls
+from agent.live.figures import Figures
 from agent.live.jam.policy import Jam
 from agent.live.listener import EchoFilter, Listener
 from agent.midi.watch import PortWatcher
-from agent.model.sampler import SamplingControls
 from agent.live.scheduler import Scheduler
 from agent.music.beat import BeatTracker, TempoFollower
 
 log = logging.getLogger(__name__)
-# what may change while playing; the rest (ports, model, vocabulary) needs a restart
-LIVE_SECTIONS = {"sampling", "jam"}
-LIVE_KEYS = {"timing.bpm", "timing.beats_per_bar", "timing.source", "midi.velocity_scale", "midi.channel"}
-TEMPERATURE_CC_RANGE = (0.1, 2.0)  # CC value 0..127 maps linearly onto this temperature range
 
 
-class LiveControls:
-    """The engine's live settings: one validated setter, read at every step.
-
-    `cfg` and `sampling` are immutable objects swapped whole, so a reader on
-    another thread always sees a consistent set. A bad value raises
-    AntiphonError and changes nothing.
-    """
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.sampling = SamplingControls.from_config(cfg.sampling)
-        self.listeners: list = []  # fn(key, value) after a change
-        self._lock = threading.Lock()
-
-    def get(self, key: str):
-        sec, _, name = key.partition(".")
-        try:
-            return getattr(getattr(self.cfg, sec), name)
-        except AttributeError:
-            raise AntiphonError(f"unknown setting {key!r}") from None
-
-    def set(self, key: str, value) -> None:
-        self.set_many({key: value})
-
-    def set_many(self, changes: dict) -> None:
-        """Several settings at once (e.g. a range's two ends): all validated first, then one swap."""
-        for key in changes:
-            sec = key.partition(".")[0]
-            if sec not in LIVE_SECTIONS and key not in LIVE_KEYS:
-                raise AntiphonError(f"{key} cannot change while playing (live: {', '.join(sorted(LIVE_SECTIONS))}"
-                                    f".*, {', '.join(sorted(LIVE_KEYS))})")
-        with self._lock:
-            new = self.cfg
-            for key, value in changes.items():
-                sec, _, name = key.partition(".")
-                if isinstance(value, str):
-                    value = parse_value(value)
-                new = set_value(new, sec, name, value, source="live")
-            sampling = (SamplingControls.from_config(new.sampling)
-                        if any(k.startswith("sampling.") for k in changes) else self.sampling)
-            self.cfg, self.sampling = new, sampling
-        for key in changes:
-            for fn in list(self.listeners):
-                fn(key, self.get(key))
-
-    def temperature_from_cc(self, value: int) -> None:
-        lo, hi = TEMPERATURE_CC_RANGE
-        self.set("sampling.temperature", round(lo + (hi - lo) * value / 127, 3))
+def reseed(predictor, seed: int) -> None:
+    """The sampler's generator (and a device sampler's) restarted from `seed` (-1: unseeded)."""
+    s = None if seed < 0 else int(seed)
+    sampler = getattr(predictor, "sampler", None)
+    if sampler is not None:
+        sampler.seed, sampler.rng = s, np.random.default_rng(s)
+    gen = getattr(getattr(predictor, "backend", None), "_gen", None)
+    if gen is not None and s is not None:
+        gen.manual_seed(s)
 
 
 class Tee:
@@ -106,14 +66,13 @@ class Tee:
             raise error
 
 
-class Engine(LiveEngine):
+class Engine:
     """Listener + jam + scheduler over one input and one output port."""
 
     def __init__(self, cfg: Config, predictor, *, ports, input_name: str = "", output_name: str = "",
                  virtual_name: str | None = None, virtual_input: bool = False, extra_outputs=(), clock=None,
                  report=print, recorder=None) -> None:
         self.cfg = cfg
-        self.controls = LiveControls(cfg)
         self.predictor = predictor
         self.ports = ports
         self.input_name, self.output_name, self.virtual_name = input_name, output_name, virtual_name
@@ -132,10 +91,13 @@ class Engine(LiveEngine):
         self.jam: Jam | None = None
         self.tempo = TempoMap(cfg.timing.bpm, self.clock.now(), cfg.timing.beats_per_bar)
         self.beat = BeatTracker(cfg.timing.bpm)  # the player's tempo (timing.source = "player")
-        self.controls.listeners.append(self._on_control_change)
-        self.recorder = recorder  # a record.Recorder: attached when the threads exist, final files written at stop
+        self.controls = LiveControls(cfg, clock=self.clock, tempo=self.tempo, apply=self._on_control_change)
+        self.controls.pending.on_error = lambda label, exc: self.report(f"pending '{label}' not applied: {exc}")
+        self.figures: Figures | None = None  # see measure()
+        self.model_name = str(cfg.model.path)
+        self.loading: str | None = None  # a model loading in the background
+        self.recorder = recorder  # a session recorder: attached when the threads exist, final files written at stop
         self.recorded: list[Path] = []  # the files the last recording wrote
-        self._init_live()
 
     # -- wiring --------------------------------------------------------------
     def start(self) -> "Engine":
@@ -178,10 +140,8 @@ class Engine(LiveEngine):
         self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input,
                                           clock=self.clock)
         self.listener.start()
-        if cfg.midi.port_check_s > 0 and (not self.virtual_input or self.output_name):  # ours cannot go away
-            self.watcher.start()
-            if self.output_name:  # a port we send to may come back; losing our own is the end
-                self.scheduler.on_port_lost = self.watcher.output_failed
+        if not self.virtual_input or self.output_name:  # ours cannot go away
+            self._watch()
 
     def set_main_output(self, port) -> None:
         """Swap the output the agent plays on (the port watcher: lost, then back)."""
@@ -194,7 +154,7 @@ class Engine(LiveEngine):
         closed: list[int] = []
         with self._port_lock:
             self._closing = True
-        self.pending.stop()
+        self.controls.pending.stop()
         if self.listener is not None:
             self.listener.stop()
             if not self.listener.alive and self.jam is not None:  # its thread is gone: we own the jam now
@@ -219,21 +179,14 @@ class Engine(LiveEngine):
         return closed
 
     # -- recording ----------------------------------------------------------------
-    def start_recording(self, path: str | Path) -> Path:
-        """Record from now to `path` (a .mid; .musicxml and .png beside it at the end).
-
-        Never overwrites: returns the path actually used (FILE-1.mid if FILE.mid exists). A folder
-        that cannot be written raises AntiphonError and changes nothing."""
-        from agent.session.recorder import Recorder, check_writable, free_path
-
+    def record(self, path: str | Path, make) -> Path:
+        """Record to `path` with the attached recorder, or with `make()`'s (a session recorder, built
+        by the caller: it attaches through the engine's hooks) hooked in now. Returns the path its
+        start() used. Refused (AntiphonError) while another recording runs."""
         if self.recorder is not None and self.recorder.path is not None:
             raise AntiphonError(f"already recording to {self.recorder.path}: stop that recording first")
-        path = free_path(path)
-        check_writable(path.parent)
         if self.recorder is None:
-            self.recorder = Recorder(self.tempo.bpm, beats_per_bar=self.tempo.beats_per_bar,
-                                     resolution=self.predictor.vocab.resolution, clock=self.clock,
-                                     flush_s=self.cfg.record.flush_s, report=self.report)
+            self.recorder = make()
             if self.listener is not None:  # already playing: hook in now (else _open does)
                 self.recorder.attach(self)
         return self.recorder.start(path)
@@ -254,9 +207,8 @@ class Engine(LiveEngine):
         return self.stopped.wait(timeout_s)
 
     def panic(self) -> None:
-        """All notes off now: the jam stops generating, the scheduler sends CC123/CC120 on 16 channels.
-
-        The agent then stays silent (solo included) until the player plays or a mode is given."""
+        """All notes off now: the jam stops generating, the scheduler sends CC123/CC120 on 16 channels;
+        the agent then stays silent (solo included) until the player plays or a mode is given."""
         self.silence(panic=True)
 
     # -- events from the threads ------------------------------------------------
@@ -266,17 +218,9 @@ class Engine(LiveEngine):
         self.stopped.set()
 
     def _on_cc(self, control: int, value: int, t_s: float) -> None:
-        mapping, learnt = self.ccmap.on_cc(control, value)
-        if learnt:
-            self.report(f"learnt: {mapping.describe()}")
-        if mapping is not None:
-            try:
-                self.set(mapping.key, mapping.value(value))
-            except AntiphonError as exc:  # e.g. a range that crosses another setting: say so, go on
-                log.warning("CC%d: %s", control, exc)
-            return
-        if control == self.controls.cfg.jam.temperature_cc:
-            self.controls.temperature_from_cc(value)
+        learnt = self.controls.on_cc(control, value)
+        if learnt is not None:
+            self.report(f"learnt: {learnt.describe()}")
 
     def _follows_clock(self) -> bool:
         t = self.controls.cfg.timing
@@ -294,8 +238,9 @@ class Engine(LiveEngine):
         elif kind == "stop" and self.jam is not None:
             self.jam.cut(t_s)  # on the listener thread: the jam's owner
 
-    def _on_control_change(self, key: str, value) -> None:
-        at = self.clock.now() if self._change_at is None else self._change_at  # now, or on the bar line
+    def _on_control_change(self, key: str, value, at: float) -> None:
+        """A live setting changed at `at` (seconds: now, or the line it was pending for): what the jam
+        does not read by itself at each step is made to take effect here."""
         if key == "timing.bpm":
             self.tempo.set_bpm(value, at)
         elif key == "timing.source" and value == "fixed":
@@ -306,8 +251,20 @@ class Engine(LiveEngine):
             self.scheduler.velocity_scale = value
         elif key == "sampling.max_polyphony" and self.scheduler:
             self.scheduler.max_polyphony = value
-        else:
-            self._apply_live(key, value)
+        elif key == "midi.channel" and self.scheduler:
+            def channel() -> None:  # the agent's notes close on the old channel before it changes
+                self.jam.cut(self.clock.now())
+                self.scheduler.channel = self.jam.channel = value - 1
+            self.on_engine_thread(channel)
+        elif key == "jam.end_phrase_cc" and self.listener:
+            self.listener.end_phrase_cc = value
+        elif key == "jam.context_tokens" and self.listener:
+            def context() -> None:  # keeps the newest tokens that fit
+                if hasattr(self.predictor, "history"):
+                    self.predictor.history = deque(self.predictor.history, maxlen=value)
+            self.on_engine_thread(context)
+        elif key == "sampling.seed" and self.listener:
+            self.on_engine_thread(lambda: reseed(self.predictor, value))
         if self.listener:
             self.listener.wake()
 
@@ -323,3 +280,120 @@ class Engine(LiveEngine):
         src = "clock" if self._follows_clock() else self.controls.cfg.timing.source
         return {"bpm": round(self.tempo.bpm, 2), "tempo_source": src,
                 "tempo_confidence": round(self.beat.confidence, 3) if src == "player" else None}
+
+    # -- live operations ---------------------------------------------------------
+    def silence(self, panic: bool = False, until: str = "play") -> None:
+        """Cut the agent's notes and hold it silent: `until` "play" (the player's next note or
+        `resume()`) or "mode" (only `resume()`: the REPL's `mode off`)."""
+        def on_engine_thread() -> None:
+            self.jam.cut(self.clock.now())
+            self.jam.hold(until)
+            if panic:
+                self.scheduler.panic()
+
+        if self.listener is not None and self.listener.alive:
+            self.listener.call(on_engine_thread)
+        elif self.scheduler is not None:
+            self.scheduler.cut()
+            if panic:
+                self.scheduler.panic()
+
+    def resume(self) -> None:
+        """End a silence (panic, Ctrl-C, `mode off`): the jam plays again by its mode."""
+        if self.listener is not None and self.listener.alive:
+            self.listener.call(lambda: self.jam.hold(None))
+
+    def on_engine_thread(self, fn) -> None:
+        """fn() on the engine thread (the predictor's owner), or here if that thread is not running."""
+        if self.listener is not None and self.listener.alive:
+            self.listener.call(fn)
+        else:
+            fn()
+
+    def measure(self) -> Figures:
+        """Start keeping the toolbar's figures (step times, scheduling errors, onsets); idempotent."""
+        if self.figures is None:
+            self.figures = Figures(self.clock)
+            if self.scheduler is not None:
+                self.scheduler.hooks.append(self.figures.on_sent)
+                self.jam.observers.append(self.figures.on_answer)
+            self._time_steps(self.predictor)
+        return self.figures
+
+    def _time_steps(self, predictor) -> None:
+        if self.figures is not None and not hasattr(predictor.feed, "__wrapped__"):
+            predictor.feed = self.figures.timed(predictor.feed)
+
+    def connect_input(self, name: str) -> str:
+        """Listen on another input port (part of its name) without stopping; returns its full name."""
+        new = self.ports.open_input(name, self.listener.receive, clock=self.clock)
+        with self._port_lock:
+            old, self.input = self.input, new
+            self.input_name, self.virtual_input = new.name, False
+            self.watcher.input_name, self.watcher.input_lost = new.name, False  # reconnects to this one now
+        if old is not None:
+            old.close()
+        self._watch()
+        return new.name
+
+    def _watch(self) -> None:
+        """A port connected by name can go away: watch it (a session begun on virtual ports was not)."""
+        if self.cfg.midi.port_check_s > 0 and self.watcher is not None:
+            self.watcher.start()
+            if self.output_name:  # a port we send to may come back; losing our own is the end
+                self.scheduler.on_port_lost = self.watcher.output_failed
+
+    def connect_output(self, name: str) -> str:
+        """Play on another output port without stopping: the agent's notes close on the old one first."""
+        new = self.ports.open_output(name)
+        done = threading.Event()
+
+        def on_engine_thread() -> None:  # the jam's owner cuts; nothing is queued for the old port after
+            try:
+                self.jam.cut(self.clock.now())
+                with self._port_lock:
+                    old = self.main_output
+                    self.set_main_output(new)
+                    self.output_name = new.name
+                    self.watcher.output_name, self.watcher.output_lost = new.name, False
+                self._watch()
+                try:
+                    old.close()
+                except Exception as exc:
+                    log.error("closing %s: %s", getattr(old, "name", old), exc)
+            finally:
+                done.set()
+
+        self.on_engine_thread(on_engine_thread)
+        done.wait(2.0)
+        return new.name
+
+    def reset_model(self) -> None:
+        """Clear the model state (zero state, START), the agent's notes closed first."""
+        def on_engine_thread() -> None:
+            self.jam.cut(self.clock.now())
+            self.predictor.reset()
+
+        self.on_engine_thread(on_engine_thread)
+
+    def swap_predictor(self, new, name: str, retry_s: float = 0.05) -> None:
+        """Swap in a loaded predictor at the next silence, re-primed from the rolling context."""
+        def on_engine_thread() -> None:
+            j = self.jam
+            if self.stopped.is_set():
+                return
+            if j.gen is not None or j.enc.sounding or j.agent_sounding:  # not silent yet: look again soon
+                t = threading.Timer(retry_s, lambda: self.on_engine_thread(on_engine_thread))
+                t.daemon = True
+                t.start()
+                return
+            old = self.predictor
+            new.history = deque(maxlen=self.controls.cfg.jam.context_tokens)
+            context = list(getattr(old, "history", ()))
+            new.prime(context)
+            self._time_steps(new)
+            self.predictor = j.predictor = new
+            self.model_name, self.loading = name, None
+            self.report(f"model {name} loaded ({len(context)} tokens of context re-primed)")
+
+        self.on_engine_thread(on_engine_thread)

@@ -12,7 +12,7 @@ from agent.live.jam import policy as jam_mod
 from agent.live import listener as listener_mod
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.live.engine import LiveControls
+from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
 from agent.live.listener import Listener
 from agent.live.scheduler import Scheduler

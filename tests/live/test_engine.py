@@ -20,6 +20,7 @@ from agent.ui.commands.demo import corpus_phrases, play_phrase
 from agent.config import load_config
 from agent.live.engine import Engine
 from agent.session.recorder import Recorder
+from agent.ui.commands.play import start_recording
 from agent.midi.ports import PortLost, Ports
 from fakes import Loopback
 from helpers import wait_for
@@ -102,7 +103,7 @@ def test_an_exception_in_the_model_stops_the_engine_and_closes_notes(tmp_path):
     pred = ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(24) NOTE_OFF(60) NOTE_ON(62) SHIFT(24)",
                              fail_after=4)
     eng, rec, loop, heard = make(pred, mode="solo")
-    eng.start_recording(tmp_path / "take.mid")
+    start_recording(eng, tmp_path / "take.mid")
     assert eng.wait(10.0) and isinstance(eng.error, RuntimeError)
     eng.stop()
     assert paired(heard) and eng.scheduler.unclosed == 0
@@ -171,10 +172,10 @@ def test_recording_starts_and_stops_while_playing_and_never_overwrites(tmp_path)
                                  mode="solo")
     eng.stop_recording()  # the recorder make() attached: none from here on
     (tmp_path / "jam.mid").write_bytes(b"an earlier take")
-    path = eng.start_recording(tmp_path / "jam.mid")
+    path = start_recording(eng, tmp_path / "jam.mid")
     assert path == tmp_path / "jam-1.mid" and eng.recorder is not None
     with pytest.raises(AntiphonError, match="already recording"):
-        eng.start_recording(tmp_path / "other.mid")
+        start_recording(eng, tmp_path / "other.mid")
     assert wait_for(lambda: len(heard) >= 6)
     files = eng.stop_recording()
     assert [f.name for f in files] == ["jam-1.mid", "jam-1.musicxml", "jam-1.png"] and eng.recorder is None
@@ -260,7 +261,7 @@ def test_midi_clock_in_sets_the_tempo_and_start_restarts_the_grid():
 
 
 def test_controls_refuse_what_cannot_change_while_playing():
-    from agent.live.engine import LiveControls
+    from agent.live.controls import LiveControls
     from agent.errors import AntiphonError
 
     c = LiveControls(load_config())

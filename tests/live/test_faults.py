@@ -180,7 +180,7 @@ def test_held_note_released_from_the_context_after_the_timeout_so_call_mode_answ
     from helpers import ListOut
 
     from agent.music.tempomap import TempoMap
-    from agent.live.engine import LiveControls
+    from agent.live.controls import LiveControls
     from agent.live.jam.policy import Jam
 
     cfg = load_config(overrides=['jam.mode="call"', "jam.held_note_timeout_s=5.0", "timing.bpm=120.0"])

@@ -15,7 +15,8 @@ from scripted import ScriptedPredictor  # noqa: E402
 
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.live.engine import Engine, LiveControls
+from agent.live.controls import LiveControls
+from agent.live.engine import Engine
 from agent.live.jam.policy import Jam
 from agent.midi.ports import Loopback, Ports
 from agent.ui.repl.commands import Commands
@@ -90,7 +91,7 @@ def test_seed_set_live_repeats_the_same_choices(model_dir):
     pred = eng.predictor
     runs = []
     for _ in range(2):
-        eng.set("sampling.seed", 11)
+        eng.controls.set("sampling.seed", 11)
         assert wait_for(lambda: pred.sampler.seed == 11)
         snap = {}
         eng.on_engine_thread(lambda: snap.setdefault("s", pred.snapshot()))
@@ -109,7 +110,7 @@ def test_context_tokens_set_live_resizes_the_rolling_context(model_dir):
 
     eng, kbd, heard = start(Predictor.load(model_dir), 'jam.mode="solo"')
     assert wait_for(lambda: len(eng.predictor.history) > 40)
-    eng.set("jam.context_tokens", 32)
+    eng.controls.set("jam.context_tokens", 32)
     assert wait_for(lambda: eng.predictor.history.maxlen == 32)
     assert len(eng.predictor.history) <= 32
     eng.stop()
@@ -117,7 +118,7 @@ def test_context_tokens_set_live_resizes_the_rolling_context(model_dir):
 
 def test_end_phrase_cc_set_live_ends_the_phrase():
     eng, kbd, heard = start(ScriptedPredictor(load_config().vocab()), 'jam.mode="call"', "jam.silence_ms=60000.0")
-    eng.set("jam.end_phrase_cc", 20)
+    eng.controls.set("jam.end_phrase_cc", 20)
     kbd.send(mido.Message("note_on", note=60, velocity=90))
     kbd.send(mido.Message("note_off", note=60))
     time.sleep(0.05)
@@ -130,7 +131,7 @@ def test_channel_set_live_closes_notes_on_the_old_channel():
     eng, kbd, heard = start(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(24) NOTE_OFF(60)"),
                             'jam.mode="solo"')
     assert wait_for(lambda: eng.scheduler.open_notes)
-    eng.set("midi.channel", 3)
+    eng.controls.set("midi.channel", 3)
     assert wait_for(lambda: any(m.type == "note_on" and m.channel == 2 for m in heard))
     eng.stop()
     on = {}

@@ -14,7 +14,7 @@ import pytest
 
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.live.engine import LiveControls
+from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
 from agent.model.predictor import Predictor
 from agent.live.scheduler import Scheduler

@@ -16,7 +16,7 @@ from scripted import ScriptedPredictor  # noqa: E402
 
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
-from agent.live.engine import LiveControls
+from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
 from agent.live.listener import INBOX_MAX, EchoFilter, Listener
 from agent.live.scheduler import Scheduler

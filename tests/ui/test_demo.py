@@ -19,7 +19,7 @@ from agent.music.tempomap import FakeClock, TempoMap
 from agent.ui.commands.demo import PHRASES, play_on_grid
 from agent.ui.commands.demo_report import soundfont
 from agent.config import load_config
-from agent.live.engine import LiveControls
+from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
 from agent.live.scheduler import Scheduler
 from helpers import read_musicxml_parts

@@ -126,8 +126,8 @@ def test_a_bad_command_prints_one_error_line_and_changes_nothing(engine, line, n
     errors = [o for o in out if o.startswith("error:")]
     assert len(errors) == 1 and "\n" not in errors[0], out
     assert names in errors[0] and rng in errors[0], errors[0]
-    assert engine.controls.cfg == before and not engine.ccmap.maps and engine.ccmap.learning is None
-    assert not engine.pending.items()
+    assert engine.controls.cfg == before and not engine.controls.ccmap.maps and engine.controls.ccmap.learning is None
+    assert not engine.controls.pending.items()
 
 
 def test_connect_out_moves_the_agent_to_another_port_closing_its_notes_on_the_old_one(engine):
@@ -149,12 +149,12 @@ def test_at_bar_waits_for_the_bar_line_then_anchors_the_tempo_there(engine):
     assert "at the next bar" in out[0]
     assert any("pending" in line and "tempo 120" in line for o in out for line in o.splitlines())
     assert wait_for(lambda: engine.tempo.bpm == 120.0, 5.0)
-    (line_s, label, applied_s), = engine.pending.done
+    (line_s, label, applied_s), = engine.controls.pending.done
     assert label == "tempo 120"
     # the grid was re-anchored on the bar line: there, the beat count is a whole number of bars
     assert engine.tempo._anchor_s == line_s
     bars = engine.tempo._anchor_beat / 4
-    assert abs(bars - round(bars)) < 1e-6 and not engine.pending.items()
+    assert abs(bars - round(bars)) < 1e-6 and not engine.controls.pending.items()
 
 
 def test_at_beat_applies_a_mode_change_on_the_beat_line_not_before(engine):
@@ -162,7 +162,7 @@ def test_at_beat_applies_a_mode_change_on_the_beat_line_not_before(engine):
     out = drive(engine, "at beat mode solo")
     assert "at the next beat" in out[0]
     assert wait_for(lambda: engine.controls.cfg.jam.mode == "solo", 5.0)
-    (line_s, label, applied_s), = engine.pending.done
+    (line_s, label, applied_s), = engine.controls.pending.done
     beat = engine.tempo.beat(line_s)
     assert abs(beat - round(beat)) < 1e-6 and applied_s >= line_s  # a mode lands on the line, never early
 
@@ -176,11 +176,11 @@ def test_cc_mapping_and_learn_act_on_incoming_controllers(engine):
     out = drive(engine, "cc learn top-p", "cc")
     assert "learning: the next CC moved maps to sampling.top_p" in out[-1]
     kbd.send(mido.Message("control_change", control=11, value=0))  # the next CC moved is learnt
-    assert wait_for(lambda: 11 in engine.ccmap.maps)
-    assert engine.controls.cfg.sampling.top_p == pytest.approx(0.0001) and engine.ccmap.learning is None
-    assert engine.ccmap.maps[74].key == "sampling.temperature"  # the other mapping stays
+    assert wait_for(lambda: 11 in engine.controls.ccmap.maps)
+    assert engine.controls.cfg.sampling.top_p == pytest.approx(0.0001) and engine.controls.ccmap.learning is None
+    assert engine.controls.ccmap.maps[74].key == "sampling.temperature"  # the other mapping stays
     drive(engine, "cc off 11")
-    assert 11 not in engine.ccmap.maps
+    assert 11 not in engine.controls.ccmap.maps
 
 
 def test_mode_off_stays_silent_until_a_mode_is_given(engine):
@@ -239,7 +239,7 @@ def test_completion_of_commands_arguments_ports_and_models(engine):
 
 
 def test_help_lists_every_command(engine):
-    from agent.ui.repl.commands import HELP
+    from agent.ui.repl.parse import HELP
 
     out = drive(engine, "help")
     assert all(usage in out[0] for usage, _ in HELP.values())
@@ -303,3 +303,25 @@ def test_a_redraw_waits_for_a_send_due_within_a_few_ms_and_not_for_one_far_off(e
         engine.scheduler.schedule(far, mido.Message("control_change", control=7, value=100))
         repl._clear_of_the_next_note(None)
         assert time.perf_counter() < far
+
+
+def test_the_toolbar_reads_the_last_answers_onset_without_walking_the_jams_answers(engine):
+    """Issue 21 item 7: the toolbar walked `jam.responses` on the REPL thread while the engine thread
+    appended to it ("deque mutated during iteration" escaped prompt() and ended the session), and in
+    accompany scanned the whole deque four times a second. A record that grows the deque as it is
+    read stands in for the engine thread appending between two reads."""
+    engine.measure()
+    kbd = Ports("loopback", loop=engine.loop).open_output("keyboard")
+    for p in (60, 64, 67):
+        kbd.send(mido.Message("note_on", note=p, velocity=90))
+        kbd.send(mido.Message("note_off", note=p))
+    assert wait_for(lambda: engine.jam.answers >= 1, 5.0)
+    assert "onset " in toolbar_text(engine)  # the answer's first note after the pause, in ms
+
+    class Growing(dict):
+        def get(self, key, default=None):
+            engine.jam.responses.append({})
+            return super().get(key, default)
+
+    engine.jam.responses.append(Growing(threshold_t=None, first_note_t=None))
+    assert "onset " in toolbar_text(engine)

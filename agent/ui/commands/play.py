@@ -116,6 +116,20 @@ def record_path(cfg, explicit: str | None = None):
     return free_path(path)
 
 
+def start_recording(engine, path: str | Path) -> Path:
+    """Record the engine from now to `path` (a .mid; .musicxml and .png beside it at the end).
+
+    Never overwrites: returns the path actually used (FILE-1.mid if FILE.mid exists). A folder
+    that cannot be written, or a recording already running, raises AntiphonError and changes nothing."""
+    from agent.session.recorder import Recorder, check_writable, free_path
+
+    path = free_path(path)
+    check_writable(path.parent)
+    return engine.record(path, lambda: Recorder(
+        engine.tempo.bpm, beats_per_bar=engine.tempo.beats_per_bar, resolution=engine.predictor.vocab.resolution,
+        clock=engine.clock, flush_s=engine.cfg.record.flush_s, report=engine.report))
+
+
 def read_feed(path: str) -> list:
     """A MIDI file's channel messages, each with its delay after the one before in seconds (tempo map applied)."""
     import mido
@@ -207,7 +221,7 @@ def run(args) -> int:
     note = ""
     try:
         if rec_path is not None:
-            note = f" Recording to {engine.start_recording(rec_path)} (saved every {cfg.record.flush_s:g} s)."
+            note = f" Recording to {start_recording(engine, rec_path)} (saved every {cfg.record.flush_s:g} s)."
         if fed is not None:
             keyboard = ports.open_output(inp or "keyboard")
             feed(keyboard.send, fed, RealClock().now() + 0.2, RealClock())

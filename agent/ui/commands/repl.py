@@ -109,7 +109,7 @@ class Trace:
     def write(self, path: str) -> None:
         with open(path, "w") as f:
             json.dump({"scheduled": self.scheduled, "received": self.received, "changes": self.changes,
-                       "pending_done": list(self.engine.pending.done),
+                       "pending_done": list(self.engine.controls.pending.done),
                        "bpm": self.engine.tempo.bpm, "beats_per_bar": self.engine.tempo.beats_per_bar}, f)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
@@ -25,7 +24,9 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from agent.config import ROOT
-from agent.ui.repl.commands import ALIASES, HELP, KEYS, MODES, TEMPO_SOURCES, Commands, live_keys
+from agent.live.controls import live_keys
+from agent.ui.repl.commands import Commands
+from agent.ui.repl.parse import ALIASES, HELP, KEYS, MODES, TEMPO_SOURCES
 from agent.ui.repl.toolbar import toolbar_text
 
 TOOLBAR_REFRESH_S = 0.25
@@ -148,17 +149,17 @@ class Repl:
         A redraw is CPU-bound Python: were it to run across a send, the output thread would wait
         for the GIL (and, on a loaded machine, for this thread to be scheduled again to hand it
         over). Sleeping releases the GIL; at most a few ms of display delay."""
-        s = self.engine.scheduler
+        s, clock = self.engine.scheduler, self.engine.clock
         if s is None:
             return
         for _ in range(4):
             due = s.next_due()
             if due is None:
                 return
-            wait = due - time.perf_counter()
+            wait = due - clock.now()
             if wait > RENDER_CLEAR_S or wait < -0.005:  # far enough, or already late (not ours to wait for)
                 return
-            time.sleep(max(wait, 0.0) + 0.0005)
+            clock.sleep_until(max(due, clock.now()) + 0.0005)
 
     def _exit_when_engine_stops(self) -> None:
         self.engine.stopped.wait()

@@ -1,7 +1,8 @@
 """What the REPL shows: the bottom toolbar and `status`, read from the engine as copies.
 
-Nothing here waits on the engine: attribute reads, and the scheduler's open
-notes and the pending list, each copied under its lock.
+Nothing here waits on the engine or walks what its threads append to: attribute
+reads (the figures the engine publishes, e.g. the last answer's onset), and
+the scheduler's open notes and the pending list, each copied under its lock.
 """
 from __future__ import annotations
 
@@ -53,13 +54,14 @@ def status_lines(engine) -> list[str]:
              f"channel {c.midi.channel}, velocity x{c.midi.velocity_scale:g}"]
     if engine.input is not None and engine.output is not None:
         lines.append(f"listening on {engine.input.name!r}, playing on {engine.output.name!r}")
-    now = engine.clock.now()
-    for due, label in engine.pending.items():
+    now, ccmap = engine.clock.now(), engine.controls.ccmap
+    for due, label in engine.controls.pending.items():
         lines.append(f"pending in {1e3 * (due - now):.0f} ms: {label}")
-    for m in sorted(engine.ccmap.maps.values(), key=lambda m: m.control):
+    for m in sorted(ccmap.maps.values(), key=lambda m: m.control):
         lines.append(f"cc: {m.describe()}")
-    if engine.ccmap.learning:
-        lines.append(f"cc: learning {engine.ccmap.learning}")
+    learning = ccmap.learning
+    if learning:
+        lines.append(f"cc: learning {learning}")
     if engine.scheduler is not None:
         st = engine.stats()
         lines.append(f"{st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
@@ -77,13 +79,11 @@ def toolbar_text(engine) -> str:
     temp = f"temp {c.sampling.temperature:.2f}" + (f" (used {used:.2f})" if c.sampling.adaptive and used else "")
     parts = [f"{mode}: {state_of(engine)}", temp, f"{engine.tempo.bpm:g} bpm ({tempo_source(engine)})",
              f"key {key_text(engine)}"]
-    if j is not None:
-        last = next((r for r in reversed(j.responses) if r.get("threshold_t") is not None
-                     and r.get("first_note_t") is not None), None)
-        if last is not None:
-            parts.append(f"onset {1e3 * (last['first_note_t'] - last['threshold_t']):+.1f} ms")
     f = engine.figures
     if f is not None:
+        onset = f.onset_ms  # the last answer's, published by the jam's observer: no walk over its answers
+        if onset is not None:
+            parts.append(f"onset {onset:+.1f} ms")
         step, err = f.p99_ms("steps"), f.p99_ms("errors")
         parts.append(f"step p99 {step:.2f} ms" if step is not None else "step p99 -")
         parts.append(f"sched p99 {err:.2f} ms" if err is not None else "sched p99 -")
@@ -91,6 +91,7 @@ def toolbar_text(engine) -> str:
     if s is not None:
         parts.append(f"late {s.dropped_late}")
         parts.append(f"held {len(s.open_notes)}")
-    if engine.pending.items():
-        parts.append(f"pending {len(engine.pending.items())}")
+    pending = engine.controls.pending.items()
+    if pending:
+        parts.append(f"pending {len(pending)}")
     return " | ".join(parts)
