@@ -11,6 +11,7 @@ from collections import deque
 
 
 def pct(xs, q: float):
+    """The nearest-rank q-th percentile (q in 0..100) of xs, in xs's units; None for no data."""
     xs = sorted(xs)
     return None if not xs else xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 

@@ -5,6 +5,8 @@ returns False for `quit`. A bad value prints one line naming the value and
 the allowed range, and changes nothing (every change is validated whole
 before any of it is applied). Any setting command can be prefixed `at bar`
 or `at beat`: it is validated now and applied on the next bar (beat) line.
+The words (usage, aliases) and the setting commands' parsers are parse.py's;
+the actions (mode, cc, ports, load, record, ...) are the methods here.
 
 No model work happens here: loading a model runs on its own thread and the
 engine swaps it in at the next silence; everything that touches the
