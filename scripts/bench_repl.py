@@ -17,7 +17,6 @@ the p99s under 0.5 ms.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -28,9 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-_spec = importlib.util.spec_from_file_location("bench_realtime", ROOT / "scripts" / "bench_realtime.py")
-br = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(br)
+from agent.bench import realtime as br  # noqa: E402
 
 KEYS_PER_S = 10.0
 # what the typist types ("\t" = Tab, "\n" = Enter); settings are re-set to what the benchmark runs with

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from helpers import load_script
 
-B = load_script("bench_interaction")
+from agent.bench import interaction as B
+
 NOTES = [(67, 0.0, 1.0), (67, 1.0, 1.0), (69, 2.0, 1.0), (71, 3.0, 1.0), (72, 4.0, 1.0), (67, 5.0, 2.0)]
 PHRASES = [{"notes": NOTES, "breath": 2}, {"notes": NOTES, "breath": 3}]
 

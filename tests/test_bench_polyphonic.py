@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import ROOT, load_script
+from helpers import ROOT
 
-bp = load_script("bench_polyphonic")
+from agent.training import polyphonic as bp
+
 needs_data = pytest.mark.skipif(not (bp.DATA / "JSB_Chorales.mat").is_file(),
                                 reason=f"the benchmark rolls ({bp.DATA}) are not beside this checkout")
 

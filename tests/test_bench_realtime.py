@@ -1,9 +1,8 @@
 """scripts/bench_realtime.py's bookkeeping: pairing by identity and stuck notes counted at the reader."""
 from __future__ import annotations
 
-from helpers import load_script
+from agent.bench import realtime as bench
 
-bench = load_script("bench_realtime")
 ON, OFF = 0x90, 0x80
 
 

@@ -23,11 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-import bench_realtime as br  # noqa: E402  (JackServer, Child, pct)
+from agent.bench import realtime as br  # JackServer, Child, pct
 
 
 def role_reader(spec: str) -> None:
@@ -67,7 +64,7 @@ def role_reader(spec: str) -> None:
 def run(kind: str, out, env: dict, bursts: int, burst: int, hogs: int) -> dict:
     import mido
 
-    reader = br.Child("reader", f"{kind},BenchInput,{hogs}", env, script=__file__)
+    reader = br.Child("reader", f"{kind},BenchInput,{hogs}", env, module=__name__)
     time.sleep(0.3)
     sent: list[tuple[float, list[int]]] = []
     for k in range(bursts):

@@ -30,7 +30,6 @@ alignment: the old defaults) are under "baseline", from the same run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -41,18 +40,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from agent.bench import realtime as RT  # JackServer, play_script, pct, the reader process
+from agent.config import ROOT
 
 
-def _bench_realtime():
-    spec = importlib.util.spec_from_file_location("bench_realtime", ROOT / "scripts" / "bench_realtime.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-RT = _bench_realtime()  # JackServer, play_script, pct, the reader process
 CHORALES = ["bach/bwv347", "bach/bwv253", "bach/bwv437"]  # 4/4, phrases of 2-3 bars
 TEMPOS, QUICK_TEMPOS = [60.0, 80.0, 100.0, 120.0, 140.0], [72.0, 132.0]
 JITTER_BEATS, HOLD = 0.02, 0.92
@@ -127,12 +118,10 @@ def role_player(name: str) -> None:
 
 
 class Player(RT.Child):
-    def __init__(self, port: str, env: dict) -> None:  # this script's player, bench_realtime's Child plumbing
-        self.p = subprocess.Popen([sys.executable, __file__, "--role", "player", "--role-arg", port], env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.p.stdout.readline().strip()
-        if line != "ready":
-            raise RuntimeError(f"player process did not start ({line!r})")
+    """This module's player role in its own process (bench_realtime's Child plumbing)."""
+
+    def __init__(self, port: str, env: dict) -> None:
+        super().__init__("player", port, env, module=__name__)
 
 
 # -- one run -----------------------------------------------------------------------

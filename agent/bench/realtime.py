@@ -34,10 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from agent.live.controls import pct  # noqa: E402  (the nearest-rank percentile the live figures use)
+from agent.live.figures import pct  # the nearest-rank percentile the live figures use
 
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 BPM, SILENCE_MS, BEATS = 200.0, 300.0, 4  # fast phrases keep 50 of them under three minutes
@@ -99,7 +97,7 @@ class JackServer:
 # -- the player's script -------------------------------------------------------
 def phrase_events(n: int, start_s: float) -> list[tuple[float, list[int]]]:
     """(time_s, message bytes) for n one-bar phrases, from the demo's real tunes."""
-    from agent.ui.commands.demo import PHRASES
+    from agent.session.scripted import TUNES as PHRASES
 
     spb = 60.0 / BPM
     out = []
@@ -185,11 +183,14 @@ def role_reader(part: str) -> None:
 
 
 class Child:
-    """A role of a benchmark script (this one by default) in its own process, spoken to line by line."""
+    """A role of a benchmark module (this one by default) in its own process (`python -m MODULE --role
+    ROLE`, from the repository), spoken to line by line."""
 
-    def __init__(self, role: str, arg: str, env: dict, script: str = __file__) -> None:
-        self.p = subprocess.Popen([sys.executable, script, "--role", role, "--role-arg", arg], env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, role: str, arg: str, env: dict, module: str = __name__) -> None:
+        from agent.config import ROOT
+
+        self.p = subprocess.Popen([sys.executable, "-m", module, "--role", role, "--role-arg", arg], env=env,
+                                  cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline().strip()
         if line != "ready":
             raise RuntimeError(f"{role} process did not start ({line!r})")

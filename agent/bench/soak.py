@@ -36,11 +36,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from agent.config import ROOT
 
-import bench_realtime as br  # noqa: E402  (JackServer, the reader role, pairing, sounding)
+from agent.bench import realtime as br  # JackServer, the reader role, pairing, sounding
 
 BPM = 100.0
 TEMPERATURE_CC = 21
@@ -50,7 +48,7 @@ MODES = ("call", "accompany", "solo")
 # -- the player --------------------------------------------------------------------
 def segment_events(kind: str, rng: random.Random, start_s: float) -> list[tuple[float, list[int]]]:
     """(time_s, bytes) for one segment of the player's part."""
-    from agent.ui.commands.demo import PHRASES
+    from agent.session.scripted import TUNES as PHRASES
 
     spb = 60.0 / BPM
     ev: list[tuple[float, list[int]]] = []
@@ -175,7 +173,7 @@ class Proc(br.Child):
     """A role of this script in its own process, spoken to line by line."""
 
     def __init__(self, role: str, arg: str, env: dict) -> None:
-        super().__init__(role, arg, env, script=__file__)
+        super().__init__(role, arg, env, module=__name__)
 
     def ask(self, text: str):
         self.say(text)

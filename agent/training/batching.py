@@ -1,4 +1,4 @@
-"""How scripts/train.py feeds token pieces to the LSTM: trained as it is used.
+"""How training (agent/training/train.py) feeds pieces to the LSTM: trained as it is used.
 
 The live predictor starts every session from a zero state at START, so in
 training every piece starts from a zero state at its START too; no state is
@@ -17,24 +17,18 @@ carried from one piece into the next. Each epoch:
   the polyphonic corpus, whose pieces run from 50 to 40,000 tokens, a batch
   as wide as its longest piece spent two thirds of training on padding).
 
-`chunk_nll` is the one step both training and the tests run.
+`chunk_nll` is the one step both training and the tests run. Piano-roll pieces
+(`roll_chunks`) are batched the same way, padded and masked, without leaving rows.
 """
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from agent.training import data as dataset  # noqa: E402
-from agent.music.tokens import Vocab  # noqa: E402
-from agent.training.humanise import humanise  # noqa: E402
+from agent.training import data as dataset
+from agent.music.tokens import Vocab
+from agent.training.humanise import humanise
 
 POOL_BATCHES = 16
 
@@ -53,6 +47,17 @@ def augment(pieces: list, shift_choices: list, vocab: Vocab, rng: np.random.Gene
     return out
 
 
+def length_batches(pieces: list, order, batch: int) -> list[list[int]]:
+    """The indices in `order` cut into batches of `batch` pieces of similar length: sorted by length
+    within pools of POOL_BATCHES batches, so padding is small and the mix is still random."""
+    pool = batch * POOL_BATCHES
+    batches = []
+    for p in range(0, len(order), pool):
+        group = sorted(order[p:p + pool], key=lambda i: len(pieces[i]))
+        batches += [group[b:b + batch] for b in range(0, len(group), batch)]
+    return batches
+
+
 def piece_chunks(pieces: list, batch: int, chunk: int, rng: np.random.Generator) -> list[tuple]:
     """(x, y, mask, fresh) chunks of whole pieces, each row a piece from its START.
 
@@ -60,12 +65,7 @@ def piece_chunks(pieces: list, batch: int, chunk: int, rng: np.random.Generator)
     (1 where y is a real target, 0 in the padding after a piece's END);
     fresh is True at a batch's first chunk, where the state starts from zero.
     """
-    order = rng.permutation(len(pieces))
-    pool = batch * POOL_BATCHES
-    batches = []
-    for p in range(0, len(order), pool):
-        group = sorted(order[p:p + pool], key=lambda i: len(pieces[i]))
-        batches += [group[b:b + batch] for b in range(0, len(group), batch)]
+    batches = length_batches(pieces, rng.permutation(len(pieces)), batch)
     chunks = []
     for k in rng.permutation(len(batches)):
         idx = sorted(batches[k], key=lambda i: -len(pieces[i]))  # longest first: the rows still going are a prefix
@@ -99,3 +99,33 @@ def chunk_nll(model, x: torch.Tensor, y: torch.Tensor, state, fresh: bool):
     logits, state = model(x, state_for(x, state, fresh))
     nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="none")
     return nll.view(y.shape), state
+
+
+def roll_chunks(pieces: list, order, shift_choices: list, batch: int, chunk: int, transpose_p: float,
+                rng: np.random.Generator) -> list[tuple]:
+    """(x, y, mask, fresh) chunks of piano-roll pieces (in `order`): batches of similar-length whole
+    pieces, each transposed with probability transpose_p, padded.
+
+    x, y [batch, <=chunk, keys] float (y is x one frame on), mask [batch, <=chunk];
+    fresh marks a batch's first chunk (the state starts from zero there).
+    """
+    from agent.model import roll
+
+    batches = length_batches(pieces, order, batch)
+    chunks = []
+    for k in rng.permutation(len(batches)):
+        idx = batches[k]
+        width = max(len(pieces[i]) for i in idx)
+        x = np.zeros((len(idx), width, pieces[idx[0]].shape[1]), np.float32)
+        mask = np.zeros((len(idx), width - 1), np.float32)
+        for r, i in enumerate(idx):
+            shift = int(rng.choice(shift_choices[i])) if rng.random() < transpose_p else 0
+            piece = roll.transpose(pieces[i], shift)
+            x[r, :len(piece)] = piece
+            mask[r, :len(piece) - 1] = 1.0
+        x = torch.from_numpy(x)
+        mask = torch.from_numpy(mask)
+        for a in range(0, width - 1, chunk):
+            b = min(a + chunk, width - 1)
+            chunks.append((x[:, a:b], x[:, a + 1:b + 1], mask[:, a:b], a == 0))
+    return chunks

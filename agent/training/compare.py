@@ -19,30 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from agent.training import data as dataset  # noqa: E402
-from agent.errors import AntiphonError  # noqa: E402
-from agent.music.tokens import Vocab  # noqa: E402
-from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
-
-
-def nll_by_group(model, pieces: list, groups: list[str]) -> dict[str, dict]:
-    """{group: {"nll", "targets"}} and "all", scoring every piece once."""
-    from agent.model.net import score_pieces
-
-    logps, _ = score_pieces(model, pieces)
-    out: dict[str, list[float]] = {}
-    for lp, g in zip(logps, groups):
-        for key in (g, "all"):
-            s = out.setdefault(key, [0.0, 0])
-            s[0] -= float(np.sum(lp))
-            s[1] += len(lp)
-    return {k: {"nll": round(s / max(n, 1), 4), "targets": n} for k, (s, n) in sorted(out.items())}
+from agent.config import ROOT
+from agent.training import data as dataset
+from agent.errors import AntiphonError
+from agent.music.tokens import Vocab
+from agent.training.held_out import piece_table
+from agent.training.humanise import EVAL_SEED, humanised_copy
+from agent.training.scoring import nll_by_group
 
 
 def main(argv=None) -> int:
@@ -53,8 +36,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args(argv)
-    from held_out import piece_table
-
     import torch
 
     from agent.model.net import load_checkpoint
@@ -95,7 +76,7 @@ def main(argv=None) -> int:
         Vocab.from_dict(ck["vocab"]).check_same(vocab, f"{mdir} vs {data}")
         t = time.perf_counter()
         report["models"][label] = {"dir": str(mdir), "params": model.num_params(),
-                                   **{name: nll_by_group(model, p, g) for name, (p, g) in sets.items()}}
+                                   **{name: nll_by_group(model, p, g, vocab) for name, (p, g) in sets.items()}}
         print(f"{label}: scored in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     labels = [m[0] for m in models]
     print(f"{'set':<34} {'source':<14}" + "".join(f"{lb:>12}" for lb in labels) + f"{'targets':>11}")
@@ -107,7 +88,3 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,9 @@
-"""Music a keyboard player plays, from the data there is offline: helpers for scripts/prepare_data.py.
+"""Music a keyboard player plays, from the data there is offline: helpers for data preparation (agent/training/prepare.py).
 
 - `chord_accompaniment`: a lead sheet's chord symbols (ABC "D", "Em", "A7", "Am/c") realised as a simple
   left hand: a close triad over the chord's bass in a low octave, held until the next symbol.
 - `roll_notes`: a piano-roll piece (frames x 88, the polyphonic benchmark's Nottingham set) as notes;
   its chords are already in the roll.
-- `polyphony`: mean number of notes sounding, weighted by time, over the time anything sounds.
 - `skip_reason`: a parse error message -> a short reason to count skipped files by.
 
 music21 is imported inside the functions that use it (slow to import; the live path never needs it).
@@ -21,7 +20,7 @@ from agent.music.tokens import Note, Vocab
 # closely above it, so the highest is at most an octave and a sixth above F2 (D4): under a folk melody.
 BASS_LO = 41
 
-# Layout of the benchmark rolls (see scripts/roll_report.py, which works these out from the data):
+# Layout of the benchmark rolls (see agent/training/rollcard.py, which works these out from the data):
 # frames per beat, and the MIDI pitch of key 0.
 ROLL_LAYOUT = {"Nottingham": (2.0, 21), "JSB_Chorales": (1.0, 9)}
 
@@ -91,31 +90,6 @@ def roll_notes(frames: np.ndarray, frames_per_beat: float, lowest: int, *, veloc
     from agent.model.roll import frames_to_notes
 
     return frames_to_notes(frames, frames_per_beat, velocity=velocity, lowest=lowest)
-
-
-def polyphony_ticks(ids: Sequence[int], vocab: Vocab) -> tuple[int, int]:
-    """(note ticks, sounding ticks) of a token stream: the sum over notes of their lengths, and the
-    time during which at least one note sounds. Assumes a well-formed stream (as `encode` makes):
-    every NOTE_ON of a sounding pitch is preceded by its NOTE_OFF."""
-    ids = np.asarray(ids, dtype=np.int64)
-    on0, off0, sh0 = vocab.note_on_base, vocab.note_off_base, vocab.shift_base
-    n = vocab.n_pitches
-    delta = ((ids >= on0) & (ids < on0 + n)).astype(np.int64) - ((ids >= off0) & (ids < off0 + n))
-    sounding = np.cumsum(delta)  # notes sounding after each token
-    is_shift = (ids >= sh0) & (ids < sh0 + vocab.max_shift)
-    ticks = np.where(is_shift, ids - sh0 + 1, 0)
-    return int(np.sum(ticks * sounding)), int(np.sum(ticks * (sounding > 0)))
-
-
-def polyphony(pieces: Iterable[Sequence[int]], vocab: Vocab) -> float:
-    """Mean notes sounding, time-weighted, over the time anything sounds (rests do not count);
-    1.0 for a single melodic line, 0.0 for no sounding time at all."""
-    note_t = sound_t = 0
-    for ids in pieces:
-        a, b = polyphony_ticks(ids, vocab)
-        note_t += a
-        sound_t += b
-    return note_t / sound_t if sound_t else 0.0
 
 
 def skip_reason(error: str) -> str:

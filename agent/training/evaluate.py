@@ -43,54 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from agent.training import metrics  # noqa: E402
-from agent.training.data import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
-from agent.errors import AntiphonError  # noqa: E402
-from agent.music.tokens import Vocab, decode  # noqa: E402
-from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
-from agent.model.folder import ModelDir  # noqa: E402
-
-
-# -- scoring ---------------------------------------------------------------------
-
-def summarize(logp: np.ndarray, targets: np.ndarray, onset_correct: int, vocab: Vocab) -> dict:
-    """NLL per token and per note, and pitch accuracy, from per-target log-probs."""
-    is_on = (targets >= vocab.note_on_base) & (targets < vocab.note_off_base)
-    n_notes = int(is_on.sum())
-    total = -float(np.sum(logp))
-    return {
-        "test_nll": total / max(len(targets), 1),
-        "test_nll_per_note": total / n_notes if n_notes else float("nan"),
-        "pitch_accuracy": onset_correct / n_notes if n_notes else float("nan"),
-    }
-
-
-def score_lstm(model, pieces: list[np.ndarray], vocab: Vocab, batch: int = 32, chunk: int = 256):
-    """Teacher-forced log P(target) for every target of every piece (agent.model.net.score_pieces).
-
-    Returns (logp [n_targets] in piece order, targets, number of onsets whose
-    argmax over NOTE_ON logits is right).
-    """
-    from agent.model.net import score_pieces
-
-    logps, correct = score_pieces(model, pieces, batch=batch, chunk=chunk,
-                                  argmax_range=(vocab.note_on_base, vocab.note_off_base))
-    targets = np.concatenate([np.asarray(p[1:], np.int64) for p in pieces])
-    return np.concatenate(logps), targets, correct
-
-
-def score_counts(model, pieces: list[np.ndarray], vocab: Vocab):
-    """The same as score_lstm for a metrics.UnigramModel / KneserNeyModel."""
-    width = max(getattr(model, "order", 1) - 1, 1)
-    ctx, tgt = metrics.contexts(pieces, width, vocab.START)
-    logp = np.log(model.prob(ctx, tgt[:, None])[:, 0])
-    onset = (tgt >= vocab.note_on_base) & (tgt < vocab.note_off_base)
-    cands = np.arange(vocab.note_on_base, vocab.note_off_base)
-    guess = model.prob(ctx[onset], cands).argmax(-1) + vocab.note_on_base
-    return logp, tgt, int((guess == tgt[onset]).sum())
+from agent.training import metrics
+from agent.training.data import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of
+from agent.errors import AntiphonError
+from agent.music.tokens import Vocab, decode
+from agent.training.humanise import EVAL_SEED, humanised_copy
+from agent.model.folder import ModelDir
+from agent.training.scoring import score_counts, score_lstm, summarize
 
 
 # -- sampling --------------------------------------------------------------------
@@ -260,6 +219,22 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
     report["n_notes"] = int(((tgt >= vocab.note_on_base) & (tgt < vocab.note_off_base)).sum())
     log(f"lstm: {report['test_nll']:.4f} nats/token ({time.perf_counter() - t0:.1f} s)")
 
+    fitted = score_baselines(report, train, test, vocab, ngram_order, extra_orders, log)
+    # how far below each baseline the LSTM is, nats per token (positive = LSTM better)
+    report["nll_below_baselines"] = {k: round(v["test_nll"] - report["test_nll"], 4)
+                                     for k, v in report["baselines"].items()}
+
+    score_humanised(report, model, test, fitted, vocab, humanise_seed, log)
+
+    sample_report(report, model, md, test, vocab, dict(samples=samples, temperature=temperature, prompt=prompt,
+                  length=length, seed=seed, sampler=sampler, backend=backend, plots=plots), log)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def score_baselines(report: dict, train: list, test: list, vocab: Vocab, ngram_order: int, extra_orders,
+                    log=print) -> list[tuple[str, object]]:
+    """The count baselines fitted on train and scored on test into report["baselines"]; returns them fitted."""
     report["baselines"] = {}
     fitted = []
     counts = [("unigram", metrics.UnigramModel(vocab.size)),
@@ -275,11 +250,13 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
             report["baselines"][name]["smoothing"] = "interpolated Kneser-Ney"
         log(f"{name}: {report['baselines'][name]['test_nll']:.4f} nats/token ({time.perf_counter() - t:.1f} s)")
 
-    # how far below each baseline the LSTM is, nats per token (positive = LSTM better)
-    report["nll_below_baselines"] = {k: round(v["test_nll"] - report["test_nll"], 4)
-                                     for k, v in report["baselines"].items()}
+    return fitted
 
-    # the same test pieces as a player would play them: off the grid, tempo and velocity varied
+
+def score_humanised(report: dict, model, test: list, fitted: list, vocab: Vocab, humanise_seed: int,
+                    log=print) -> None:
+    """The model and the baselines on the test pieces as a player would play them."""
+    # off the grid, tempo and velocity varied
     t = time.perf_counter()
     human = humanised_copy(test, vocab, humanise_seed)
     h = summarize(*score_lstm(model, human, vocab), vocab)
@@ -289,6 +266,13 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
                                          for name, bl in fitted if name in ("unigram", "ngram")}}
     log(f"humanised test copy: lstm {h['test_nll']:.4f} nats/token ({time.perf_counter() - t:.1f} s)")
 
+
+def sample_report(report: dict, model, md, test: list, vocab: Vocab, opts: dict, log=print) -> None:
+    """Continuations of test openings, sampled the live way (or plain torch), and their statistics against
+    the real continuations; a near-argmax decoding of the same openings; plots if asked."""
+    samples, temperature, prompt, length, seed = (opts[k] for k in ("samples", "temperature", "prompt", "length",
+                                                                    "seed"))
+    sampler, backend, plots = opts["sampler"], opts["backend"], opts["plots"]
     t = time.perf_counter()
     openings, real = pick_openings(test, samples, prompt, length, seed)
     if sampler == "plain":
@@ -320,8 +304,6 @@ def evaluate(model_dir, data_dir=DEFAULT_DATA_DIR, *, samples: int = 64, tempera
         paths = write_plots(Path(plots), real, conts, openings[best], conts[best], vocab,
                             f"{md.path.name}: {samples} samples at T={temperature} vs data")
         report["plots"] = [str(p) for p in paths]
-    report["seconds"] = round(time.perf_counter() - t0, 1)
-    return report
 
 
 def table(r: dict) -> str:
@@ -409,7 +391,3 @@ def main(argv=None) -> int:
     if not args.json:
         print(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -34,12 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from agent.music.tokens import Vocab  # noqa: E402
-from agent.model.net import LSTMModel, load_checkpoint  # noqa: E402
+from agent.music.tokens import Vocab
+from agent.model.net import LSTMModel, load_checkpoint
 
 INPUT_NAMES = ["token", "h", "c"]
 OUTPUT_NAMES = ["logits", "h_out", "c_out"]
@@ -158,7 +154,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export_onnx: torch and onnxruntime differ by {diff:.2e} (> 1e-4)", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -36,15 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
+from agent.config import ROOT
 from agent.training import data as dataset
 
-from agent.training import metrics  # noqa: E402
-from agent.errors import AntiphonError  # noqa: E402
-from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
+from agent.training import metrics
+from agent.errors import AntiphonError
+from agent.training.humanise import EVAL_SEED, humanised_copy
+from agent.training.scoring import nll_by_group, score_counts, summarize
 
 
 def piece_table(data_dir: Path) -> dict[str, list[tuple[np.ndarray, str, str, str]]]:
@@ -108,26 +106,35 @@ def train(data: Path, model_dir: Path, train_args: list[str], log) -> None:
 
 def score(model_dir: Path, data: Path, ngram_order: int) -> dict:
     """The trained model and the two count baselines on the held-out collection (the folder's test split)."""
-    from evaluate import score_counts, score_lstm, summarize
-
     from agent.model.net import load_checkpoint
 
     model, ck = load_checkpoint(model_dir / "checkpoint.pt")
     vocab = dataset.vocab_of(data)
     test, train_pieces = dataset.load_split(data, "test"), dataset.load_split(data, "train")
-    lstm = summarize(*score_lstm(model, test, vocab), vocab)
-    human = humanised_copy(test, vocab, EVAL_SEED)
-    lstm_h = summarize(*score_lstm(model, human, vocab), vocab)
-    out = {"test_nll": round(lstm["test_nll"], 4), "test_nll_humanised": round(lstm_h["test_nll"], 4)}
+    whole = ["all"] * len(test)
+    lstm = nll_by_group(model, test, whole, vocab)["all"]
+    lstm_h = nll_by_group(model, humanised_copy(test, vocab, EVAL_SEED), whole, vocab)["all"]
+    out = {"test_nll": lstm["nll"], "test_nll_humanised": lstm_h["nll"]}
     for name, bl in (("ngram", metrics.KneserNeyModel(vocab.size, ngram_order, pad=vocab.START)),
                      ("unigram", metrics.UnigramModel(vocab.size))):
         bl.fit(train_pieces)
         out[f"{name}_test_nll"] = round(summarize(*score_counts(bl, test, vocab), vocab)["test_nll"], 4)
-    out.update(ngram_order=ngram_order, pitch_accuracy=round(lstm["pitch_accuracy"], 4),
+    out.update(ngram_order=ngram_order, pitch_accuracy=lstm["pitch_accuracy"],
                ngram_smoothing="interpolated Kneser-Ney", targets=int(sum(len(p) - 1 for p in test)),
                model_args=ck["model_args"], best_epoch=ck.get("best_epoch"), steps=ck.get("step"),
                train_s=round(float(ck.get("train_s", 0.0)), 1))
     return out
+
+
+def write_to_card(card_dir: Path, report: dict) -> None:
+    """held_out.json beside a model's card, and its figures in card.json."""
+    (card_dir / "held_out.json").write_text(json.dumps(report, indent=1) + "\n")
+    card_path = card_dir / "card.json"
+    if card_path.exists():
+        card = json.loads(card_path.read_text())
+        card["held_out_collections"] = report["collections"]
+        card["held_out_from"] = "held_out.json (scripts/held_out.py: a model trained without each collection)"
+        card_path.write_text(json.dumps(card, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,14 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "held_out.json").write_text(json.dumps(report, indent=1) + "\n")
         if args.card:
-            card_dir = Path(args.card)
-            (card_dir / "held_out.json").write_text(json.dumps(report, indent=1) + "\n")
-            card_path = card_dir / "card.json"
-            if card_path.exists():
-                card = json.loads(card_path.read_text())
-                card["held_out_collections"] = results
-                card["held_out_from"] = "held_out.json (scripts/held_out.py: a model trained without each collection)"
-                card_path.write_text(json.dumps(card, indent=1) + "\n")
+            write_to_card(Path(args.card), report)
     except AntiphonError as exc:
         print(f"held_out: error: {exc}", file=sys.stderr)
         return 2
@@ -191,7 +191,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c:>12} {r['pieces']['test']:7d} {r['test_nll']:8.4f} {r['ngram_test_nll']:8.4f} "
               f"{r['unigram_test_nll']:8.4f} {r['test_nll_humanised']:9.4f}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

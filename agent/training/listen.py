@@ -25,14 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from agent.training import metrics  # noqa: E402
-from agent.ui.commands.demo_report import render_wav, soundfont  # noqa: E402
-from agent.training.corpora import polyphony  # noqa: E402
-from agent.errors import AntiphonError  # noqa: E402
-from agent.music.tokens import Note, Vocab, encode  # noqa: E402
+from agent.config import ROOT
+from agent.training import metrics
+from agent.ui.commands.demo_report import render_wav, soundfont
+from agent.training.metrics import polyphony
+from agent.errors import AntiphonError
+from agent.music.tokens import Note, Vocab, encode
 
 GRID = 0.5  # beats: an onset is "on the grid" within GRID_TOL of a multiple of an eighth
 GRID_TOL = 0.02
@@ -108,6 +106,17 @@ def _folk_notes(chord_accompaniment) -> list[Note]:
     return sorted(notes_from_music21(tune) + chord_accompaniment(tune), key=lambda n: (n.start, n.pitch))
 
 
+def model_specs(specs: list[str]) -> list[tuple[str, Path]]:
+    """--model LABEL=DIR options as (label, folder); AntiphonError names a bad one."""
+    models = []
+    for spec in specs:
+        label, _, path = spec.partition("=")
+        if not path or not Path(path).is_dir():
+            raise AntiphonError(f"--model {spec!r}: expected LABEL=DIR with an existing model folder")
+        models.append((label, Path(path)))
+    return models
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", default=[], metavar="LABEL=DIR", help="a model to hear (repeatable)")
@@ -127,12 +136,7 @@ def main(argv=None) -> int:
             return 0
         if not args.model or not args.primer:
             raise AntiphonError("give at least one --model LABEL=DIR and one --primer FILE.mid")
-        models = []
-        for spec in args.model:
-            label, _, path = spec.partition("=")
-            if not path or not Path(path).is_dir():
-                raise AntiphonError(f"--model {spec!r}: expected LABEL=DIR with an existing model folder")
-            models.append((label, Path(path)))
+        models = model_specs(args.model)
         for p in args.primer:
             if not Path(p).is_file():
                 raise AntiphonError(f"--primer {p}: no such file")
@@ -171,7 +175,3 @@ def main(argv=None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from agent.training.corpora import polyphony
 from agent.music.tokens import Vocab
 
 # Krumhansl-Kessler key profiles (probe-tone ratings), index 0 = tonic.
@@ -26,6 +25,31 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
 PC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def polyphony_ticks(ids: Sequence[int], vocab: Vocab) -> tuple[int, int]:
+    """(note ticks, sounding ticks) of a token stream: the sum over notes of their lengths, and the
+    time during which at least one note sounds. Assumes a well-formed stream (as `encode` makes):
+    every NOTE_ON of a sounding pitch is preceded by its NOTE_OFF."""
+    ids = np.asarray(ids, dtype=np.int64)
+    on0, off0, sh0 = vocab.note_on_base, vocab.note_off_base, vocab.shift_base
+    n = vocab.n_pitches
+    delta = ((ids >= on0) & (ids < on0 + n)).astype(np.int64) - ((ids >= off0) & (ids < off0 + n))
+    sounding = np.cumsum(delta)  # notes sounding after each token
+    is_shift = (ids >= sh0) & (ids < sh0 + vocab.max_shift)
+    ticks = np.where(is_shift, ids - sh0 + 1, 0)
+    return int(np.sum(ticks * sounding)), int(np.sum(ticks * (sounding > 0)))
+
+
+def polyphony(pieces: Iterable[Sequence[int]], vocab: Vocab) -> float:
+    """Mean notes sounding, time-weighted, over the time anything sounds (rests do not count);
+    1.0 for a single melodic line, 0.0 for no sounding time at all."""
+    note_t = sound_t = 0
+    for ids in pieces:
+        a, b = polyphony_ticks(ids, vocab)
+        note_t += a
+        sound_t += b
+    return note_t / sound_t if sound_t else 0.0
 
 
 def onsets(ids: Iterable[int], vocab: Vocab) -> list[tuple[int, int]]:

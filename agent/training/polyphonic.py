@@ -28,11 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from agent.model import roll  # noqa: E402
+from agent.config import ROOT
+from agent.model import roll
 
 # ../shared/data/poly_music beside the checkout (a worktree under wt/ has it one level further up)
 DATA = next((p for p in (ROOT.parent / "shared/data/poly_music", ROOT.parent.parent / "shared/data/poly_music")
@@ -165,7 +162,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['row']}: ONNX {r['onnx_test_nll']:.4f} vs card {r['card_test_nll']:.4f} ({match}), "
               f"target <= {r['target']} ({verdict})", file=sys.stderr)
     return 0 if all(r["onnx_matches_card"] for r in rows) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

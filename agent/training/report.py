@@ -19,21 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from agent.training import data as dataset  # noqa: E402
-from agent.music.tokens import Vocab  # noqa: E402
-from agent.training.humanise import EVAL_SEED, humanised_copy  # noqa: E402
-from agent.model.net import LSTMModel, load_checkpoint, score_pieces  # noqa: E402
-
-
-def evaluate_pieces(model: LSTMModel, pieces: list, device="cpu", batch: int = 64,
-                    chunk: int = 512) -> tuple[float, int]:
-    """(sum of NLL in nats, number of targets) over pieces, each from a zero state."""
-    logps, _ = score_pieces(model, pieces, device=device, batch=batch, chunk=chunk)
-    return -float(sum(lp.sum() for lp in logps)), sum(len(lp) for lp in logps)
+from agent.config import ROOT
+from agent.training import data as dataset
+from agent.music.tokens import Vocab
+from agent.training.humanise import EVAL_SEED, humanised_copy
+from agent.model.net import load_checkpoint
+from agent.training.scoring import piece_nll
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
@@ -78,6 +69,40 @@ def _from_eval(eval_json: Path) -> tuple[dict | None, dict | None]:
     return base or None, own or None
 
 
+def data_section(manifest: dict, ck: dict) -> dict:
+    """The card's "data": sources, splits, filters and grouping from the prepared data's manifest."""
+    return {
+        "sources": {k: {"pieces": v["pieces"], "tokens": v["tokens"], "files": v["files"],
+                        "skipped_files": v["skipped_files"],
+                        **{f: x for f, x in manifest.get("sources", {}).get(k, {}).items()
+                           if f in ("style", "polyphony", "skipped")}}
+                    for k, v in manifest["counts"]["sources"].items()},
+        "splits": manifest["counts"]["splits"],
+        "split_seed": manifest["seed"],
+        "filtered": manifest.get("filtered", {}),
+        "transpose_semitones": ck["config"].get("transpose"),
+        "grouping": manifest.get("grouping"),
+    }
+
+
+def training_section(out_dir: Path, ck: dict, metrics: dict, stop_reason: str) -> dict:
+    """The card's "training": time, epochs, why it stopped, and the options that shaped it."""
+    epochs = metrics.get("epochs", [])
+    return {
+        "train_s": round(ck.get("train_s", metrics.get("train_s", 0.0)), 1),
+        "total_train_s": metrics.get("train_s"),
+        "epochs_run": len(epochs), "best_epoch": ck["best_epoch"], "steps": metrics.get("steps"),
+        "stop_reason": stop_reason or (json.loads((out_dir / "card.json").read_text()).get("training", {})
+                                       .get("stop_reason", "") if (out_dir / "card.json").exists() else ""),
+        "chunk": ck["config"].get("chunk"), "batch": ck["config"].get("batch"),
+        "lr": ck["config"].get("lr"), "world_size": ck["config"].get("world_size"),
+        "threads": ck["config"].get("threads"),
+        "humanise": ({"p": ck["config"].get("humanise_p")} if ck["config"].get("humanise") else False),
+        "state": ("zero at every piece's START" if "humanise" in ck["config"]
+                  else "carried from piece to piece (pieces laid end to end)"),
+    }
+
+
 def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "") -> dict:
     """Evaluate the best checkpoint on valid and test; write card.json beside it."""
     out_dir = Path(out_dir)
@@ -87,9 +112,9 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
     nll = {}
     for split in ("valid", "test"):
         pieces = dataset.load_split(data_dir, split)
-        s, n = evaluate_pieces(model, pieces)
+        s, n = piece_nll(model, pieces)
         nll[split] = (s / max(n, 1), n)
-    s, n = evaluate_pieces(model, humanised_copy(pieces, Vocab.from_dict(ck["vocab"]), EVAL_SEED))
+    s, n = piece_nll(model, humanised_copy(pieces, Vocab.from_dict(ck["vocab"]), EVAL_SEED))
     nll["test_humanised"] = (s / max(n, 1), n)
     epochs = metrics.get("epochs", [])
     speeds = [e["tokens_per_s"] for e in epochs]
@@ -97,34 +122,11 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
         "name": out_dir.name,
         "description": (f"{ck['model_args']['layers']}x{ck['model_args']['hidden']} stateful LSTM over Antiphon's "
                         f"performance tokens, trained on {', '.join(manifest['counts']['sources'])}"),
-        "data": {
-            "sources": {k: {"pieces": v["pieces"], "tokens": v["tokens"], "files": v["files"],
-                            "skipped_files": v["skipped_files"],
-                            **{f: x for f, x in manifest.get("sources", {}).get(k, {}).items()
-                               if f in ("style", "polyphony", "skipped")}}
-                        for k, v in manifest["counts"]["sources"].items()},
-            "splits": manifest["counts"]["splits"],
-            "split_seed": manifest["seed"],
-            "filtered": manifest.get("filtered", {}),
-            "transpose_semitones": ck["config"].get("transpose"),
-            "grouping": manifest.get("grouping"),
-        },
+        "data": data_section(manifest, ck),
         "vocab": ck["vocab"],
         "model_args": ck["model_args"],
         "params": model.num_params(),
-        "training": {
-            "train_s": round(ck.get("train_s", metrics.get("train_s", 0.0)), 1),
-            "total_train_s": metrics.get("train_s"),
-            "epochs_run": len(epochs), "best_epoch": ck["best_epoch"], "steps": metrics.get("steps"),
-            "stop_reason": stop_reason or (json.loads((out_dir / "card.json").read_text()).get("training", {})
-                                           .get("stop_reason", "") if (out_dir / "card.json").exists() else ""),
-            "chunk": ck["config"].get("chunk"), "batch": ck["config"].get("batch"),
-            "lr": ck["config"].get("lr"), "world_size": ck["config"].get("world_size"),
-            "threads": ck["config"].get("threads"),
-            "humanise": ({"p": ck["config"].get("humanise_p")} if ck["config"].get("humanise") else False),
-            "state": ("zero at every piece's START" if "humanise" in ck["config"]
-                      else "carried from piece to piece (pieces laid end to end)"),
-        },
+        "training": training_section(out_dir, ck, metrics, stop_reason),
         "tokens_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
         "valid_nll": round(nll["valid"][0], 4),
         "test_nll": round(nll["test"][0], 4),
@@ -162,7 +164,3 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: card.get(k) for k in ("params", "tokens_per_s", "valid_nll", "test_nll", "baselines")},
                      indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

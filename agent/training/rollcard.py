@@ -22,12 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from agent.model import roll  # noqa: E402
-from agent.model.net import LSTMModel, load_checkpoint, score_rolls  # noqa: E402
+from agent.model import roll
+from agent.model.net import LSTMModel, load_checkpoint, score_rolls
 
 OPSET = 17
 PROTOCOL = ("frame-level NLL in nats: per piece from a zero state, inputs frames 1..T-1, targets 2..T; "
@@ -152,7 +148,3 @@ def main(argv: list[str] | None = None) -> int:
     card = write_roll_card(args.model, args.data)
     print(json.dumps({k: card[k] for k in ("params", "valid_nll", "test_nll", "onnx_test_nll")}, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

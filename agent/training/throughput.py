@@ -35,13 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))  # train_tokens: how train.py lays out the pieces
-
-from agent.training.data import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of  # noqa: E402
-from agent.errors import AntiphonError  # noqa: E402
-from agent.model.folder import ModelDir  # noqa: E402
+from agent.training.data import DEFAULT_DATA_DIR, data_for_quick, load_split, vocab_of
+from agent.errors import AntiphonError
+from agent.model.folder import ModelDir
 
 TRAIN_DEFAULTS = {"embedding": 128, "hidden": 256, "layers": 2, "dropout": 0.2}  # scripts/train.py's
 
@@ -108,7 +104,7 @@ class Trainer:
 
     def ours_step(self) -> tuple[int, int]:
         """One step of train.py's scheme (a chunk of whole pieces); returns (targets, input tokens)."""
-        from train_tokens import piece_chunks, state_for
+        from agent.training.batching import piece_chunks, state_for
 
         if not self.chunks:  # a new epoch: whole pieces, one per row, batches of similar length
             self.chunks = piece_chunks(self.pieces, self.batch, self.chunk, self.rng)[::-1]
@@ -249,7 +245,3 @@ def main(argv=None) -> int:
     else:
         print(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,7 +33,6 @@ import sys
 import time
 
 import pytest
-from helpers import load_script
 
 pytestmark = [pytest.mark.realmidi, pytest.mark.slow]
 
@@ -45,7 +44,9 @@ PHRASES = [{"notes": NOTES, "breath": 2}, {"notes": [(p + 2, b, d) for p, b, d i
 
 @pytest.fixture(scope="module")
 def inter():
-    return load_script("bench_interaction")
+    from agent.bench import interaction
+
+    return interaction
 
 
 def first_ons_after(got, facts):

@@ -1,7 +1,7 @@
 """A small randomly initialised model folder for tests: checkpoint.pt, model.onnx, vocab.json.
 
 Built the way scripts/train.py saves checkpoints (model_args, vocab, config,
-model) and exported with scripts/export_onnx.py itself, so the tests exercise
+model) and exported with agent/training/export.py (scripts/export_onnx.py) itself, so the tests exercise
 the real export. Import torch only inside these functions.
 """
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.music.tokens import Vocab
-from helpers import load_script
-
 
 
 def export_module():
-    """scripts/export_onnx.py as a module (scripts/ is not a package)."""
-    return load_script("export_onnx")
+    """agent.training.export: what scripts/export_onnx.py runs."""
+    from agent.training import export
+
+    return export
 
 
 def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding: int = 16, seed: int = 0):

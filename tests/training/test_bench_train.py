@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
 
 from agent.training import data as dataset
+from agent.training import throughput as bench
 from agent.music.tokens import Vocab, encode
 from agent.music.notes import notes_from_music21
 
@@ -31,7 +31,6 @@ def data_dir(tmp_path_factory):
 
 
 def test_quick_run_writes_the_contract_keys_and_counts_targets(tmp_path, data_dir):
-    bench = load_script("bench_train")
     out = tmp_path / "bench.json"
     rc = bench.main(["--quick", "--data", str(data_dir), "--model", str(tmp_path / "no-model"), "--json", str(out),
                      "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch", "4", "--chunk", "50",
@@ -51,7 +50,6 @@ def test_both_schemes_learn(data_dir):
     """The steps are real training steps: a few of each lower the loss on what they train on."""
     import torch
 
-    bench = load_script("bench_train")
     pieces = dataset.load_split(data_dir, "train")
     margs = {"vocab_size": VOCAB.size, "embedding": 16, "hidden": 32, "layers": 1, "dropout": 0.0}
     tr = bench.Trainer(margs, pieces, batch=4, chunk=40, window=100, seed=0)
@@ -79,7 +77,6 @@ def test_model_size_comes_from_the_checkpoint(tmp_path):
 
     from agent.model.net import LSTMModel, ModelArgs
 
-    bench = load_script("bench_train")
     m = LSTMModel(ModelArgs(VOCAB.size, embedding=24, hidden=40, layers=3))
     (tmp_path / "m").mkdir()
     torch.save({"model_args": m.model_args(), "vocab": VOCAB.to_dict(), "config": {}, "model": m.state_dict()},
@@ -92,7 +89,6 @@ def test_model_size_comes_from_the_checkpoint(tmp_path):
 
 
 def test_quick_run_needs_no_prepared_data(tmp_path):
-    bench = load_script("bench_train")
     out = tmp_path / "bench.json"
     rc = bench.main(["--quick", "--data", str(tmp_path / "no-prepared-data"), "--model", str(tmp_path / "no-model"),
                      "--json", str(out), "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch", "4",
@@ -104,7 +100,6 @@ def test_quick_run_needs_no_prepared_data(tmp_path):
 
 def test_ours_runs_whole_epochs_as_rows_leave_their_batch(data_dir):
     """Pieces of different lengths: a batch narrows as its shorter pieces end, and the carried state with it."""
-    bench = load_script("bench_train")
     pieces = dataset.load_split(data_dir, "train")
     assert len({len(p) for p in pieces}) > 1
     margs = {"vocab_size": VOCAB.size, "embedding": 16, "hidden": 32, "layers": 1, "dropout": 0.0}

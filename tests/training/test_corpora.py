@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from agent.training import data as dataset
-from agent.training.corpora import chord_pitches, close_voicing, polyphony, polyphony_ticks, skip_reason
+from agent.training.corpora import chord_pitches, close_voicing, skip_reason
+from agent.training.metrics import polyphony, polyphony_ticks
 from agent.music.tokens import Note, Vocab, decode, encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,9 +17,7 @@ VOCAB = Vocab()
 
 @pytest.fixture(scope="module")
 def prep():
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
-    return importlib.import_module("prepare_data")
+    return importlib.import_module("agent.training.prepare")
 
 
 def _parse(prep, kind: str, path) -> list[dict]:

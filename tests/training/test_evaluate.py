@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
 
 from agent.training import data as dataset
 
-from agent.training import metrics
+from agent.training import evaluate as ev
+from agent.training import metrics, scoring
 from agent.music.tokens import Note, Vocab, encode
 from agent.music.notes import notes_from_music21
 
@@ -89,12 +89,11 @@ def test_histograms_and_distance(chorales):
 # -- baselines ---------------------------------------------------------------------
 
 def test_ngram_beats_unigram_on_real_chorales_and_normalises(chorales):
-    ev = load_script("evaluate")
     train, test = chorales[:-4], chorales[-4:]
     uni = metrics.UnigramModel(VOCAB.size).fit(train)
     kn = metrics.KneserNeyModel(VOCAB.size, 4, pad=VOCAB.START).fit(train)
-    s_uni = ev.summarize(*ev.score_counts(uni, test, VOCAB), VOCAB)
-    s_kn = ev.summarize(*ev.score_counts(kn, test, VOCAB), VOCAB)
+    s_uni = scoring.summarize(*scoring.score_counts(uni, test, VOCAB), VOCAB)
+    s_kn = scoring.summarize(*scoring.score_counts(kn, test, VOCAB), VOCAB)
     assert s_kn["test_nll"] < s_uni["test_nll"] - 1.0  # nats per token: a 4-gram knows the grammar
     assert s_kn["pitch_accuracy"] > s_uni["pitch_accuracy"]
     assert s_uni["test_nll"] < math.log(VOCAB.size)
@@ -128,12 +127,11 @@ def write_model(folder: Path, *, uniform: bool = False, seed: int = 0) -> Path:
 def test_uniform_model_nll_is_log_vocab(tmp_path, chorales):
     from agent.model.net import load_checkpoint
 
-    ev = load_script("evaluate")
     model, _ = load_checkpoint(write_model(tmp_path / "m", uniform=True) / "checkpoint.pt")
     pieces = chorales[:5]
-    logp, tgt, _ = ev.score_lstm(model, pieces, VOCAB, batch=2, chunk=37)  # ragged batches, odd chunks
+    logp, tgt, _ = scoring.score_lstm(model, pieces, VOCAB, batch=2, chunk=37)  # ragged batches, odd chunks
     assert len(logp) == sum(len(p) - 1 for p in pieces)
-    s = ev.summarize(logp, tgt, 0, VOCAB)
+    s = scoring.summarize(logp, tgt, 0, VOCAB)
     assert s["test_nll"] == pytest.approx(math.log(VOCAB.size), abs=1e-5)
     n_notes = int(((tgt >= VOCAB.note_on_base) & (tgt < VOCAB.note_off_base)).sum())
     assert s["test_nll_per_note"] == pytest.approx(math.log(VOCAB.size) * len(tgt) / n_notes, rel=1e-5)
@@ -142,11 +140,10 @@ def test_uniform_model_nll_is_log_vocab(tmp_path, chorales):
 def test_batched_scoring_matches_one_piece_at_a_time(tmp_path, chorales):
     from agent.model.net import load_checkpoint
 
-    ev = load_script("evaluate")
     model, _ = load_checkpoint(write_model(tmp_path / "m", seed=1) / "checkpoint.pt")
     pieces = chorales[:3]
-    batched, _, c1 = ev.score_lstm(model, pieces, VOCAB, batch=3, chunk=64)
-    single = np.concatenate([ev.score_lstm(model, [p], VOCAB, batch=1, chunk=10_000)[0] for p in pieces])
+    batched, _, c1 = scoring.score_lstm(model, pieces, VOCAB, batch=3, chunk=64)
+    single = np.concatenate([scoring.score_lstm(model, [p], VOCAB, batch=1, chunk=10_000)[0] for p in pieces])
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
@@ -161,7 +158,6 @@ def data_dir(tmp_path, chorales):
 
 
 def test_report_json_and_plots_from_the_command_line(tmp_path, data_dir):
-    ev = load_script("evaluate")
     model_dir = write_model(tmp_path / "model", seed=2)
     out = tmp_path / "eval.json"
     rc = ev.main([str(model_dir), "--data", str(data_dir), "--json", str(out), "--samples", "3",
@@ -186,7 +182,6 @@ def test_report_json_and_plots_from_the_command_line(tmp_path, data_dir):
 
 
 def test_vocab_mismatch_is_a_user_error(tmp_path, data_dir):
-    ev = load_script("evaluate")
     model_dir = write_model(tmp_path / "model")
     dataset.write_manifest(data_dir, {"vocab": Vocab(resolution=4).to_dict()})
     assert ev.main([str(model_dir), "--data", str(data_dir)]) == 2
@@ -196,19 +191,17 @@ def test_card_and_evaluate_score_the_same_nll(tmp_path, chorales):
     """train_report (valid/test NLL on the card) and evaluate.py share agent.model.net.score_pieces."""
     from agent.model.net import load_checkpoint
 
-    ev, tr = load_script("evaluate"), load_script("train_report")
     model, _ = load_checkpoint(write_model(tmp_path / "m", seed=3) / "checkpoint.pt")
     pieces = chorales[:5]
-    total, n = tr.evaluate_pieces(model, pieces, batch=2, chunk=37)
-    logp, tgt, _ = ev.score_lstm(model, pieces, VOCAB)
+    total, n = scoring.piece_nll(model, pieces, batch=2, chunk=37)
+    logp, tgt, _ = scoring.score_lstm(model, pieces, VOCAB)
     assert n == len(tgt) == sum(len(p) - 1 for p in pieces)
     assert total == pytest.approx(-logp.sum(), rel=1e-6)
-    assert tr.evaluate_pieces(model, []) == (0.0, 0)  # a DDP rank with no valid pieces
+    assert scoring.piece_nll(model, []) == (0.0, 0)  # a DDP rank with no valid pieces
 
 
 def test_quick_evaluation_of_the_shipped_model_needs_no_prepared_data(tmp_path):
     """A fresh clone has no data/prepared: --quick builds data/quick from the chorales and scores the model."""
-    ev = load_script("evaluate")
     out = tmp_path / "eval.json"
     rc = ev.main(["models/default", "--quick", "--data", str(tmp_path / "no-prepared-data"), "--json", str(out)])
     assert rc == 0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from agent.training import data as dataset
+from agent.training import splits
 from agent.training import fingerprint as fp
 from agent.music.tokens import Vocab, decode, encode
 
@@ -89,17 +90,15 @@ def test_minhash_candidates_find_a_similar_pair_among_many():
 
 
 def _prep():
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
-    return importlib.import_module("prepare_data")
+    return importlib.import_module("agent.training.prepare")
 
 
 def test_prepare_puts_a_group_in_one_split_and_reports_it(pieces, tmp_path):
     prep = _prep()
     digest = {n: hashlib.sha1(np.asarray(a, np.int32).tobytes()).hexdigest() for n, a in pieces.items()}
     # a seed under which the variant would land apart from the reel if each were split by its own hash
-    seed = next(s for s in range(1000) if prep.split_of(digest["reel"], s, 0.3, 0.3)
-                != prep.split_of(digest["reel_variant"], s, 0.3, 0.3))
+    seed = next(s for s in range(1000) if splits.split_of(digest["reel"], s, 0.3, 0.3)
+                != splits.split_of(digest["reel_variant"], s, 0.3, 0.3))
 
     def piece(name):
         return {"name": name, "ids": pieces[name], "notes": 40, "off_grid": False}
@@ -109,12 +108,12 @@ def test_prepare_puts_a_group_in_one_split_and_reports_it(pieces, tmp_path):
                                    "pieces": [piece("reel_variant"), piece("reel_up_a_fourth")]}},
                "bach": {"b/1": {"stat": [0, 0], "error": None, "pieces": [piece("chorale_b")]}}}
     args = argparse.Namespace(min_notes=4, grid_filter=False, seed=seed, valid=0.3, test=0.3, out=str(tmp_path))
-    m = prep.assemble(sources, args, VOCAB)
+    m = splits.assemble(sources, args, VOCAB)
     where = {n: s for s in dataset.SPLITS for n in m["pieces"][s]}
     reel_digests = [digest[n] for n in ("reel", "reel_up_a_fourth", "reel_variant")]
     assert where["reel"] == where["reel_variant"] == where["reel_up_a_fourth"] \
-        == prep.split_of(min(reel_digests), seed, 0.3, 0.3)
-    assert where["chorale_b"] == prep.split_of(digest["chorale_b"], seed, 0.3, 0.3)  # alone: its own hash
+        == splits.split_of(min(reel_digests), seed, 0.3, 0.3)
+    assert where["chorale_b"] == splits.split_of(digest["chorale_b"], seed, 0.3, 0.3)  # alone: its own hash
     g = m["grouping"]
     assert g["merged_groups"] == 1 and g["pieces_in_merged_groups"] == 3 and g["cross_source_groups"] == 1
     assert g["per_source"] == {"ryans": {"merged_groups": 1, "pieces_in_merged_groups": 1},

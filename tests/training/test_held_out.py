@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from agent.training import data as dataset
+from agent.training import splits
 
 from agent.training import metrics
 from agent.music.tokens import Vocab, encode
@@ -22,9 +23,7 @@ TINY = ["--hidden", "32", "--embedding", "16", "--layers", "1", "--batch", "4", 
 
 
 def _script(name):
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
-    return importlib.import_module(name)
+    return importlib.import_module(f"agent.training.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def prepared(tmp_path_factory):
 
     from agent.music.notes import notes_from_music21
 
-    prep = _script("prepare_data")
+    prep = _script("prepare")
     ids = lambda path: np.asarray(encode(notes_from_music21(corpus.parse(str(path))), VOCAB), np.int32)  # noqa: E731
     piece = lambda name, a: {"name": name, "ids": a, "notes": 40, "off_grid": False}  # noqa: E731
     sources = {}
@@ -48,12 +47,12 @@ def prepared(tmp_path_factory):
                                              piece("oneills/other", ids(prep.corpus_files("bach")[9]))]}}
     d = tmp_path_factory.mktemp("held") / "prepared"
     args = argparse.Namespace(min_notes=4, grid_filter=False, seed=1234, valid=0.2, test=0.2, out=str(d))
-    dataset.write_manifest(d, prep.assemble(sources, args, VOCAB))
+    dataset.write_manifest(d, splits.assemble(sources, args, VOCAB))
     return d
 
 
 def test_leave_one_collection_out_end_to_end(prepared, tmp_path):
-    ho, evaluate = _script("held_out"), _script("evaluate")
+    ho, scoring = _script("held_out"), _script("scoring")
     card_dir = tmp_path / "model"
     card_dir.mkdir()
     (card_dir / "card.json").write_text(json.dumps({"name": "model", "test_nll": 1.0}))
@@ -72,7 +71,7 @@ def test_leave_one_collection_out_end_to_end(prepared, tmp_path):
         # the baselines are fitted on the pieces the model trained on and scored on the held-out collection
         uni = metrics.UnigramModel(VOCAB.size)
         uni.fit(dataset.load_split(work, "train"))
-        lp, _, _ = evaluate.score_counts(uni, dataset.load_split(work, "test"), VOCAB)
+        lp, _, _ = scoring.score_counts(uni, dataset.load_split(work, "test"), VOCAB)
         assert r["unigram_test_nll"] == round(-lp.mean(), 4)
         assert r["targets"] == sum(len(p) - 1 for p in dataset.load_split(work, "test"))
         assert r["model_args"]["hidden"] == 32 and r["test_nll_humanised"] > 0
@@ -101,7 +100,7 @@ def test_compare_models_per_source_and_whole_collections(prepared, tmp_path, cap
     sys.path.insert(0, str(Path(__file__).parent))
     from test_evaluate import write_model
 
-    cm = _script("compare_models")
+    cm = _script("compare")
     a, u = write_model(tmp_path / "a", seed=1), write_model(tmp_path / "u", uniform=True)
     out = tmp_path / "cmp.json"
     assert cm.main(["--model", f"a={a}", "--model", f"u={u}", "--data", str(prepared), "--on", "bach",

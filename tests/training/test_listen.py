@@ -1,4 +1,4 @@
-"""scripts/listen.py: continuations of the same primers from several models, measured as a listener would."""
+"""scripts/listen.py (agent/training/listen.py): continuations of the same primers from several models, measured as a listener would."""
 from __future__ import annotations
 
 import json
@@ -8,17 +8,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import tiny  # noqa: E402
-
-from agent.music.tokens import Note, Vocab  # noqa: E402
+import tiny
+from agent.music.tokens import Note, Vocab
+from agent.training import listen
 
 PRIMERS = ROOT / "examples" / "primers"
 
 
 def test_describe_measures_what_a_listener_checks():
-    import listen
-
     primer = [Note(p, i * 0.5, i * 0.5 + 0.5, 80) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]
     cont = [Note(60, 4.0, 5.0, 80), Note(64, 4.0, 5.0, 80), Note(67, 4.0, 8.0, 80),  # a chord, its fifth held
             Note(61, 5.25, 5.5, 80)]  # off the eighth grid and out of C major
@@ -40,8 +37,6 @@ def test_primers_are_the_corpus_openings():
 
 
 def test_two_models_side_by_side(tmp_path, capsys):
-    import listen
-
     a = tiny.make_model_dir(tmp_path / "a", hidden=32, seed=1)
     b = tiny.make_model_dir(tmp_path / "b", hidden=32, seed=2)
     out = tmp_path / "listening"
@@ -58,8 +53,6 @@ def test_two_models_side_by_side(tmp_path, capsys):
 
 
 def test_bad_arguments_are_named(tmp_path, capsys):
-    import listen
-
     assert listen.main(["--model", f"x={tmp_path / 'none'}", "--primer", str(PRIMERS / "folk.mid")]) == 2
     assert "--model" in capsys.readouterr().err
     assert listen.main(["--model", f"x={tmp_path}", "--primer", str(tmp_path / "no.mid")]) == 2

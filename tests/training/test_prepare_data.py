@@ -8,21 +8,15 @@ import numpy as np
 import pytest
 
 from agent.training import data as dataset
+from agent.training import splits
 from agent.music.tokens import Vocab, decode
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_script():
-    # imported by name (not from a file spec) so worker processes can pickle its functions
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
-    return importlib.import_module("prepare_data")
-
-
 @pytest.fixture(scope="module")
 def prep():
-    return _load_script()
+    return importlib.import_module("agent.training.prepare")
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +91,10 @@ def test_split_is_stable_and_roughly_proportional(prep):
     import hashlib
 
     digests = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(4000)]
-    splits = [prep.split_of(d, 1234, 0.1, 0.1) for d in digests]
-    assert splits == [prep.split_of(d, 1234, 0.1, 0.1) for d in digests]
-    assert 300 < splits.count("test") < 500 and 300 < splits.count("valid") < 500
-    assert splits != [prep.split_of(d, 99, 0.1, 0.1) for d in digests]
+    got = [splits.split_of(d, 1234, 0.1, 0.1) for d in digests]
+    assert got == [splits.split_of(d, 1234, 0.1, 0.1) for d in digests]
+    assert 300 < got.count("test") < 500 and 300 < got.count("valid") < 500
+    assert got != [splits.split_of(d, 99, 0.1, 0.1) for d in digests]
 
 
 def test_grid_check(prep):
@@ -131,16 +125,16 @@ def test_transposed_twins_share_a_split(prep, tmp_path):
     digest = {n: hashlib.sha1(np.asarray(a, np.int32).tobytes()).hexdigest()
               for n, a in (("tune", tune), ("twin", twin), ("other", other))}
     # a seed under which the two would land in different splits if each were split by its own hash
-    seed = next(s for s in range(1000) if prep.split_of(digest["tune"], s, 0.3, 0.3)
-                != prep.split_of(digest["twin"], s, 0.3, 0.3))
+    seed = next(s for s in range(1000) if splits.split_of(digest["tune"], s, 0.3, 0.3)
+                != splits.split_of(digest["twin"], s, 0.3, 0.3))
     piece = lambda name, ids: {"name": name, "ids": ids, "notes": 9, "off_grid": False}  # noqa: E731
     sources = {"a": {"a/1": {"stat": [0, 0], "error": None, "pieces": [piece("tune", tune), piece("other", other)]}},
                "b": {"b/1": {"stat": [0, 0], "error": None, "pieces": [piece("twin", twin)]}}}
     args = argparse.Namespace(min_notes=4, grid_filter=False, seed=seed, valid=0.3, test=0.3, out=str(tmp_path))
-    m = prep.assemble(sources, args, vocab)
+    m = splits.assemble(sources, args, vocab)
     where = {n: s for s in dataset.SPLITS for n in m["pieces"][s]}
-    assert where["tune"] == where["twin"] == prep.split_of(min(digest["tune"], digest["twin"]), seed, 0.3, 0.3)
-    assert where["other"] == prep.split_of(digest["other"], seed, 0.3, 0.3)  # no twin: its own hash, as before
+    assert where["tune"] == where["twin"] == splits.split_of(min(digest["tune"], digest["twin"]), seed, 0.3, 0.3)
+    assert where["other"] == splits.split_of(digest["other"], seed, 0.3, 0.3)  # no twin: its own hash, as before
     assert sum(len(v) for v in m["pieces"].values()) == 3 and m["filtered"]["duplicate"] == 0
 
 

@@ -1,4 +1,4 @@
-"""Trained as it is used: every piece starts from a zero state in training (scripts/train_tokens.py),
+"""Trained as it is used: every piece starts from a zero state in training (agent/training/batching.py),
 and humanised copies (agent/training/humanise.py) move timing and touch but not the notes."""
 import sys
 from pathlib import Path
@@ -13,8 +13,7 @@ from agent.training.humanise import humanise, humanised_copy
 from agent.model.net import LSTMModel, ModelArgs, score_pieces
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from train_tokens import augment, chunk_nll, piece_chunks  # noqa: E402
+from agent.training.batching import augment, chunk_nll, piece_chunks
 
 VOCAB = Vocab()
 
