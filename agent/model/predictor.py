@@ -46,6 +46,7 @@ class Snapshot:
     pitches: tuple[int, ...]
     sounding: frozenset[int]
     steps: int
+    rng: Any  # the sampler's generator state, and the device sampler's where there is one
 
 
 class Predictor:
@@ -136,7 +137,8 @@ class Predictor:
     def snapshot(self) -> Snapshot:
         be = self.backend
         return Snapshot(be.clone_state(self.state), be.clone_state(self.logits), tuple(self.history),
-                        tuple(self.pitches), frozenset(self.sounding), self.steps)
+                        tuple(self.pitches), frozenset(self.sounding), self.steps,
+                        (self.sampler.rng.bit_generator.state, be.rng_state()))
 
     def rollback(self, snap: Snapshot) -> None:
         """Back to a snapshot; the snapshot stays usable for another rollback."""
@@ -149,6 +151,10 @@ class Predictor:
         self.pitches.extend(snap.pitches)
         self.sounding = set(snap.sounding)
         self.steps = snap.steps
+        # Draws that were undone must not move the generators: how far speculation ran ahead
+        # depends on the clock, and a seed should repeat whatever was rolled back.
+        self.sampler.rng.bit_generator.state, device_rng = snap.rng
+        be.set_rng_state(device_rng)
 
     def reset(self) -> None:
         """The state of a piece's beginning: zero state, then START fed (as in training)."""

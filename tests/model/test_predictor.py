@@ -168,3 +168,19 @@ def test_bad_token_and_missing_model_are_errors(model_dir, tmp_path):
         Predictor.load(tmp_path / "nothing")
     # quantized is a preference: a folder exported without --int8 plays its float model
     assert Predictor.load(model_dir, backend="onnx", quantized=True).backend.describe()["model"] == "model.onnx"
+
+
+def test_rollback_restores_the_sampler_rng(model_dir, chorale_ids):
+    """A seed repeats whatever was sampled and rolled back: how far speculation ran ahead depends
+    on the clock, so draws that were undone must not move the generator."""
+    c = SamplingControls(temperature=1.2)
+    plain = Predictor.load(model_dir, backend="onnx", seed=9)
+    plain.prime(chorale_ids[:30])
+    want = [plain.sample(c) for _ in range(30)]
+    p = Predictor.load(model_dir, backend="onnx", seed=9)
+    p.prime(chorale_ids[:30])
+    snap = p.snapshot()
+    for _ in range(17):  # speculation, then undone
+        p.sample(c)
+    p.rollback(snap)
+    assert [p.sample(c) for _ in range(30)] == want

@@ -50,6 +50,13 @@ class Backend(ABC):
         """A copy that later steps cannot change (identity where states are never reused)."""
         return state
 
+    def rng_state(self) -> Any:
+        """The device sampler's generator state (None where the host samples)."""
+        return None
+
+    def set_rng_state(self, state: Any) -> None:
+        """Back to a state `rng_state` returned."""
+
     def to_host(self, logits) -> "Any":
         """Logits as a numpy float32 array [vocab] (a copy for device backends)."""
         return logits

@@ -121,6 +121,13 @@ class TorchBackend(Backend):
             return tuple(s.clone() if hasattr(s, "clone") else s for s in state)
         return state.clone() if hasattr(state, "clone") else state
 
+    def rng_state(self):
+        return self._gen.get_state()
+
+    def set_rng_state(self, state) -> None:
+        if state is not None:
+            self._gen.set_state(state)
+
     def to_host(self, logits):
         return logits.float().cpu().numpy() if hasattr(logits, "cpu") else logits
 

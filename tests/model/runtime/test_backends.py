@@ -118,3 +118,18 @@ def test_device_sampler_draws_from_the_numpy_distribution(model_dir, controls):
     draws = np.bincount([be.sample(torch.from_numpy(z), bias, controls) for _ in range(n)], minlength=v.size) / n
     assert set(np.flatnonzero(draws)) <= set(np.flatnonzero(want))  # never a masked or cut token
     assert np.abs(draws - want).max() < 0.03
+
+
+def test_device_sampler_generator_goes_back_with_its_state(model_dir):
+    """Predictor.rollback restores the device generator through rng_state/set_rng_state."""
+    torch = pytest.importorskip("torch")
+    from agent.model.runtime.torch_backend import TorchBackend
+
+    be = TorchBackend(model_dir / "checkpoint.pt", device="cpu", seed=4)
+    v = Vocab()
+    z = torch.from_numpy(np.random.default_rng(2).normal(0, 1, v.size).astype(np.float32))
+    bias, c = np.zeros(v.size), SamplingControls(temperature=1.5)
+    saved = be.rng_state()
+    first = [be.sample(z, bias, c) for _ in range(20)]
+    be.set_rng_state(saved)
+    assert [be.sample(z, bias, c) for _ in range(20)] == first
