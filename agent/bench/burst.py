@@ -101,9 +101,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if br.run_role(a, {"reader": role_reader}):
         return 0
-    why = br.JackServer.available()
-    if why:
-        print(f"bench_input: needs JACK: {why}", file=sys.stderr)
+    if not br.needs_jack("bench_input"):
         return 2
     import mido
 

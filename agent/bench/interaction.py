@@ -38,7 +38,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from agent.bench import realtime as RT  # JackServer, play_script, pct, the reader process
 from agent.config import ROOT
@@ -234,9 +233,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if RT.run_role(a, {"player": role_player}):
         return 0
-    why = RT.JackServer.available()
-    if why:
-        print(f"bench_interaction needs JACK: {why}", file=sys.stderr)
+    if not RT.needs_jack("bench_interaction"):
         return 2
     tempos = [float(x) for x in a.tempos.split(",")] if a.tempos else (QUICK_TEMPOS if a.quick else TEMPOS)
     per_tempo = a.phrases or (2 if a.quick else 6)
@@ -267,9 +264,7 @@ def main(argv=None) -> int:
     print("overall " + " ".join(f"{fmt(ours[k]):>20}" for k in keys))
     if base is not None:
         print("baseline" + " ".join(f"{fmt(base[k]):>20}" for k in keys))
-    print(json.dumps(res))
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+    RT.write_results(res, a.json)
     return 0
 
 

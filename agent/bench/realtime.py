@@ -142,6 +142,21 @@ def run_role(a: argparse.Namespace, roles: dict) -> bool:
     return True
 
 
+def needs_jack(name: str) -> bool:
+    """False, having said why on stderr, where JACK is not installed."""
+    why = JackServer.available()
+    if why:
+        print(f"{name} needs JACK: {why}", file=sys.stderr)
+    return not why
+
+
+def write_results(res: dict, path: str | None) -> None:
+    """The results as one JSON line on stdout, and indented into path when one is given."""
+    print(json.dumps(res))
+    if path:
+        Path(path).write_text(json.dumps(res, indent=2) + "\n")
+
+
 def role_player(name: str) -> None:
     import mido
 
@@ -374,9 +389,7 @@ def main(argv=None) -> int:
         print(f"  {k:<20} {fmt(call[k]):>10}   accompany {fmt(acc[k]):>10}")
     for k in ("rollback_fraction", "resample_p50_ms", "resample_p99_ms"):
         print(f"  {k:<20} {fmt(acc[k]):>10}")
-    print(json.dumps(res))
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+    write_results(res, a.json)
     return 0
 
 

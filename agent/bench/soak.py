@@ -34,7 +34,6 @@ import os
 import random
 import sys
 import time
-from pathlib import Path
 
 from agent.config import ROOT
 
@@ -330,9 +329,7 @@ def main(argv=None) -> int:
     for k in keys:
         v = res[k]
         print(f"  {k:22} {v:.3f}" if isinstance(v, float) else f"  {k:22} {v}")
-    print(json.dumps(res))
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+    br.write_results(res, a.json)
     return 0 if res["stuck_notes"] == 0 and res["crashes"] == 0 else 1
 
 
