@@ -16,7 +16,8 @@ import pytest
 from scripted import ScriptedPredictor  # noqa: E402
 
 from agent.music.tempomap import RealClock
-from agent.ui.commands.demo import corpus_phrases, play_phrase
+from agent.session.scripted import corpus_phrases
+from scripted import play_phrase
 from agent.config import load_config
 from agent.live.engine import Engine
 from agent.session.recorder import Recorder

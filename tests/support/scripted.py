@@ -1,12 +1,14 @@
-"""A deterministic stand-in for agent.model.predictor.Predictor (same interface), for policy tests.
+"""Scripted stand-ins for tests: a predictor, and a player that sends a phrase to a port.
 
-`sample()` walks a fixed script of token ids (cycling) and feeds what it
+`ScriptedPredictor` is a deterministic stand-in for agent.model.predictor.Predictor
+(same interface), for policy tests. `sample()` walks a fixed script of token ids (cycling) and feeds what it
 returns, exactly as the real predictor does; `fed` is every token the model
 would have seen, so a test can check the stream after rollbacks.
 """
 from __future__ import annotations
 
 from agent.music.tokens import Vocab, token_ids_from_names
+from agent.session.scripted import key, phrase_events
 
 PHRASE = "VEL(8) NOTE_ON(60) SHIFT(6) NOTE_OFF(60) NOTE_ON(64) SHIFT(6) NOTE_OFF(64) NOTE_ON(67) SHIFT(12) NOTE_OFF(67)"
 
@@ -92,3 +94,13 @@ class ScriptedPredictor:
 
     def names(self, start: int = 0) -> str:
         return self.vocab.names(self.fed[start:])
+
+
+def play_phrase(send, phrase, start_s: float, spb: float, clock) -> float:
+    """Send one phrase (agent/session/scripted.py's form, `spb` seconds a beat) to `send` on absolute
+    deadlines from start_s, as a player on a port would; returns the time of its last note-off (seconds)."""
+    events = phrase_events(phrase, start_s, spb)
+    for t, on, pitch in events:
+        clock.sleep_until(t)
+        send(key(on, pitch))
+    return events[-1][0]

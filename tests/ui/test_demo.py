@@ -16,7 +16,7 @@ import pytest
 from scripted import ScriptedPredictor  # noqa: E402
 
 from agent.music.tempomap import FakeClock, TempoMap
-from agent.ui.commands.demo import PHRASES, play_on_grid
+from agent.session.scripted import TUNES, play_on_grid
 from agent.ui.commands.demo_report import soundfont
 from agent.config import load_config
 from agent.live.controls import LiveControls
@@ -150,12 +150,12 @@ def test_a_late_waking_player_feeds_the_model_the_same_tokens():
         jam = Jam(pred, Scheduler(ListOut(clock), clock), TempoMap(97.0, clock.now()), LiveControls(cfg), clock,
                   cfg.vocab())
         player = Player(jam, clock, stamp_on_arrival)
-        for i, phrase in enumerate(PHRASES):
-            start = jam.time_of(jam.enc.tick + (49 if i == 0 else 12))
+        for i, phrase in enumerate(TUNES):
+            start = jam.stream.time_of(jam.enc.tick + (49 if i == 0 else 12))
             play_on_grid(player, phrase, start, 60.0 / 97.0, cfg.vocab().resolution, clock)
         return pred.names()
 
     steady = heard(100.0, 0.0, 0)
-    assert "NOTE_ON(64)" in steady and steady.count("NOTE_ON") == sum(map(len, PHRASES))
+    assert "NOTE_ON(64)" in steady and steady.count("NOTE_ON") == sum(map(len, TUNES))
     assert heard(1234.567, 0.030, 1) == steady and heard(77.0, 0.030, 2) == steady
     assert heard(1234.567, 0.030, 1, stamp_on_arrival=True) != steady  # stamped on arrival, the jitter shows

@@ -65,7 +65,7 @@ def test_demo_without_a_model_names_the_missing_file(tmp_path):
 def test_play_phrase_releases_each_note_after_it_starts():
     # a short note late in a phrase: its note-off must not fall before its own note-on
     from agent.music.tempomap import FakeClock
-    from agent.ui.commands.demo import play_phrase
+    from scripted import play_phrase
 
     clock, sent = FakeClock(0.0), []
     play_phrase(lambda m: sent.append((clock.now(), m)), [(60, 0, 1), (62, 7.5, 0.25)], 1.0, 0.5, clock)

@@ -43,6 +43,12 @@ class Stream:
         """When the stream's frontier (its tick now) is due, seconds."""
         return self.time_of(self.enc.tick)
 
+    def first_heard_alike(self, t_s: float) -> float:
+        """A time (seconds) for a first phrase: the tick nearest t_s, but past MAX_GAP_BEATS from the
+        stream's start, so the model hears the same capped rest before it however long the engine took
+        to start (the scripted player of `antiphon demo` starts there)."""
+        return self.time_of(max(round(MAX_GAP_BEATS * self.vocab.resolution) + 1, self.tick_at(t_s)))
+
     def anchor_at(self, t_s: float) -> None:
         """The frontier is due at t_s (seconds); the ticks after it follow at the tempo now."""
         self.anchor = (self.enc.tick, t_s, self.spt())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agent.ui.cli import common_options
 from agent.config import load_config
+from agent.live.jam.limits import limit_ticks, notes_over
 from agent.errors import AntiphonError
 from agent.music.tokens import Note, decode, duration_ticks, encode
 from agent.model.sampler import SamplingControls, SamplingError
@@ -80,30 +81,31 @@ def generate(predictor, controls: SamplingControls, primer: list[Note], bars: fl
     """Prime with `primer`, then sample until `bars` bars of new time have passed.
 
     With `max_note_beats` (the live agent's `sampling.max_note_beats`), a generated note still held
-    that long is closed as the live agent closes it: its NOTE_OFF is fed to the model (so the state
-    knows it ended) and the written note ends at that length."""
+    that long is closed by the live agent's rule (limits.notes_over, in ticks only: offline there are
+    no seconds): its NOTE_OFF is fed to the model (so the state knows it ended) and the written note
+    ends at that length."""
     v = predictor.vocab
     primer_ids = encode(primer, v)[:-1]  # START ... without END: the piece goes on
     predictor.prime(primer_ids)
     start_tick = duration_ticks(primer_ids, v)
     target = round(bars * beats_per_bar * v.resolution)
     limit = max(64, round(bars * beats_per_bar * TOKENS_PER_BEAT_LIMIT))
-    max_ticks = max(1, round(max_note_beats * v.resolution)) if max_note_beats else 0
+    max_ticks = limit_ticks(max_note_beats, v.resolution) if max_note_beats else 0
     controls = controls.replace(token_bias=controls.token_bias + ((v.START, BOUNDARY_BIAS), (v.END, BOUNDARY_BIAS)))
     on0, off0, n = v.note_on_base, v.note_off_base, v.n_pitches
     out: list[int] = []
-    sounding: dict[int, int] = {}  # token offset of a sounding generated note -> its onset tick
+    sounding: dict[int, tuple[int, float]] = {}  # a sounding generated pitch -> (its onset tick, 0 s)
     ticks = 0
     while ticks < target and len(out) < limit:
         t = predictor.sample(controls)
         out.append(t)
         ticks += v.ticks(t)
         if on0 <= t < on0 + n:
-            sounding[t - on0] = ticks
+            sounding[t - on0] = (ticks, 0.0)
         elif off0 <= t < off0 + n:
             sounding.pop(t - off0, None)
         elif max_ticks and v.ticks(t):
-            for k in [k for k, on in sounding.items() if ticks - on >= max_ticks]:
+            for k in notes_over(sounding, ticks, 0.0, max_ticks):
                 del sounding[k]
                 predictor.feed(off0 + k)
                 out.append(off0 + k)
@@ -112,8 +114,8 @@ def generate(predictor, controls: SamplingControls, primer: list[Note], bars: fl
     notes = decode(primer_ids + out, v)
     start_beat = start_tick / v.resolution
     new = [n for n in notes if n.start >= start_beat]
-    if max_note_beats:  # a shift may carry a note past its limit: it ends at the limit, as live
-        new = [Note(x.pitch, x.start, min(x.end, x.start + max_note_beats), x.velocity) for x in new]
+    if max_ticks:  # a shift may carry a note past its limit: it ends at the limit, as live
+        new = [Note(x.pitch, x.start, min(x.end, x.start + max_ticks / v.resolution), x.velocity) for x in new]
     return Generation(primer_ids, out, [n for n in notes if n.start < start_beat], new, start_beat)
 
 

@@ -1,8 +1,9 @@
 """antiphon repl: the live REPL with no keyboard and no MIDI system.
 
-The engine runs on in-process loopback ports; a scripted player plays the
-demo's phrases into it in a loop (a phrase, then a pause for the answer),
-so every command can be tried and heard in the status line. `--trace FILE`
+The engine runs on in-process loopback ports; the scripted player
+(agent/session/scripted.py) plays a few tunes into it in a loop (a phrase,
+then a pause for the answer), so every command can be tried and heard in
+the status line. `--trace FILE`
 writes what happened as JSON when the session ends: every message the
 engine scheduled (due time, the temperature its sample used), every message
 that reached the output port, and every setting change (for the tests).
@@ -10,15 +11,11 @@ that reached the output port, and every setting change (for the tests).
 from __future__ import annotations
 
 import json
-import threading
 import time
 
-import mido
-
 from agent.ui.cli import common_options
-from agent.music.tempomap import RealClock
 from agent.errors import AntiphonError
-from agent.ui.commands.demo import PHRASES
+from agent.session.scripted import ScriptedPlayer
 from agent.ui.commands.play import configure, load_predictor, run_until_stopped, run_with_repl, use_repl
 
 HELP = "try the live REPL with no keyboard: loopback ports and a scripted player"
@@ -34,54 +31,6 @@ def add_arguments(p) -> None:
     p.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
     p.add_argument("--headless", action="store_true", help="no REPL even on a terminal")
     common_options(p)
-
-
-class ScriptedPlayer:
-    """Plays the demo phrases into the loopback keyboard, on absolute deadlines, until stopped,
-    and moves the mod wheel (CC1) every two beats, so `cc learn` has a controller to learn."""
-
-    def __init__(self, send, bpm_of, gap_beats: float = 8.0, phrases: int | None = None) -> None:
-        self.send, self.bpm_of, self.gap_beats, self.phrases = send, bpm_of, gap_beats, phrases
-        self.stopped = threading.Event()
-        self.clock = RealClock()
-        self.notes = 0
-
-    def start(self) -> "ScriptedPlayer":
-        threading.Thread(target=self._run, name="antiphon-scripted-player", daemon=True).start()
-        threading.Thread(target=self._wheel, name="antiphon-scripted-wheel", daemon=True).start()
-        return self
-
-    def _wheel(self) -> None:
-        value = 0
-        while not self.stopped.wait(120.0 / self.bpm_of()):
-            value = (value + 16) % 128
-            self.send(mido.Message("control_change", control=1, value=value))
-
-    def _run(self) -> None:
-        t = self.clock.now() + 0.5
-        i = 0
-        while not self.stopped.is_set() and (self.phrases is None or i < self.phrases):
-            spb = 60.0 / self.bpm_of()
-            events = []
-            for pitch, b, d in PHRASES[i % len(PHRASES)]:
-                events += [(t + b * spb, 1, pitch), (t + (b + d * 0.95) * spb, 0, pitch)]
-            sounding = set()
-            for at, on, pitch in sorted(events):
-                while not self.stopped.is_set() and at - self.clock.now() > 0.002:
-                    self.stopped.wait(min(0.05, at - self.clock.now() - 0.002))
-                if self.stopped.is_set():
-                    break
-                self.clock.sleep_until(at)
-                self.send(mido.Message("note_on" if on else "note_off", note=pitch, velocity=80 if on else 0))
-                (sounding.add if on else sounding.discard)(pitch)
-                self.notes += on
-            for pitch in sorted(sounding):  # stopped mid-phrase: let go of the keys
-                self.send(mido.Message("note_off", note=pitch, velocity=0))
-            t = max(events)[0] + self.gap_beats * spb
-            i += 1
-
-    def stop(self) -> None:
-        self.stopped.set()
 
 
 class Trace:
