@@ -24,7 +24,6 @@ this without torch.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +118,21 @@ def notes_to_frames(notes: list[Note], frames_per_beat: float, *, lowest: int = 
 
 
 # -- a roll model from its ONNX file alone -----------------------------------------
+def _card_fields(folder: Path) -> tuple[float, int]:
+    """frames_per_beat and lowest_pitch from a roll model's card.json (checked: one line if wrong)."""
+    from agent.model.folder import ModelDir
+
+    md = ModelDir(folder)
+    card = md.card()
+    fpb, lowest = card.get("frames_per_beat") or 1.0, card.get("lowest_pitch", LOWEST)
+    if isinstance(fpb, bool) or not isinstance(fpb, (int, float)) or not 0 < fpb < 1000:
+        raise RollError(f"{md.card_path}: frames_per_beat must be a positive number, not {fpb!r}")
+    if isinstance(lowest, bool) or not isinstance(lowest, int) or not 0 <= lowest <= 127 - KEYS + 1:
+        raise RollError(f"{md.card_path}: lowest_pitch must be a MIDI pitch 0..{127 - KEYS + 1}, not {lowest!r}")
+    return float(fpb), lowest
+
+
+
 @dataclass
 class RollModel:
     """One-step ONNX roll model with its state shape and head, read from the graph itself."""
@@ -136,23 +150,28 @@ class RollModel:
         import onnxruntime as ort
 
         p = Path(path)
-        card = {}
+        fpb, lowest = 1.0, LOWEST
         if p.is_dir():
             if (p / "card.json").exists():
-                card = json.loads((p / "card.json").read_text())
+                fpb, lowest = _card_fields(p)
             p = p / "model.onnx"
         if not p.is_file():
             raise RollError(f"{p}: no such ONNX file")
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        try:
+            sess = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise RollError(f"{p}: onnxruntime cannot load it: {str(exc).splitlines()[0]}") from None
         inputs = {i.name: i.shape for i in sess.get_inputs()}
         if "x" not in inputs or "h" not in inputs:
             raise RollError(f"{p}: not a roll model (inputs {sorted(inputs)}, expected x, h, c[, v])")
-        layers, _, hidden = inputs["h"]
-        fpb = frames_per_beat or card.get("frames_per_beat") or 1.0
-        return cls(sess, int(layers), int(hidden), "v" in inputs, float(fpb), int(card.get("lowest_pitch", LOWEST)))
+        h = inputs["h"]
+        if len(h) != 3 or not all(isinstance(n, int) and n > 0 for n in h):
+            raise RollError(f"{p}: state input h has shape {h}; expected [layers, 1, hidden] in whole numbers")
+        layers, _, hidden = h
+        return cls(sess, layers, hidden, "v" in inputs, float(frames_per_beat or fpb), lowest)
 
     def zero_state(self) -> tuple[np.ndarray, np.ndarray]:
         z = np.zeros((self.layers, 1, self.hidden), np.float32)

@@ -179,18 +179,22 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocab":
+        """A layout from its fields (as to_dict writes them; a field left out takes its default)."""
         if not isinstance(d, dict):
             raise VocabMismatch(f"a vocabulary is a table of fields, not {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names - {"size"}
+        names = [f.name for f in fields(cls)]
+        unknown = set(d) - set(names) - {"size"}
         if unknown:
             raise VocabMismatch(f"unknown vocabulary fields {sorted(unknown)}")
+        for k, v in d.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise VocabMismatch(f"bad vocabulary: {k} must be a whole number, not {v!r}")
         try:
-            vocab = cls(**{k: int(v) for k, v in d.items() if k in names})
-        except (TypeError, ValueError) as exc:  # a non-number, or a layout __post_init__ refuses
-            raise VocabMismatch(f"bad vocabulary {d}: {exc}") from None
-        if "size" in d and int(d["size"]) != vocab.size:
-            raise VocabMismatch(f"vocabulary says size {d['size']} but its layout gives {vocab.size}")
+            vocab = cls(**{k: v for k, v in d.items() if k in names})
+        except ValueError as exc:  # a layout __post_init__ refuses
+            raise VocabMismatch(str(exc)) from None
+        if "size" in d and d["size"] != vocab.size:
+            raise VocabMismatch(f"it says size {d['size']} but its layout gives {vocab.size}")
         return vocab
 
     def save(self, path: str | Path) -> None:
@@ -198,10 +202,15 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
+        """A vocab.json; any fault is one line naming the file."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
-            raise VocabMismatch(f"{path}: cannot read vocabulary: {exc}") from exc
+            d = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise VocabMismatch(f"{path}: cannot read vocabulary: {exc}") from None
+        try:
+            return cls.from_dict(d)
+        except VocabMismatch as exc:
+            raise VocabMismatch(f"{path}: {exc}") from None
 
     def check_same(self, other: "Vocab", where: str = "") -> None:
         """Raise VocabMismatch naming every field that differs."""

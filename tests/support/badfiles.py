@@ -145,6 +145,58 @@ def _bad_vocab(folder: Path) -> Path:
     return d
 
 
+def _vocab_with(**fields):
+    """A vocab.json of the default model with some fields replaced (None: left out)."""
+    def make(folder: Path) -> Path:
+        d = _model_copy(folder)
+        v = json.loads((d / "vocab.json").read_text())
+        v.update(fields)
+        (d / "vocab.json").write_text(json.dumps({k: x for k, x in v.items() if x is not None}))
+        return d
+    return make
+
+
+def _vocab_text(text: str):
+    def make(folder: Path) -> Path:
+        d = _model_copy(folder)
+        (d / "vocab.json").write_text(text)
+        return d
+    return make
+
+
+def _onnx_step_graph(folder: Path, *, state_dims, vocab_dim) -> Path:
+    """A graph with the step's input and output names but the shapes given (strings are symbolic)."""
+    from onnx import TensorProto, helper, save
+
+    d = _model_copy(folder)
+    vi = helper.make_tensor_value_info
+    ins = [vi("token", TensorProto.INT64, [1]), vi("h", TensorProto.FLOAT, state_dims),
+           vi("c", TensorProto.FLOAT, state_dims)]
+    outs = [vi("logits", TensorProto.FLOAT, [1, vocab_dim]), vi("h_out", TensorProto.FLOAT, state_dims),
+            vi("c_out", TensorProto.FLOAT, state_dims)]
+    nodes = [helper.make_node("Identity", ["h"], ["h_out"]), helper.make_node("Identity", ["c"], ["c_out"]),
+             helper.make_node("Concat", ["one", "token"], ["shape"], axis=0),  # a size known only at run time
+             helper.make_node("ConstantOfShape", ["shape"], ["logits"])]
+    shape = helper.make_tensor("one", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(nodes, "step", ins, outs, initializer=[shape])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(d / "model.onnx"))
+    return d
+
+
+def _card_text(text: str):
+    def make(folder: Path) -> Path:
+        d = _model_copy(folder)
+        (d / "card.json").write_text(text)
+        return d
+    return make
+
+
+def _roll_not_onnx(folder: Path) -> Path:
+    d = _not_onnx(folder)
+    (d / "card.json").write_text('{"kind": "roll"}')
+    return d
+
+
 def _bad_card(folder: Path) -> Path:
     d = _model_copy(folder)
     (d / "card.json").write_text("[1, 2,")
@@ -168,5 +220,18 @@ MODEL_KINDS = {
     "not ONNX": (_not_onnx, "onnx", "model.onnx"),
     "bad vocab.json": (_bad_vocab, "onnx", "vocab.json"),
     "bad card.json": (_bad_card, "onnx", "card.json"),
+    "vocab size not a number": (_vocab_with(size="big"), "onnx", "vocab.json: bad vocabulary: size must be a whole number"),
+    "vocab field not a whole number": (_vocab_with(resolution=12.5), "onnx", "vocab.json: bad vocabulary: resolution must be a whole number"),
+    "vocab size wrong": (_vocab_with(size=300), "onnx", "vocab.json: it says size 300"),
+    "vocab unknown field": (_vocab_with(colour="red"), "onnx", "vocab.json: unknown"),
+    "vocab not a table": (_vocab_text("[12, 48]"), "onnx", "vocab.json: a vocabulary is a table"),
+    "ONNX state of no fixed size": (lambda f: _onnx_step_graph(f, state_dims=["layers", 1, "hidden"], vocab_dim=242),
+                                    "onnx", "model.onnx: state input h has shape"),
+    "ONNX logits of no fixed size": (lambda f: _onnx_step_graph(f, state_dims=[2, 1, 256], vocab_dim="v"),
+                                     "onnx", "model.onnx: logits have shape"),
+    "card not a table": (_card_text('["roll"]'), "onnx", "card.json: a model card is a JSON object"),
+    "roll card, not ONNX": (_roll_not_onnx, "onnx", "model.onnx"),
+    "roll card with bad frames_per_beat": (_card_text('{"kind": "roll", "frames_per_beat": "fast"}'),
+                                           "onnx", "card.json: frames_per_beat"),
     "pickle with code": (_pickle_checkpoint, "torch-cpu", "weights_only"),
 }

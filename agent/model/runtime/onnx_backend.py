@@ -50,9 +50,16 @@ class OnnxBackend(Backend):
         outs = [o.name for o in self.session.get_outputs()]
         if set(ins) != set(INPUTS) or set(outs) != set(OUTPUTS):
             raise BackendError(f"{path}: inputs {sorted(ins)} / outputs {outs}; expected {INPUTS} / {OUTPUTS}")
-        layers, _, hidden = ins["h"].shape
-        vocab = self.session.get_outputs()[outs.index("logits")].shape[-1]
-        super().__init__(int(vocab), int(layers), int(hidden))
+        state = [ins[k].shape for k in ("h", "c")]
+        for k, shape in zip(("h", "c"), state):
+            if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape) or shape != state[0]:
+                raise BackendError(f"{path}: state input {k} has shape {shape}; expected [layers, 1, hidden] "
+                                   f"in whole numbers, the same for h and c")
+        logits = self.session.get_outputs()[outs.index("logits")].shape
+        if not logits or not isinstance(logits[-1], int) or logits[-1] < 1:
+            raise BackendError(f"{path}: logits have shape {logits}; expected [1, vocabulary size]")
+        (layers, _, hidden), vocab = state[0], logits[-1]
+        super().__init__(vocab, layers, hidden)
         self.path = path
         self.threads = threads
         self._outputs = list(OUTPUTS)
