@@ -24,7 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 
-log = logging.getLogger("agent.live.jam.policy")
+log = logging.getLogger(__name__)
 REPRIME_SLICE = 16  # re-prime steps between two looks at the inbox (~1.5 ms at 0.1 ms a step)
 IDLE_MARGIN_S = 0.003  # no slice this close to the thread's next deadline
 ONSETS_KEPT = 4  # per pitch: a rollback can only undo the ones still ahead of the clock

@@ -34,7 +34,6 @@ Modes:
 """
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 
@@ -45,7 +44,6 @@ from agent.live.jam.turn import align_of, make_turn
 from agent.live.jam.voice import Voice
 from agent.music.tokens import Vocab
 
-log = logging.getLogger(__name__)
 WENT_ON_BEATS = 0.5  # a player note this soon after the answer's first note means the phrase was not over
 HISTORY = 10_000  # responses and resample times kept for reports (a long session must not grow without bound)
 
