@@ -15,6 +15,7 @@ thread. The demo and the tests run on it with no MIDI system at all.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -108,6 +109,13 @@ def find_port(names: list[str], part: str) -> str | None:
     return None
 
 
+def port_part(name: str) -> str:
+    """A listed port's own name, without its client ('RtMidiOut Client-01:Antiphon' under JACK) and
+    ALSA's client:port numbers ('RtMidiOut Client:Antiphon 130:0'): what a virtual port was named."""
+    name = re.sub(r" \d+:\d+$", "", name)
+    return name.split(":", 1)[1] if ":" in name else name
+
+
 # -- backend choice ---------------------------------------------------------
 def backend_name(choice: str = "auto") -> str:
     """'loopback' or a mido backend string such as 'mido.backends.rtmidi/UNIX_JACK'."""
@@ -169,6 +177,16 @@ class Ports:
         have = ", ".join(repr(n) for n in names) or "none"
         raise PortError(f"no MIDI {kind} port matching {part!r} (have: {have})")
 
+    def _refuse_taken(self, name: str, kind: str, option: str) -> None:
+        """A virtual port named like one that exists (another antiphon, most likely) would be renamed
+        or shadowed by the MIDI system, and a player would reach only one of them: refuse it."""
+        # a virtual output is listed among the inputs others can open, and a virtual input among the outputs
+        names = self.input_names() if kind == "output" else self.output_names()
+        taken = [n for n in names if port_part(n) == name]
+        if taken:
+            raise PortError(f"a MIDI {kind} named {name!r} exists already ({taken[0]}): is another antiphon "
+                            f"running? Give this one another name ({option} NAME)")
+
     def input_alive(self, port) -> bool:
         """Is an opened input still there? (rtmidi gives no disconnect callback, so we look.)"""
         if self.is_loopback:
@@ -204,6 +222,7 @@ class Ports:
 
         api = self._mido.api
         if virtual:
+            self._refuse_taken(part, "input", "--virtual-in")
             return self._guard(f"creating virtual input {part!r}",
                                lambda: open_rt_input(api, part, receiver, now, virtual=True))
         names = self.input_names()
@@ -220,6 +239,7 @@ class Ports:
             if sys.platform.startswith("win") or "WINDOWS_MM" in self.name:
                 raise PortError("Windows MIDI has no virtual ports: install a loopback driver such as "
                                 "loopMIDI, create a port there and pass --out NAME")
+            self._refuse_taken(virtual_name, "output", "--virtual")
             return self._guard(f"creating virtual output {virtual_name!r}",
                                lambda: self._mido.open_output(virtual_name, virtual=True))
         name = self.match(self.output_names(), part, "output")

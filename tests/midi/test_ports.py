@@ -60,3 +60,12 @@ def test_arrivals_are_stamped_on_the_clock_passed_in():
     clock.advance(0.5)
     out.send(mido.Message("note_on", note=61))
     assert got == [123.0, 123.5]
+
+
+def test_port_part_is_the_name_a_virtual_port_was_given():
+    from agent.midi.ports import port_part
+
+    assert port_part("RtMidiOut Client-01:Antiphon") == "Antiphon"  # JACK renames the second client
+    assert port_part("RtMidiOut Client:Antiphon 130:0") == "Antiphon"  # ALSA
+    assert port_part("Antiphon") == "Antiphon"  # CoreMIDI
+    assert port_part("Midi Through:Midi Through Port-0 14:0") == "Midi Through Port-0"
