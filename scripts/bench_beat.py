@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import beat_corpus  # noqa: E402
 
-from agent.music.beat import BeatTracker  # noqa: E402
+from agent.music.beat_multi import BeatTracker  # noqa: E402
 
 BASELINE_COMMIT = "4730ef6"
 # felt bpm range by kind (within 56-180): what players play
@@ -122,8 +122,9 @@ def render(tune: dict, felt_bpm: float, rubato: bool, swing: float, rng: random.
     events = []
     for off, length, pitch, chord, grace in tune["notes"]:
         q = off
-        if swing > 1.0 and abs((off % 1.0) - 0.5) < 1e-6:  # an off-beat eighth, swung
-            q = math.floor(off) + swing / (1.0 + swing)
+        in_beat = (off - tune["bar0_q"]) % 1.0
+        if swing > 1.0 and abs(in_beat - 0.5) < 1e-6:  # an off-beat eighth, swung
+            q = off - 0.5 + swing / (1.0 + swing)
         t = time_of(q)
         if grace:
             t -= 0.045

@@ -1,0 +1,62 @@
+"""Bars from accents: how many beats a bar, and which beat is the downbeat.
+
+Given the onsets' places on a tracked beat grid, each beat gets a strength
+from the phenomenal accents the literature uses for metre induction
+(Povel & Essen 1985; Lerdahl & Jackendoff's metrical preference rules;
+Temperley 2007): an onset on the beat at all, a long note (its inter-onset
+interval: durational accent), a loud one (velocity), a low one (the bass), a
+chord (density). The metre is the bar length whose beat classes differ most
+in strength (a metrical template matched at every phase), the downbeat the
+strongest class. Two beats a bar and four are told apart only by beat 3 being
+clearly weaker than beat 1; below `FOUR_MARGIN` the bar is taken as two.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+W_DUR, W_VEL, W_BASS, W_CHORD = 0.6, 0.4, 0.25, 0.3  # accent weights (per log2 beat, z-score, octave, note)
+TRIPLE_MARGIN = 0.08  # how much more contrast three beats a bar needs than two or four
+FOUR_MARGIN = 0.12  # beat 1 over beat 3 before four beats a bar is preferred to two
+DEFAULT_BPB = (4, 2)  # (duple division, triple division) when there is no evidence: 4/4, 6/8
+
+
+def strengths(g: np.ndarray, level: np.ndarray, ioi_beats: np.ndarray, velocity: np.ndarray,
+              pitch: np.ndarray, chord: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per beat of the window (from the first onset's beat), its accent; and that first beat's index."""
+    on = level == 0
+    if not on.any():
+        return np.zeros(0), 0
+    beats = np.rint(g).astype(np.int64)
+    b0 = int(beats.min())
+    n = int(beats.max()) - b0 + 1
+    v = velocity - velocity.mean()
+    vz = v / (velocity.std() + 8.0)
+    acc = (1.0 + W_DUR * np.clip(np.log2(np.maximum(ioi_beats, 1e-3)), -1.0, 2.0) + W_VEL * vz
+           + W_BASS * np.clip((np.median(pitch) - pitch) / 12.0, -1.0, 1.0) + W_CHORD * np.minimum(chord - 1, 3))
+    s = np.zeros(n)
+    np.add.at(s, beats[on] - b0, np.maximum(acc[on], 0.1))
+    return s, b0
+
+
+def bars(s: np.ndarray, b0: int, triple_division: bool) -> tuple[int, int, float]:
+    """(beats a bar, a downbeat's beat index, contrast 0..) from per-beat strengths."""
+    default = DEFAULT_BPB[int(triple_division)]
+    if len(s) < 4:
+        return default, 0, 0.0
+    idx = np.arange(len(s)) + b0
+    best = {}
+    for m in (2, 3, 4):
+        means = np.array([s[idx % m == r].mean() if (idx % m == r).any() else 0.0 for r in range(m)])
+        r = int(np.argmax(means))
+        others = np.delete(means, r)
+        best[m] = (float(means[r] - others.mean()) / (s.mean() + 1e-9), r, means)
+    c2, r2, _ = best[2]
+    c3, r3, _ = best[3]
+    c4, r4, means4 = best[4]
+    if c3 > max(c2, c4) + TRIPLE_MARGIN:
+        return 3, r3, c3
+    if len(s) >= 8 and (means4[r4] - means4[(r4 + 2) % 4]) / (s.mean() + 1e-9) > FOUR_MARGIN:
+        return 4, r4, c4
+    if default == 4 and len(s) < 8:
+        return 4, r4, c4
+    return 2, r2, c2
