@@ -6,7 +6,8 @@ message's arrival on the clock they are given (`open_input(..., clock=)`,
 default the real perf_counter clock) and hand it on (the listener enqueues
 it). They are rtmidi ports of our own (agent/midi/rtinput.py), not mido's: under
 JACK a Python callback in JACK's process thread garbles bursts, so there the
-port is polled instead.
+port is polled instead. Outputs are ours too (agent/midi/rtoutput.py), so that a send the
+backend reports failing raises PortLost.
 
 The loopback backend is a set of named in-process buses: whatever is sent on
 an output named X reaches every input named X, at once, on the sender's
@@ -25,6 +26,7 @@ import mido
 
 from agent.errors import PortError, PortLost
 from agent.midi.rtinput import open_rt_input
+from agent.midi.rtoutput import open_rt_output
 
 RTMIDI_APIS = {
     "alsa": "LINUX_ALSA",
@@ -241,6 +243,6 @@ class Ports:
                                 "loopMIDI, create a port there and pass --out NAME")
             self._refuse_taken(virtual_name, "output", "--virtual")
             return self._guard(f"creating virtual output {virtual_name!r}",
-                               lambda: self._mido.open_output(virtual_name, virtual=True))
+                               lambda: open_rt_output(self._mido.api, virtual_name, virtual=True))
         name = self.match(self.output_names(), part, "output")
-        return self._guard(f"opening output {name!r}", lambda: self._mido.open_output(name))
+        return self._guard(f"opening output {name!r}", lambda: open_rt_output(self._mido.api, name, virtual=False))

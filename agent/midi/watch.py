@@ -12,9 +12,11 @@ disconnect callback). What it watches:
   synth): the agent's open notes are closed where the port still takes
   them, later messages are dropped (counted in `Muted.dropped`) and, once
   the port is back, all-notes-off (CC123) goes out on the agent's channel
-  before it plays on. A send that finds the port gone (PortLost) tells the
-  watcher at once rather than at the next poll. Our own virtual output
-  cannot go away.
+  before it plays on. A send that finds the port gone (PortLost: the
+  loopback, and rtmidi where the backend reports a failed send, see
+  agent/midi/rtoutput.py) tells the watcher at once rather than at the next
+  poll; under JACK a send never fails, and the poll finds the loss. Our own
+  virtual output cannot go away.
 """
 from __future__ import annotations
 

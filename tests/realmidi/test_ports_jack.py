@@ -27,3 +27,39 @@ def test_a_virtual_port_name_already_taken_is_refused_by_name(jack_env):
     finally:
         out.close()
         inp.close()
+
+
+class _Failing:
+    """A real rtmidi client whose sends fail as WinMM's do when the device is unplugged."""
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+
+    def send_message(self, data) -> None:
+        import rtmidi
+
+        raise rtmidi.SystemError("MidiOutWinMM::sendMessage: error sending MIDI message.")
+
+    def __getattr__(self, name):
+        return getattr(self.rt, name)
+
+
+def test_a_send_the_backend_reports_failing_raises_port_lost(jack_env):
+    """So that the scheduler tells the port watcher at once, with real ports as with the loopback."""
+    import mido
+
+    from agent.errors import PortLost
+    from agent.midi.ports import Ports
+
+    ports = Ports("jack")
+    synth = ports.open_input("Synth", lambda m, t: None, virtual=True)
+    out = ports.open_output("Synth")
+    try:
+        out.send(mido.Message("note_on", note=60))  # a working port sends
+        out._rt = _Failing(out._rt)
+        with pytest.raises(PortLost, match="Synth"):
+            out.send(mido.Message("note_on", note=61))
+    finally:
+        out._rt = getattr(out._rt, "rt", out._rt)
+        out.close()
+        synth.close()
