@@ -79,36 +79,49 @@ class PortWatcher:
         while not e.stopped.is_set():
             self._lost_now.wait(self.every_s)
             self._lost_now.clear()
-            with e._port_lock:
-                if e._closing:
+            try:
+                if not e.virtual_input and not self._check_input():
                     return
-                try:
-                    if not e.virtual_input:
-                        self._check_input()
-                    if e.output_name:
-                        self._check_output()
-                except Exception as exc:  # a watcher that dies would leave a lost port lost for good
-                    log.exception("port watcher: %s", exc)
+                if e.output_name and not self._check_output():
+                    return
+            except Exception as exc:  # a watcher that dies would leave a lost port lost for good
+                log.exception("port watcher: %s", exc)
+
+    # The engine's port lock is held only to look at the engine's own ports (cheap: the port's own
+    # client) and to swap one in; listing and opening ports (a new client under JACK: 70-90 ms)
+    # happen outside it, because the engine thread takes the same lock (`connect out`).
+    # Each check returns False when the engine is closing.
 
     # -- input ----------------------------------------------------------------
-    def _check_input(self) -> None:
+    def _check_input(self) -> bool:
         e = self.engine
         if not self.input_lost:
-            if e.ports.input_alive(e.input):
-                return
-            self.input_lost, self.losses = True, self.losses + 1
-            old, e.input = e.input, None
+            with e._port_lock:
+                if e._closing:
+                    return False
+                if e.ports.input_alive(e.input):
+                    return True
+                self.input_lost, self.losses = True, self.losses + 1
+                old, e.input = e.input, None
             try:
                 old.close()
             except Exception as exc:
                 log.info("closing the lost input: %s", exc)
             e.report(f"input port {self.input_name!r} is gone: playing on, will reconnect when it is back")
             e.listener.call(self._release_player)
-            return
+            return True
         port = self._reopen_input()
+        if port is None:
+            return True
+        with e._port_lock:
+            closing = e._closing
+            if not closing and self.input_lost:  # `connect in` may have given it another port meanwhile
+                e.input, self.input_lost, self.reconnects, port = port, False, self.reconnects + 1, None
         if port is not None:
-            e.input, self.input_lost, self.reconnects = port, False, self.reconnects + 1
+            port.close()
+        else:
             e.report(f"input port {self.input_name!r} is back: listening again")
+        return not closing
 
     def _reopen_input(self):
         e = self.engine
@@ -133,21 +146,24 @@ class PortWatcher:
             jam.player_note(p, 0, False, now)
 
     # -- output ---------------------------------------------------------------
-    def _check_output(self) -> None:
+    def _check_output(self) -> bool:
         e = self.engine
         if not self.output_lost:
-            if e.ports.output_alive(e.main_output):
-                return
-            self.output_lost, self.losses = True, self.losses + 1
-            old = e.main_output
-            e.scheduler.cut()  # note-offs where they still go (a Tee's others); those that fail are counted
-            e.set_main_output(Muted(self.output_name))
+            with e._port_lock:
+                if e._closing:
+                    return False
+                if e.ports.output_alive(e.main_output):
+                    return True
+                self.output_lost, self.losses = True, self.losses + 1
+                old = e.main_output
+                e.scheduler.cut()  # note-offs where they still go (a Tee's others); those that fail are counted
+                e.set_main_output(Muted(self.output_name))
             try:
                 old.close()
             except Exception as exc:
                 log.info("closing the lost output: %s", exc)
             e.report(f"output port {self.output_name!r} is gone: notes cut, will reconnect when it is back")
-            return
+            return True
         try:
             name = reopen_name(e.ports.output_names(), self.output_name, e.output_name)
             port = e.ports.open_output(name) if name is not None else None
@@ -155,15 +171,22 @@ class PortWatcher:
             log.info("output not back yet: %s", exc)
             port = None
         if port is None:
-            return
+            return True
         ch = e.cfg.midi.channel - 1
         try:
             port.send(mido.Message("control_change", channel=ch, control=123, value=0))  # whatever it held
         except Exception as exc:
             log.info("all-notes-off to the returned output: %s", exc)
-        e.set_main_output(port)
-        self.output_lost, self.reconnects = False, self.reconnects + 1
-        e.report(f"output port {self.output_name!r} is back: playing on it again")
+        with e._port_lock:
+            closing = e._closing
+            if not closing and self.output_lost:  # `connect out` may have given it another port meanwhile
+                e.set_main_output(port)
+                self.output_lost, self.reconnects, port = False, self.reconnects + 1, None
+        if port is not None:
+            port.close()
+        else:
+            e.report(f"output port {self.output_name!r} is back: playing on it again")
+        return not closing
 
 
 def reopen_name(names: list[str], exact: str, part: str) -> str | None:
