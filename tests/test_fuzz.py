@@ -8,10 +8,9 @@ import logging
 
 import pytest
 
-from helpers import load_script
-
 pytest.importorskip("hypothesis")
-fuzz = load_script("fuzz")
+
+from agent.bench import fuzz  # noqa: E402  (it needs hypothesis)
 COUNT = {"midi": 2000, "stream": 1000}  # ~30 s together on a 2-core machine
 
 

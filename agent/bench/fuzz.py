@@ -37,23 +37,21 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import mido  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import mido
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
-from agent.music.tempomap import FakeClock, TempoMap  # noqa: E402
-from agent.config import load_config  # noqa: E402
-from agent.live.controls import LiveControls  # noqa: E402
-from agent.music.tokens import decode, encode  # noqa: E402
-from agent.live.jam.policy import Jam  # noqa: E402
-from agent.live.listener import EchoFilter, Listener  # noqa: E402
-from agent.model.predictor import PITCH_MEMORY, Predictor  # noqa: E402
-from agent.model.runtime.base import Backend  # noqa: E402
-from agent.live.scheduler import Scheduler  # noqa: E402
-from agent.music.notes import MAX_BEATS, MidiReadError, read_midi  # noqa: E402
+from agent.music.tempomap import FakeClock, TempoMap
+from agent.config import load_config
+from agent.live.controls import LiveControls
+from agent.music.tokens import decode, encode
+from agent.live.jam.policy import Jam
+from agent.live.listener import EchoFilter, Listener
+from agent.model.predictor import PITCH_MEMORY, Predictor
+from agent.model.runtime.base import Backend
+from agent.live.scheduler import Scheduler
+from agent.music.notes import MAX_BEATS, MidiReadError, read_midi
 
 CFG = load_config()
 VOCAB = CFG.vocab()

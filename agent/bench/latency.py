@@ -34,14 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from agent.config import ROOT
 
-from agent.config import load_config  # noqa: E402
-from agent.music.tokens import encode  # noqa: E402
-from agent.model.predictor import Predictor  # noqa: E402
-from agent.model.sampler import SamplingControls  # noqa: E402
+from agent.config import load_config
+from agent.music.tokens import encode
+from agent.model.predictor import Predictor
+from agent.model.sampler import SamplingControls
 
 WARMUP = 300
 ALL_CONTROLS = dict(top_p=0.95, top_k=40, adaptive=True, key="auto", key_strength=3.0,
@@ -99,12 +97,9 @@ def prepare_model(args) -> tuple[Path, str]:
     d = Path(args.model)
     if (d / "model.onnx").exists():
         return d, str(d)
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "scripts" / "export_onnx.py")
-    exp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(exp)
     import torch
+
+    from agent.training import export as exp
 
     from agent.model.net import LSTMModel, ModelArgs, load_checkpoint
 

@@ -24,10 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from agent.bench import realtime as br  # noqa: E402
+from agent.bench import realtime as br
 
 KEYS_PER_S = 10.0
 # what the typist types ("\t" = Tab, "\n" = Enter); settings are re-set to what the benchmark runs with

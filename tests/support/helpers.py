@@ -1,19 +1,10 @@
 """Small helpers several test modules share (tests/ is on pytest's pythonpath)."""
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    """scripts/NAME.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def wait_for(cond, timeout_s: float = 10.0, poll_s: float = 0.01) -> bool:
