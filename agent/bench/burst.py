@@ -24,7 +24,8 @@ from collections import Counter
 from pathlib import Path
 
 
-from agent.bench import realtime as br  # JackServer, Child, pct
+from agent.bench import harness  # JackServer, Child, the roles
+from agent.live.figures import pct
 
 
 def role_reader(spec: str) -> None:
@@ -64,7 +65,7 @@ def role_reader(spec: str) -> None:
 def run(kind: str, out, env: dict, bursts: int, burst: int, hogs: int) -> dict:
     import mido
 
-    reader = br.Child("reader", f"{kind},BenchInput,{hogs}", env, module=__name__)
+    reader = harness.Child("reader", f"{kind},BenchInput,{hogs}", env, module=__name__)
     time.sleep(0.3)
     sent: list[tuple[float, list[int]]] = []
     for k in range(bursts):
@@ -87,7 +88,7 @@ def run(kind: str, out, env: dict, bursts: int, burst: int, hogs: int) -> dict:
             "intact_in_place": sum(1 for (_, a), (_, b) in zip(sent, got) if a == b),
             "duplicates": sum(c - 1 for c in counts.values() if c > 1),
             "lost": sum(1 for _, d in sent if tuple(d) not in counts),
-            "delay_p50_ms": br.pct(delays, 50), "delay_p99_ms": br.pct(delays, 99),
+            "delay_p50_ms": pct(delays, 50), "delay_p99_ms": pct(delays, 99),
             "delay_max_ms": delays[-1] if delays else None}
 
 
@@ -97,19 +98,16 @@ def main(argv=None) -> int:
     ap.add_argument("--burst", type=int, default=5, help="messages per burst (one JACK cycle)")
     ap.add_argument("--hogs", type=int, default=2, help="busy Python threads in the reader")
     ap.add_argument("--json", metavar="OUT")
-    br.add_role_args(ap)
-    a = ap.parse_args(argv)
-    if br.run_role(a, {"reader": role_reader}):
-        return 0
-    if not br.needs_jack("bench_input"):
-        return 2
+    a, done = harness.parse_jack_bench(ap, argv, {"reader": role_reader}, "bench_input")
+    if done is not None:
+        return done
     import mido
 
-    server = br.JackServer().start()
-    env = {**server.env, "MIDO_BACKEND": br.JACK_BACKEND}
+    server = harness.JackServer().start()
+    env = {**server.env, "MIDO_BACKEND": harness.JACK_BACKEND}
     os.environ.update(env)
     try:
-        out = mido.Backend(br.JACK_BACKEND, load=True).open_output("BenchInput", virtual=True)
+        out = mido.Backend(harness.JACK_BACKEND, load=True).open_output("BenchInput", virtual=True)
         rows = [run(kind, out, env, a.bursts, a.burst, a.hogs) for kind in ("mido", "antiphon")]
         out.close()
     finally:

@@ -35,12 +35,11 @@ import math
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 
-from agent.bench import realtime as RT  # JackServer, play_script, pct, the reader process
-from agent.config import ROOT
+from agent.bench import harness  # JackServer, Child (the reader process is realtime's)
+from agent.bench import realtime as RT  # play_script, pct
 
 
 CHORALES = ["bach/bwv347", "bach/bwv253", "bach/bwv437"]  # 4/4, phrases of 2-3 bars
@@ -116,7 +115,7 @@ def role_player(name: str) -> None:
     out.close()
 
 
-class Player(RT.Child):
+class Player(harness.Child):
     """This module's player role in its own process (bench_realtime's Child plumbing)."""
 
     def __init__(self, port: str, env: dict) -> None:
@@ -140,7 +139,7 @@ def run_tempo(bpm: float, phrases: list[dict], model: str, env: dict, sets=(), s
     eng.start()
     sends = []
     eng.scheduler.hooks.append(lambda m, d, s: sends.append(m.bytes()))
-    reader = RT.Child("reader", "Antiphon", env)
+    reader = harness.Child("reader", "Antiphon", env)
     grid0 = time.perf_counter() + 0.5  # the player's beat 0 (a bar line)
     events, facts = schedule(phrases, bpm, grid0, seed)
     try:
@@ -229,18 +228,15 @@ def main(argv=None) -> int:
     ap.add_argument("--phrases", type=int, help="phrases per tempo (default 6, --quick 2)")
     ap.add_argument("--model", default="models/default", help="model folder (default models/default)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline row")
-    RT.add_role_args(ap)
-    a = ap.parse_args(argv)
-    if RT.run_role(a, {"player": role_player}):
-        return 0
-    if not RT.needs_jack("bench_interaction"):
-        return 2
+    a, done = harness.parse_jack_bench(ap, argv, {"player": role_player}, "bench_interaction")
+    if done is not None:
+        return done
     tempos = [float(x) for x in a.tempos.split(",")] if a.tempos else (QUICK_TEMPOS if a.quick else TEMPOS)
     per_tempo = a.phrases or (2 if a.quick else 6)
     phrases = chorale_phrases()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the finally below stops our jackd
-    server = RT.JackServer().start()
-    env = {**os.environ, **server.env, "MIDO_BACKEND": RT.JACK_BACKEND}
+    server = harness.JackServer().start()
+    env = {**os.environ, **server.env, "MIDO_BACKEND": harness.JACK_BACKEND}
     try:
         print("followed (default config):", file=sys.stderr)
         ours, rows = run_row(tempos, phrases, a.model, env, [], per_tempo)
@@ -264,7 +260,7 @@ def main(argv=None) -> int:
     print("overall " + " ".join(f"{fmt(ours[k]):>20}" for k in keys))
     if base is not None:
         print("baseline" + " ".join(f"{fmt(base[k]):>20}" for k in keys))
-    RT.write_results(res, a.json)
+    harness.write_results(res, a.json)
     return 0
 
 

@@ -7,7 +7,8 @@ clash with another), and runs three processes: this one runs the engine on
 real rtmidi virtual ports; a player process plays the keyboard's part into a
 virtual port the engine listens to; a reader process connects to the
 agent's virtual output and stamps what arrives. perf_counter is
-CLOCK_MONOTONIC on Linux, so the three processes' stamps compare directly.
+CLOCK_MONOTONIC on Linux, so the three processes' stamps compare directly
+(agent/bench/harness.py has the server and the process plumbing).
 
 Measured: (a) response onset, bar alignment off: from the moment the silence
 threshold is reached (the player's last note-off as the engine stamped it,
@@ -27,71 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-
+# JackServer, Child and the role plumbing live in harness; they are named here too, as the
+# benchmarks, scripts and realmidi tests have always called them (realtime.JackServer, ...).
+from agent.bench.harness import JACK_BACKEND, Child, JackServer, add_role_args, run_role, write_results
 from agent.live.figures import pct  # the nearest-rank percentile the live figures use
-
-JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 BPM, SILENCE_MS, BEATS = 200.0, 300.0, 4  # fast phrases keep 50 of them under three minutes
 PHRASE_PERIOD_BEATS = 12  # a 1-bar phrase, the pause, a 1-bar answer, and room to spare
-
-
-# -- JACK dummy server ---------------------------------------------------------
-class JackServer:
-    """`jackd -d dummy` under its own server name; `start()` waits until jack_lsp answers."""
-
-    def __init__(self, name: str | None = None, period: int = 64, rate: int = 48000) -> None:
-        self.name = name or f"antiphon{os.getpid()}"
-        self.period, self.rate = period, rate
-        self.proc: subprocess.Popen | None = None
-        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
-
-    @staticmethod
-    def available() -> str | None:
-        """None if jackd and jack_lsp are installed, else why not."""
-        missing = [b for b in ("jackd", "jack_lsp") if shutil.which(b) is None]
-        return f"{', '.join(missing)} not installed (apt-get install -y jackd2)" if missing else None
-
-    def start(self, timeout_s: float = 15.0) -> "JackServer":
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="jackd-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(["jackd", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
-                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            r = subprocess.run(["jack_lsp"], env=self.env, capture_output=True, timeout=10)
-            if r.returncode == 0 and b"system:" in r.stdout:
-                return self
-            time.sleep(0.2)
-        self.stop()
-        self.log.seek(0)
-        raise RuntimeError(f"jackd did not start: {self.log.read()[-500:]}")
-
-    def xruns(self) -> int:
-        """Cycles in which jackd saw a client miss its deadline (its log's XRun lines): in such a
-        cycle JACK itself may drop that client's MIDI events, whoever sent them."""
-        try:
-            with open(self.log.name, errors="replace") as f:
-                return sum(1 for line in f if "XRun" in line)
-        except (AttributeError, OSError):
-            return 0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 # -- the player's script -------------------------------------------------------
@@ -124,37 +69,6 @@ def play_script(send, events) -> list[tuple[float, list[int]]]:
         send(data)
         log.append((time.perf_counter(), data))
     return log
-
-
-def add_role_args(ap: argparse.ArgumentParser) -> None:
-    """The hidden options by which a benchmark starts its own subprocesses in a role."""
-    ap.add_argument("--role", help=argparse.SUPPRESS)
-    ap.add_argument("--role-arg", help=argparse.SUPPRESS)
-
-
-def run_role(a: argparse.Namespace, roles: dict) -> bool:
-    """Run the role this process was started in (True), or False for the benchmark itself."""
-    if a.role is None:
-        return False
-    if a.role not in roles:
-        raise SystemExit(f"unknown role {a.role!r}: one of {', '.join(roles)}")
-    roles[a.role](a.role_arg)
-    return True
-
-
-def needs_jack(name: str) -> bool:
-    """False, having said why on stderr, where JACK is not installed."""
-    why = JackServer.available()
-    if why:
-        print(f"{name} needs JACK: {why}", file=sys.stderr)
-    return not why
-
-
-def write_results(res: dict, path: str | None) -> None:
-    """The results as one JSON line on stdout, and indented into path when one is given."""
-    print(json.dumps(res))
-    if path:
-        Path(path).write_text(json.dumps(res, indent=2) + "\n")
 
 
 def role_player(name: str) -> None:
@@ -195,27 +109,6 @@ def role_reader(part: str) -> None:
         break
     port.close()
     print(json.dumps(got), flush=True)
-
-
-class Child:
-    """A role of a benchmark module (this one by default) in its own process (`python -m MODULE --role
-    ROLE`, from the repository), spoken to line by line."""
-
-    def __init__(self, role: str, arg: str, env: dict, module: str = __name__) -> None:
-        from agent.config import ROOT
-
-        self.p = subprocess.Popen([sys.executable, "-m", module, "--role", role, "--role-arg", arg], env=env,
-                                  cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.p.stdout.readline().strip()
-        if line != "ready":
-            raise RuntimeError(f"{role} process did not start ({line!r})")
-
-    def say(self, text: str) -> None:
-        self.p.stdin.write(text + "\n")
-        self.p.stdin.flush()
-
-    def result(self):
-        return json.loads(self.p.stdout.readline())
 
 
 # -- one run -------------------------------------------------------------------
@@ -260,53 +153,72 @@ def pair_by_identity(sent, got, window_s: float | None = None) -> tuple[list, in
     return pairs, lost + sum(len(q) for q in waiting.values())
 
 
-def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = ()) -> dict:
-    from agent.config import load_config
+def start_engine(cfg, pred, ports, input_name: str, sends: list):
+    """The engine listening to input_name, on virtual output "Antiphon"; every message its scheduler
+    sends is logged into sends as (bytes, due_s, sent_s). Engine is looked up when called, so a
+    caller may wrap it (scripts/bench_repl.py does)."""
     from agent.live.engine import Engine
+
+    eng = Engine(cfg, pred, ports=ports, input_name=input_name, virtual_name="Antiphon", report=lambda s: None)
+    eng.start()
+    eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s)))
+    return eng
+
+
+def run_jack(cfg, pred, n: int, env: dict, sends: list) -> tuple:
+    """n phrases from a player process, heard by a reader process, over JACK:
+    (engine, played, got, messages got before stop(), notes stop() closed)."""
+    from agent.midi.ports import Ports
+
+    os.environ.update(env)
+    player = Child("player", "BenchKeyboard", env)
+    eng = start_engine(cfg, pred, Ports("jack"), "BenchKeyboard", sends)
+    reader = Child("reader", "Antiphon", env)
+    player.say(f"{time.perf_counter() + 0.5} {n}")
+    played = player.result()
+    time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
+    reader.say(f"mark {note_count(sends)}")
+    before_stop = reader.result()
+    closed = eng.stop()
+    reader.say(f"stop {note_count(sends)}")
+    got = reader.result()
+    player.say("quit")
+    for c in (player, reader):
+        c.p.wait(timeout=10)
+    return eng, played, got, before_stop, closed
+
+
+def run_loopback(cfg, pred, n: int, env: dict, sends: list) -> tuple:
+    """The same as run_jack on in-process loopback ports, player and reader in this process."""
+    import mido
+
     from agent.midi.ports import Loopback, Ports
-    from agent.model.predictor import Predictor
 
-    cfg = load_config(overrides=[f"timing.bpm={BPM}", f"jam.silence_ms={SILENCE_MS}", f'jam.mode="{mode}"',
-                                 "jam.response_bars=1.0", "jam.align_to_bar=false", "sampling.seed=7",
-                                 f'model.path="{model}"', *sets])
-    pred = Predictor.from_config(cfg)
-    sends: list = []  # (msg, due_s, sent_s) from the scheduler
-    if transport == "jack":
-        os.environ.update(env)
-        player = Child("player", "BenchKeyboard", env)
-        ports = Ports("jack")
-        eng = Engine(cfg, pred, ports=ports, input_name="BenchKeyboard", virtual_name="Antiphon", report=lambda s: None)
-        eng.start()
-        eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s)))
-        reader = Child("reader", "Antiphon", env)
-        start = time.perf_counter() + 0.5
-        player.say(f"{start} {n}")
-        played = player.result()
-        time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
-        reader.say(f"mark {note_count(sends)}")
-        before_stop = reader.result()
-        closed = eng.stop()
-        reader.say(f"stop {note_count(sends)}")
-        got = reader.result()
-        player.say("quit")
-        for c in (player, reader):
-            c.p.wait(timeout=10)
-    else:
-        loop = Loopback()
-        ports = Ports("loopback", loop=loop)
-        eng = Engine(cfg, pred, ports=ports, input_name="keyboard", virtual_name="Antiphon", report=lambda s: None)
-        eng.start()
-        eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s)))
-        got = []
-        ports.open_input("Antiphon", lambda m, t: got.append((time.perf_counter(), m.bytes())))
-        kbd = ports.open_output("keyboard")
-        import mido
+    ports = Ports("loopback", loop=Loopback())
+    eng = start_engine(cfg, pred, ports, "keyboard", sends)
+    got: list = []
+    ports.open_input("Antiphon", lambda m, t: got.append((time.perf_counter(), m.bytes())))
+    kbd = ports.open_output("keyboard")
+    played = play_script(lambda d: kbd.send(mido.Message.from_bytes(d)), phrase_events(n, time.perf_counter() + 0.5))
+    time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
+    before_stop = len(got)
+    return eng, played, got, before_stop, eng.stop()
 
-        played = play_script(lambda d: kbd.send(mido.Message.from_bytes(d)),
-                             phrase_events(n, time.perf_counter() + 0.5))
-        time.sleep(PHRASE_PERIOD_BEATS * 60 / BPM)
-        before_stop = len(got)
-        closed = eng.stop()
+
+def answer_onsets_ms(responses, notes) -> list[float]:
+    """Per answer: its first note-on at the reader minus the moment the silence threshold was reached."""
+    onsets = []
+    for r in responses:
+        if r.get("threshold_t") is None:
+            continue
+        firsts = [t for t, b in notes if b[0] & 0xF0 == 0x90 and b[2] > 0 and t >= r["threshold_t"]]
+        if firsts and (r["end_t"] is None or firsts[0] <= r["end_t"] + 0.01):
+            onsets.append((firsts[0] - r["threshold_t"]) * 1e3)
+    return onsets
+
+
+def figures(mode: str, n: int, eng, sends, played, got, before_stop: int, closed) -> dict:
+    """What one run measured (the module docstring's (a) to (d)), as the JSON keys the reports use."""
     jam, li = eng.jam, eng.listener
     notes = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
     sent_notes = [s for s in sends if s[0][0] & 0xF0 in (0x80, 0x90)]
@@ -314,21 +226,13 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
     sched_err = [(g[0] - s[1]) * 1e3 for s, g in pairs]
     send_err = [(s[2] - s[1]) * 1e3 for s in sent_notes]  # the scheduler's part: sent minus due
     delivery = [(g[0] - s[2]) * 1e3 for s, g in pairs]  # the transport's part
-    open_ = sounding(got[:before_stop])  # stuck: still sounding at the reader before stop() closed it
-    left_open = sounding(got)  # and after stop()
-    onsets = []
-    for r in jam.responses:
-        if r.get("threshold_t") is None:
-            continue
-        firsts = [t for t, b in notes if b[0] & 0xF0 == 0x90 and b[2] > 0 and t >= r["threshold_t"]]
-        if firsts and (r["end_t"] is None or firsts[0] <= r["end_t"] + 0.01):
-            onsets.append((firsts[0] - r["threshold_t"]) * 1e3)
+    onsets = answer_onsets_ms(jam.responses, notes)
     player_notes = sum(1 for _, b in played if b[0] & 0xF0 in (0x80, 0x90))
     lost_in = player_notes - li.notes_in
-    lost = lost_in + lost_out
     out = {"mode": mode, "phrases": n, "answers": len(onsets), "player_events": player_notes,
-           "agent_messages": len(sent_notes), "stuck_notes": len(open_), "left_open_after_stop": len(left_open),
-           "lost_events": lost,
+           "agent_messages": len(sent_notes),
+           "stuck_notes": len(sounding(got[:before_stop])),  # still sounding at the reader before stop() closed it
+           "left_open_after_stop": len(sounding(got)), "lost_events": lost_in + lost_out,
            "lost_in": lost_in, "lost_out": lost_out, "echoes": li.echo.echoes if li.echo else 0,
            "closed_at_stop": len(closed), "dropped_late": eng.scheduler.dropped_late,
            "scheduler_sched_fifo": eng.scheduler.rt_granted,
@@ -342,6 +246,20 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
         out.update(rollback_fraction=jam.rollbacks / max(1, jam.player_events),
                    resample_p50_ms=pct(rs, 50), resample_p99_ms=pct(rs, 99))
     return out
+
+
+def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = ()) -> dict:
+    """One run of n phrases in mode over transport ("jack" | "loopback"): the figures of `figures`."""
+    from agent.config import load_config
+    from agent.model.predictor import Predictor
+
+    cfg = load_config(overrides=[f"timing.bpm={BPM}", f"jam.silence_ms={SILENCE_MS}", f'jam.mode="{mode}"',
+                                 "jam.response_bars=1.0", "jam.align_to_bar=false", "sampling.seed=7",
+                                 f'model.path="{model}"', *sets])
+    sends: list = []  # (msg, due_s, sent_s) from the scheduler
+    run = run_jack if transport == "jack" else run_loopback
+    eng, played, got, before_stop, closed = run(cfg, Predictor.from_config(cfg), n, env, sends)
+    return figures(mode, n, eng, sends, played, got, before_stop, closed)
 
 
 def main(argv=None) -> int:

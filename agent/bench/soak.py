@@ -34,6 +34,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 
 from agent.config import ROOT
 
@@ -183,73 +184,97 @@ class Proc(br.Child):
 
 
 # -- the run -------------------------------------------------------------------------
-def soak(minutes: float, model: str, seed: int, period: int = 64) -> dict:
-    rng = random.Random(seed)
+@dataclass
+class Tally:
+    """What the soak counted as it drove the player and the engine."""
+
+    player_sent: int = 0  # every message the player sent: notes, pedal, temperature CC
+    crashes: int = 0
+    removals: int = 0  # times the keyboard's port went away and came back
+    mode_changes: int = 0
+    segments: dict = field(default_factory=dict)  # segments played, by kind
+    lost_by_kind: dict = field(default_factory=dict)  # messages the player sent that never reached the engine
+
+
+def start_jack(period: int) -> br.JackServer:
+    """A JACK dummy server of the soak's own; SystemExit, saying why, where there is none."""
     why = br.JackServer.available()
-    server = None
     if why is None:
-        server = br.JackServer(name=f"antiphon-soak-{os.getpid()}", period=period)
         try:
-            server.start()
+            return br.JackServer(name=f"antiphon-soak-{os.getpid()}", period=period).start()
         except (RuntimeError, OSError) as exc:
-            why, server = f"jackd cannot start: {exc}", None
-    if server is None:
-        raise SystemExit(f"soak: no JACK ({why}); this soak needs real ports (install jackd2)")
+            why = f"jackd cannot start: {exc}"
+    raise SystemExit(f"soak: no JACK ({why}); this soak needs real ports (install jackd2)")
+
+
+def play_segments(engine: Proc, player: Proc, rng: random.Random, minutes: float, tally: Tally) -> None:
+    """Random segments for `minutes`; between them, now and then, a new mode or the keyboard's port
+    removed and restored. Stops early if the engine stops."""
+    end = time.monotonic() + minutes * 60
+    mode = "call"
+    while time.monotonic() < end:
+        if rng.random() < 0.25:
+            mode = rng.choice([m for m in MODES if m != mode])
+            engine.ask(f'set jam.mode "{mode}"')
+            tally.mode_changes += 1
+        if rng.random() < 0.08:  # the keyboard's port goes away and comes back
+            player.ask("remove")
+            time.sleep(1.5)  # the engine notices (0.5 s poll) and plays on
+            player.ask("restore")
+            time.sleep(1.5)  # and reconnects
+            tally.removals += 1
+        kind = rng.choices(["phrase", "chords", "run", "flood", "temperature"], [6, 2, 2, 1, 1])[0]
+        tally.segments[kind] = tally.segments.get(kind, 0) + 1
+        st0 = engine.ask("stats")
+        before = tally.player_sent
+        tally.player_sent = player.ask(f"play {kind} {rng.randrange(1 << 30)}")
+        time.sleep(rng.uniform(0.5, 3.0))  # the pause: answers, accompaniment ending
+        st = engine.ask("stats")
+        arrived = sum(st[k] - st0[k] for k in ("received", "overflow", "queued"))
+        tally.lost_by_kind[kind] = tally.lost_by_kind.get(kind, 0) + (tally.player_sent - before) - arrived
+        if st["stopped"]:
+            tally.crashes += 1
+            break
+
+
+def stop_engine(engine: Proc, reader: br.Child) -> tuple[dict, int, dict, list]:
+    """Let the last answer end, mark what the reader holds (stuck notes are counted before stop()),
+    then stop the engine: (its stats before stop, messages at the reader then, its final stats,
+    everything the reader got)."""
+    engine.ask('set jam.mode "call"')  # solo plays on for ever: let the last answer end before counting
+    deadline = time.monotonic() + 20.0
+    while time.monotonic() < deadline and not engine.ask("stats")["idle"]:
+        time.sleep(0.5)
+    time.sleep(1.0)
+    mid = engine.ask("stats")
+    reader.say(f"mark {mid['note_messages_sent']}")
+    before_stop = reader.result()
+    final = engine.ask("quit")
+    reader.say(f"stop {len(final['sends'])}")
+    return mid, before_stop, final, reader.result()
+
+
+def soak(minutes: float, model: str, seed: int, period: int = 64) -> dict:
+    """The whole soak (module docstring): the figures `figures` reports, with the run's settings."""
+    rng = random.Random(seed)
+    server = start_jack(period)
     env = {**server.env, "MIDO_BACKEND": br.JACK_BACKEND}
     res: dict = {"minutes": minutes, "transport": "jack", "jack_period": period, "model": model, "seed": seed,
                  "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
-    engine = player = reader = None
-    xruns = 0
-    crashes, segments, removals, mode_changes = 0, {}, 0, 0
-    lost_by_kind: dict[str, int] = {}  # messages the player sent that never reached the engine, by segment
+    engine = player = None
+    tally = Tally()
     try:
         player = Proc("player", "SoakKeys", env)
         engine = Proc("engine", f"jack,{model}", env)
         reader = br.Child("reader", "SoakOut", env)
         time.sleep(1.0)
-        warm = player.ask(f"play phrase {rng.randrange(1 << 30)}")  # warm up: the model's first steps allocate
+        tally.player_sent = player.ask(f"play phrase {rng.randrange(1 << 30)}")  # warm up: the model's first steps allocate
         time.sleep(2.0)
         rss0 = engine.ask("stats")["rss_mb"]
-        end = time.monotonic() + minutes * 60
-        mode = "call"
-        player_sent = warm
-        while time.monotonic() < end:
-            if rng.random() < 0.25:
-                mode = rng.choice([m for m in MODES if m != mode])
-                engine.ask(f'set jam.mode "{mode}"')
-                mode_changes += 1
-            if rng.random() < 0.08:  # the keyboard's port goes away and comes back
-                player.ask("remove")
-                time.sleep(1.5)  # the engine notices (0.5 s poll) and plays on
-                player.ask("restore")
-                time.sleep(1.5)  # and reconnects
-                removals += 1
-            kind = rng.choices(["phrase", "chords", "run", "flood", "temperature"], [6, 2, 2, 1, 1])[0]
-            segments[kind] = segments.get(kind, 0) + 1
-            st0 = engine.ask("stats")
-            before = player_sent
-            player_sent = player.ask(f"play {kind} {rng.randrange(1 << 30)}")
-            time.sleep(rng.uniform(0.5, 3.0))  # the pause: answers, accompaniment ending
-            st = engine.ask("stats")
-            arrived = sum(st[k] - st0[k] for k in ("received", "overflow", "queued"))
-            lost_by_kind[kind] = lost_by_kind.get(kind, 0) + (player_sent - before) - arrived
-            if st["stopped"]:
-                crashes += 1
-                break
-        engine.ask('set jam.mode "call"')  # solo plays on for ever: let the last answer end before counting
-        deadline = time.monotonic() + 20.0
-        while time.monotonic() < deadline and not engine.ask("stats")["idle"]:
-            time.sleep(0.5)
-        time.sleep(1.0)
-        mid = engine.ask("stats")
-        reader.say(f"mark {mid['note_messages_sent']}")
-        before_stop = reader.result()
-        final = engine.ask("quit")
-        reader.say(f"stop {len(final['sends'])}")
-        got = reader.result()
-        rc = engine.p.wait(timeout=30)
-        if rc != 0 or final.get("error"):
-            crashes += 1
+        play_segments(engine, player, rng, minutes, tally)
+        mid, before_stop, final, got = stop_engine(engine, reader)
+        if engine.p.wait(timeout=30) != 0 or final.get("error"):
+            tally.crashes += 1
     finally:
         for proc in (player, engine):
             if proc is not None and proc.p.poll() is None:
@@ -258,55 +283,62 @@ def soak(minutes: float, model: str, seed: int, period: int = 64) -> dict:
                 except Exception:
                     pass
                 proc.p.kill()
-        if server is not None:
-            server.stop()
-            xruns = server.xruns()
-    # figures
+        server.stop()
+    res.update(figures(tally, rss0, mid, final, got, before_stop), jack_xruns=server.xruns())
+    return res
+
+
+# -- the figures ---------------------------------------------------------------------
+def note_lengths(events, beat_at: list[tuple[float, float]]) -> list[tuple[float, int, float]]:
+    """[(t, bytes)] -> [(beats, pitch, start_s)], longest first. A note's beats are at the engine's
+    tempo when it began: beat_at is [(send_s, seconds per beat)] by time, the last send before it."""
+    def spb_at(t: float) -> float:
+        i = bisect.bisect_right(beat_at, (t, float("inf"))) - 1
+        return beat_at[max(0, i)][1] if beat_at else 60.0 / BPM
+
+    open_: dict[tuple[int, int], float] = {}
+    out = []
+    for t, b in events:
+        key = (b[0] & 0x0F, b[1])
+        if b[0] & 0xF0 == 0x90 and b[2] > 0:
+            open_[key] = t
+        elif key in open_:
+            t0 = open_.pop(key)
+            out.append(((t - t0) / spb_at(t0), b[1], t0))
+    return sorted(out, reverse=True)
+
+
+def figures(tally: Tally, rss0: float, mid: dict, final: dict, got: list, before_stop: int) -> dict:
+    """The soak's figures (module docstring) from its tally, the engine's stats before stop (mid) and
+    at the end (final, with every note message it sent), and what the reader got."""
     notes_got = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
     sends = [(tuple(b), d, s_) for b, d, s_, _ in final["sends"]]
     beat_at = [(s_, spb) for _, _, s_, spb in final["sends"]]  # the engine's seconds per beat, by send time
     pairs, lost_out = br.pair_by_identity(sends, notes_got, window_s=1.0)
     err_ms = sorted((g[0] - s[1]) * 1e3 for s, g in pairs)
-    lost_in = player_sent - final["received"] - final["overflow"]
-
-    def spb_at(t: float) -> float:  # the engine's beat when the note began (the last send before t)
-        i = bisect.bisect_right(beat_at, (t, float("inf"))) - 1
-        return beat_at[max(0, i)][1] if beat_at else 60.0 / BPM
-
-    def lengths(events):  # [(t, bytes)] -> [(beats, pitch, start_s)], longest first
-        open_: dict[tuple[int, int], float] = {}
-        out = []
-        for t, b in events:
-            key = (b[0] & 0x0F, b[1])
-            if b[0] & 0xF0 == 0x90 and b[2] > 0:
-                open_[key] = t
-            elif key in open_:
-                t0 = open_.pop(key)
-                out.append(((t - t0) / spb_at(t0), b[1], t0))
-        return sorted(out, reverse=True)
-
-    at_reader = lengths(notes_got)
-    as_sent = lengths([(s_, b) for b, _, s_ in sends])  # when the engine sent them: the transport left out
-    longest = at_reader[0][0] if at_reader else 0.0
-    stuck_detail = sorted(br.sounding(got[:before_stop]))
-    res.update(
-        input_events=player_sent, output_notes=sum(1 for _, b in notes_got if b[0] & 0xF0 == 0x90 and b[2] > 0),
-        stuck_notes=len(br.sounding(got[:before_stop])), left_open_after_stop=len(br.sounding(got)),
+    lost_in = tally.player_sent - final["received"] - final["overflow"]
+    at_reader = note_lengths(notes_got, beat_at)
+    as_sent = note_lengths([(s_, b) for b, _, s_ in sends], beat_at)  # when the engine sent them: the transport left out
+    stuck = sorted(br.sounding(got[:before_stop]))
+    return dict(
+        input_events=tally.player_sent, output_notes=sum(1 for _, b in notes_got if b[0] & 0xF0 == 0x90 and b[2] > 0),
+        stuck_notes=len(stuck), left_open_after_stop=len(br.sounding(got)),
         lost_events=max(0, lost_in) + lost_out, lost_in=lost_in, lost_out=lost_out, inbox_overflow=final["overflow"],
         late_messages=final["late"] + final["dropped_late"], dropped_late=final["dropped_late"],
-        lost_in_by_segment=lost_by_kind, faults_survived=final["faults"], crashes=crashes, port_removals=removals, reconnects=final["reconnects"],
-        mode_changes=mode_changes, segments=segments, answers=final["answers"], phrases=final["phrases"],
+        lost_in_by_segment=tally.lost_by_kind, faults_survived=final["faults"], crashes=tally.crashes,
+        port_removals=tally.removals, reconnects=final["reconnects"],
+        mode_changes=tally.mode_changes, segments=tally.segments, answers=final["answers"], phrases=final["phrases"],
         rss_start_mb=round(rss0, 1), rss_end_mb=round(mid["rss_mb"], 1),  # before stop() frees anything
-        rss_growth_mb=round(mid["rss_mb"] - rss0, 1), longest_note_beats=round(longest, 2),
+        rss_growth_mb=round(mid["rss_mb"] - rss0, 1), longest_note_beats=round(at_reader[0][0] if at_reader else 0.0, 2),
         longest_note_beats_as_sent=round(as_sent[0][0], 2) if as_sent else 0.0,
         longest_notes_at_reader=[(round(x, 2), p, round(t, 2)) for x, p, t in at_reader[:3]],
-        stuck_detail=stuck_detail,
-        notes_limited=final["notes_limited"], limited_by_scheduler=final["limited_by_scheduler"], held_released=final["held_released"], reprimes=final["reprimes"],
+        stuck_detail=stuck,
+        notes_limited=final["notes_limited"], limited_by_scheduler=final["limited_by_scheduler"],
+        held_released=final["held_released"], reprimes=final["reprimes"],
         dropped_polyphony=final["dropped_polyphony"], stop_s=round(final["stop_s"], 3),
         latency_p50_ms=br.pct(err_ms, 50), latency_p99_ms=br.pct(err_ms, 99),
         latency_max_ms=max(err_ms, default=None), report_lines=[x for x in final["all_lines"] if "port" in x][:6],
-        loadavg=os.getloadavg(), jack_xruns=xruns)
-    return res
+        loadavg=os.getloadavg())
 
 
 def main(argv=None) -> int:

@@ -14,17 +14,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+# Keys come from agent.music.keys, the one estimator. PC_NAMES (evaluate's plot labels) and
+# estimate_key (best_key: (tonic, mode, r), C major with r = 0 for a flat histogram) are kept
+# here under the names evaluation code calls.
+from agent.music.keys import PC_NAMES, scale_pitch_classes  # noqa: F401
+from agent.music.keys import best_key as estimate_key
+from agent.music.keys import key_name as _key_name
 from agent.music.tokens import Vocab
-
-# Krumhansl-Kessler key profiles (probe-tone ratings), index 0 = tonic.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-# Scale degrees (semitones above the tonic) counted as "in key". Minor is the
-# natural minor plus the raised 7th (the leading tone of harmonic minor), since
-# tonal minor music uses both; the raised 6th of melodic minor is left out.
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
-PC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def polyphony_ticks(ids: Sequence[int], vocab: Vocab) -> tuple[int, int]:
@@ -103,31 +99,9 @@ def histogram_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(np.asarray(p, float) - np.asarray(q, float)).sum())
 
 
-def estimate_key(pc_counts: np.ndarray) -> tuple[int, str, float]:
-    """Krumhansl-Schmuckler key finding: (tonic pitch class, "major"|"minor", correlation).
-
-    Correlates the pitch-class distribution with the 24 rotated KK profiles
-    and returns the best. Ties and all-zero input give C major (r = 0).
-    """
-    x = np.asarray(pc_counts, float)
-    if x.sum() <= 0 or np.ptp(x) == 0:
-        return 0, "major", 0.0
-    best = (0, "major", -2.0)
-    for mode, prof in (("major", KK_MAJOR), ("minor", KK_MINOR)):
-        for tonic in range(12):
-            r = float(np.corrcoef(x, np.roll(prof, tonic))[0, 1])
-            if r > best[2]:
-                best = (tonic, mode, r)
-    return best
-
-
 def key_name(tonic: int, mode: str) -> str:
-    return f"{PC_NAMES[tonic % 12]} {mode}"
-
-
-def scale_pitch_classes(tonic: int, mode: str) -> frozenset[int]:
-    degrees = MAJOR_SCALE if mode == "major" else MINOR_SCALE
-    return frozenset((tonic + d) % 12 for d in degrees)
+    """(2, 'minor') as two arguments -> 'D minor' (agent.music.keys.key_name takes the pair)."""
+    return _key_name((tonic, mode))
 
 
 def in_key_ratio(ids: Sequence[int], vocab: Vocab, key: tuple[int, str] | None = None) -> float:
@@ -140,7 +114,7 @@ def in_key_ratio(ids: Sequence[int], vocab: Vocab, key: tuple[int, str] | None =
         return float("nan")
     if key is None:
         key = estimate_key(np.bincount(pcs, minlength=12))[:2]
-    scale = scale_pitch_classes(*key)
+    scale = scale_pitch_classes(tuple(key))
     return sum(pc in scale for pc in pcs) / len(pcs)
 
 
