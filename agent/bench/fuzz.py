@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -175,9 +176,38 @@ MODE_CFG = {m: load_config(overrides=[f'jam.mode="{m}"', "jam.held_note_timeout_
 PREDICTOR = Predictor(NoiseBackend(VOCAB.size, 0), VOCAB, seed=0, context_tokens=CFG.jam.context_tokens)
 
 
-def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
-    from dataclasses import replace
+@dataclass
+class StreamRig:
+    """One stream example's agent, wired as the engine wires it, on a fake clock."""
 
+    cfg: object
+    clock: FakeClock
+    out: ListOut
+    sched: Scheduler
+    controls: LiveControls
+    tempo: TempoMap
+    pred: Predictor
+    jam: Jam
+    echo: EchoFilter
+    li: Listener
+    sent: list = field(default_factory=list)  # (sent at, message, seconds per beat then)
+    wake: float | None = None
+
+    def run_until(self, t_s: float) -> None:
+        """Let the fake clock run to t_s, waking the scheduler and the policy as they ask."""
+        for _ in range(100_000):  # a hang shows as this running out
+            nd = self.sched.next_due()
+            nxt = min(x for x in (self.wake, nd, t_s) if x is not None)
+            self.clock.set(max(nxt, self.clock.now()))
+            self.sched.pump()
+            self.wake = self.jam.tick(self.clock.now())
+            if nxt >= t_s:
+                return
+        raise AssertionError("the policy never let time reach its target (a hang)")
+
+
+def build_stream_rig(mode: str, temperature: float, seed: int) -> StreamRig:
+    """The listener, policy and scheduler in `mode` at `temperature`, over the noise model seeded with `seed`."""
     base = MODE_CFG[mode]
     cfg = replace(base, sampling=replace(base.sampling, temperature=round(temperature, 3)))
     clock = FakeClock(100.0)
@@ -194,7 +224,7 @@ def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
     sched.sending_hooks.append(echo.sending)
     # as the engine wires it: a note may sound max_note_beats at the tempo of its note-on
     sched.max_note_s = lambda: controls.cfg.sampling.max_note_beats * tempo.seconds_per_beat()
-    sent: list = []  # (sent at, message, seconds per beat then)
+    sent: list = []
     sched.hooks.append(lambda m, due, t: sent.append((t, m, tempo.seconds_per_beat())))
 
     def on_cc(control, value, t_s):
@@ -205,32 +235,29 @@ def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
         tempo.set_bpm(min(max(bpm, 20.0), 400.0), t_s)
 
     li = Listener(jam, clock, echo=echo, end_phrase_cc=cfg.jam.end_phrase_cc, on_control=on_cc, on_tempo=on_tempo)
+    return StreamRig(cfg, clock, out, sched, controls, tempo, pred, jam, echo, li, sent)
+
+
+def drive_stream(rig: StreamRig, chunks) -> None:
+    """Feed the byte chunks through mido's parser at their gaps, then let the clock run on 4 s."""
     parser = mido.Parser()
-    wake = jam.tick(clock.now())
-
-    def run_until(t_s: float) -> None:
-        nonlocal wake
-        for _ in range(100_000):  # a hang shows as this running out
-            nd = sched.next_due()
-            nxt = min(x for x in (wake, nd, t_s) if x is not None)
-            clock.set(max(nxt, clock.now()))
-            sched.pump()
-            wake = jam.tick(clock.now())
-            if nxt >= t_s:
-                return
-        raise AssertionError("the policy never let time reach its target (a hang)")
-
+    rig.wake = rig.jam.tick(rig.clock.now())
     for gap, data in chunks:
-        run_until(clock.now() + gap)
+        rig.run_until(rig.clock.now() + gap)
         parser.feed(data)
         for msg in parser:
-            li.handle(msg, clock.now())
-        wake = jam.tick(clock.now())
-    run_until(clock.now() + 4.0)  # held notes time out (1 s), answers end
+            rig.li.handle(msg, rig.clock.now())
+        rig.wake = rig.jam.tick(rig.clock.now())
+    rig.run_until(rig.clock.now() + 4.0)  # held notes time out (1 s), answers end
+
+
+def check_heard(rig: StreamRig) -> dict:
+    """What the receiver heard: polyphony, note lengths, nothing stuck; then every buffer within its bound."""
+    cfg, sched, jam = rig.cfg, rig.sched, rig.jam
     # stuck: agent notes still sounding at the receiver (solo plays on: only the length is checked there)
     open_: dict[int, tuple[float, float]] = {}  # pitch -> (sent at, seconds per beat then)
     most = longest = 0.0
-    for t, m, spb in sent:
+    for t, m, spb in rig.sent:
         if m.type == "note_on" and m.velocity > 0:
             assert m.note not in open_, "a note-on for a pitch already sounding at the receiver"
             open_[m.note] = (t, spb)
@@ -238,7 +265,7 @@ def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
         elif m.type in ("note_on", "note_off") and m.note in open_:
             t0, spb0 = open_.pop(m.note)
             longest = max(longest, (t - t0) / spb0)
-    now = clock.now()
+    now = rig.clock.now()
     longest = max([longest] + [(now - t0) / spb0 for t0, spb0 in open_.values()])
     assert most <= cfg.sampling.max_polyphony, f"{most} notes at once"
     # in beats at the tempo when the note began (MIDI clock may move it mid-note): the scheduler's bound
@@ -247,21 +274,60 @@ def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
     assert set(open_) <= {n for _, n in sched.open_notes}, f"stuck at the receiver: {sorted(open_)}"
     if jam.gen is None:
         assert not open_, f"stuck at the receiver with the agent idle: {sorted(open_)}"
-    jam.cut(clock.now())
+    jam.cut(rig.clock.now())
     assert not sched.open_notes and sched.pending() == 0
     # bounds
-    assert li.inbox.qsize() == 0 and len(echo._sent) <= 512
-    assert len(pred.history) <= cfg.jam.context_tokens and len(pred.pitches) <= PITCH_MEMORY
+    assert rig.li.inbox.qsize() == 0 and len(rig.echo._sent) <= 512
+    assert len(rig.pred.history) <= cfg.jam.context_tokens and len(rig.pred.pitches) <= PITCH_MEMORY
     assert len(jam.player_onset) <= 128 and len(jam.agent_onset) <= 128
-    return {"messages": li.received, "agent_notes": sum(1 for _, m in out.sent if m.type == "note_on"),
+    return {"messages": rig.li.received, "agent_notes": sum(1 for _, m in rig.out.sent if m.type == "note_on"),
             "longest_beats": longest, "most_at_once": most}
 
 
+def check_stream(mode: str, temperature: float, seed: int, chunks) -> dict:
+    """One random stream through the listener and the policy; raises on any broken check."""
+    rig = build_stream_rig(mode, temperature, seed)
+    drive_stream(rig, chunks)
+    return check_heard(rig)
+
+
 # -- runners -------------------------------------------------------------------
+def run_midi(opts, one, path: Path) -> dict:
+    """The midi target's examples, each through `one`; how many files were read and how many refused."""
+    outcomes = {"read": 0, "refused": 0}
+
+    @opts
+    @given(midi_case)
+    def prop(case):
+        r = one(check_midi, mutate(SEEDS[case[0]], case[1]), path)
+        if r:
+            outcomes[r] += 1
+
+    prop()
+    return outcomes
+
+
+def run_stream(opts, one) -> dict:
+    """The stream target's examples, each through `one`; the totals and maxima of what they heard."""
+    agg = {"messages": 0, "agent_notes": 0, "longest_beats": 0.0, "most_at_once": 0}
+
+    @opts
+    @given(stream_case)
+    def prop(case):
+        r = one(check_stream, *case)
+        if r:
+            agg["messages"] += r["messages"]
+            agg["agent_notes"] += r["agent_notes"]
+            agg["longest_beats"] = max(agg["longest_beats"], r["longest_beats"])
+            agg["most_at_once"] = max(agg["most_at_once"], r["most_at_once"])
+
+    prop()
+    return agg
+
+
 def run(target: str, count: int, progress: bool = True) -> dict:
     """`count` hypothesis examples of one target. Returns counts, failures and timing."""
     stats = {"target": target, "count": 0, "failures": 0, "first_failure": None, "slowest_s": 0.0}
-    extra: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="antiphon-fuzz-"))
     path = tmp / "case.mid"
     t_start = time.perf_counter()
@@ -286,33 +352,7 @@ def run(target: str, count: int, progress: bool = True) -> dict:
     # examples, which costs hypothesis more than the checks themselves
     opts = settings(max_examples=count, deadline=None, database=None, derandomize=False, phases=[Phase.generate],
                     suppress_health_check=list(HealthCheck))
-    if target == "midi":
-        outcomes = {"read": 0, "refused": 0}
-
-        @opts
-        @given(midi_case)
-        def prop(case):
-            r = one(check_midi, mutate(SEEDS[case[0]], case[1]), path)
-            if r:
-                outcomes[r] += 1
-
-        prop()
-        extra = outcomes
-    else:
-        agg = {"messages": 0, "agent_notes": 0, "longest_beats": 0.0, "most_at_once": 0}
-
-        @opts
-        @given(stream_case)
-        def prop(case):
-            r = one(check_stream, *case)
-            if r:
-                agg["messages"] += r["messages"]
-                agg["agent_notes"] += r["agent_notes"]
-                agg["longest_beats"] = max(agg["longest_beats"], r["longest_beats"])
-                agg["most_at_once"] = max(agg["most_at_once"], r["most_at_once"])
-
-        prop()
-        extra = agg
+    extra = run_midi(opts, one, path) if target == "midi" else run_stream(opts, one)
     stats.update(extra, seconds=round(time.perf_counter() - t_start, 1))
     try:
         path.unlink(missing_ok=True)

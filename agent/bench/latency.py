@@ -226,7 +226,7 @@ def nll(model_path: Path, tokens: list[int]) -> float:
     return round(total / (len(tokens) - 1), 4)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "default"), metavar="DIR")
     ap.add_argument("--json", metavar="OUT", help="also write the results here")
@@ -234,16 +234,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5000, help="timed steps per backend (after warm-up)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     ap.add_argument("--hidden", type=int, default=256, help="hidden size of the random model, if none is trained")
-    args = ap.parse_args(argv)
-    torch_steps = min(1000, args.steps) if args.quick else args.steps
-    window_runs = 100 if args.quick else 1000
-    t_start = time.perf_counter()
-    model_dir, what = prepare_model(args)
-    controls = SamplingControls.from_config(load_config().sampling)
-    p = Predictor.load(model_dir, backend="onnx", threads=args.threads, seed=0)
-    tokens = real_tokens(p.vocab, 4 if args.quick else 12)
-    gc.collect()
-    out: dict = {"model": what, "machine": machine(args), "backends": {}}
+    return ap.parse_args(argv)
+
+
+def bench_onnx(p: Predictor, tokens: list[int], args, controls: SamplingControls, out: dict) -> None:
+    """The float onnx predictor: feed and sample, every control on, paced, and the sampler alone."""
     out["backends"]["onnx"] = bench_predictor(p, tokens, args.steps, controls)
     full = bench_predictor(p, tokens, args.steps, controls.replace(**ALL_CONTROLS))
     out["onnx_all_controls"] = {k: full[k] for k in ("sample_p50_us", "sample_p99_us", "sample_max_us")}
@@ -255,17 +250,22 @@ def main(argv=None) -> int:
         p.sampler.choose(p.logits, controls.replace(**ALL_CONTROLS), ctx)
         choose.append(time.perf_counter_ns() - t0)
     out["sampler_all_controls_us"] = stats_us(choose)
+
+
+def bench_state(p: Predictor, tokens: list[int], quick: bool) -> dict:
+    """Re-priming from 512 tokens (in one go, and in the live engine's slices), snapshot and rollback."""
+    from agent.live.jam.limits import REPRIME_SLICE
+
+    out: dict = {}
     reprime = []
-    for i in range(10 if args.quick else 30):
+    for i in range(10 if quick else 30):
         t0 = time.perf_counter_ns()
         p.prime(tokens[i:i + 512])
         reprime.append(time.perf_counter_ns() - t0)
     out["reprime512_p50_ms"] = round(float(np.median(reprime)) / 1e6, 2)
-    from agent.live.jam.limits import REPRIME_SLICE
-
     p.prime(tokens[:512])
     slices = []  # what the live engine does instead: the same re-prime, a slice in each idle gap
-    for i in range(5 if args.quick else 15):
+    for i in range(5 if quick else 15):
         p.begin_reprime()
         while p.repriming:
             t0 = time.perf_counter_ns()
@@ -282,30 +282,63 @@ def main(argv=None) -> int:
         back.append(time.perf_counter_ns() - t1)
         snap.append(t1 - t0)
     out["snapshot_us"], out["rollback_us"] = stats_us(snap), stats_us(back)
-    if (model_dir / "model.int8.onnx").exists():
-        q = Predictor.load(model_dir, backend="onnx", quantized=True, threads=args.threads, seed=0)
-        out["backends"]["onnx-int8"] = bench_predictor(q, tokens, args.steps, controls)
-        out["onnx_int8_paced"] = bench_paced(q, tokens, 1000 if args.quick else 3000, controls, 0.002)
-        sub = tokens[:1000 if args.quick else 3000]
-        out["int8_nll"] = {"float32_nats": nll(model_dir / "model.onnx", sub),
-                           "int8_nats": nll(model_dir / "model.int8.onnx", sub), "tokens": len(sub)}
+    return out
+
+
+def bench_int8(model_dir: Path, tokens: list[int], args, controls: SamplingControls, out: dict) -> None:
+    """The int8 onnx predictor, if the model has one: feed and sample, paced, and its NLL against float."""
+    if not (model_dir / "model.int8.onnx").exists():
+        return
+    q = Predictor.load(model_dir, backend="onnx", quantized=True, threads=args.threads, seed=0)
+    out["backends"]["onnx-int8"] = bench_predictor(q, tokens, args.steps, controls)
+    out["onnx_int8_paced"] = bench_paced(q, tokens, 1000 if args.quick else 3000, controls, 0.002)
+    sub = tokens[:1000 if args.quick else 3000]
+    out["int8_nll"] = {"float32_nats": nll(model_dir / "model.onnx", sub),
+                       "int8_nats": nll(model_dir / "model.int8.onnx", sub), "tokens": len(sub)}
+
+
+def bench_torch(p: Predictor, model_dir: Path, tokens: list[int], args, controls: SamplingControls,
+                out: dict) -> None:
+    """The torch step and the sliding-window re-run, if torch and a checkpoint are here; the speedups."""
     try:
         import torch  # noqa: F401 - measured last, so it cannot disturb the onnx figures
 
         have_torch = (model_dir / "checkpoint.pt").exists()
     except ImportError:
         have_torch = False
-    if have_torch:
-        t = Predictor.load(model_dir, backend="torch-cpu", threads=1, seed=0)
-        out["backends"]["torch-cpu"] = bench_predictor(t, tokens, torch_steps, controls)
-        out.update(bench_window(model_dir, tokens, window_runs))
-        out["speedup"] = round(out["window100_p50_us"] / out["backends"]["onnx"]["feed_p50_us"], 1)
-        out.update(bench_interleaved(p, model_dir, tokens, 10 if args.quick else 40))
-        out["speedup_vs_torch_step"] = round(out["window100_p50_us"] / out["backends"]["torch-cpu"]["feed_p50_us"], 1)
+    if not have_torch:
+        return
+    torch_steps = min(1000, args.steps) if args.quick else args.steps
+    t = Predictor.load(model_dir, backend="torch-cpu", threads=1, seed=0)
+    out["backends"]["torch-cpu"] = bench_predictor(t, tokens, torch_steps, controls)
+    out.update(bench_window(model_dir, tokens, 100 if args.quick else 1000))
+    out["speedup"] = round(out["window100_p50_us"] / out["backends"]["onnx"]["feed_p50_us"], 1)
+    out.update(bench_interleaved(p, model_dir, tokens, 10 if args.quick else 40))
+    out["speedup_vs_torch_step"] = round(out["window100_p50_us"] / out["backends"]["torch-cpu"]["feed_p50_us"], 1)
+
+
+def budget(out: dict) -> dict:
+    """config [latency]: one feed or sample must fit the step budget."""
     budget_us = load_config().latency.step_budget_ms * 1e3
-    out["budget"] = {"step_budget_ms": budget_us / 1e3,  # config [latency]: one feed or sample must fit
-                     "onnx_feed_p99_within": out["backends"]["onnx"]["feed_p99_us"] <= budget_us,
-                     "onnx_sample_p99_within": out["backends"]["onnx"]["sample_p99_us"] <= budget_us}
+    return {"step_budget_ms": budget_us / 1e3,
+            "onnx_feed_p99_within": out["backends"]["onnx"]["feed_p99_us"] <= budget_us,
+            "onnx_sample_p99_within": out["backends"]["onnx"]["sample_p99_us"] <= budget_us}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    model_dir, what = prepare_model(args)
+    controls = SamplingControls.from_config(load_config().sampling)
+    p = Predictor.load(model_dir, backend="onnx", threads=args.threads, seed=0)
+    tokens = real_tokens(p.vocab, 4 if args.quick else 12)
+    gc.collect()
+    out: dict = {"model": what, "machine": machine(args), "backends": {}}
+    bench_onnx(p, tokens, args, controls, out)
+    out.update(bench_state(p, tokens, args.quick))
+    bench_int8(model_dir, tokens, args, controls, out)
+    bench_torch(p, model_dir, tokens, args, controls, out)
+    out["budget"] = budget(out)
     out["seconds"] = round(time.perf_counter() - t_start, 1)
     print_table(out)
     text = json.dumps(out, indent=2)
