@@ -73,6 +73,7 @@ ONSET_NAMES = (
      "no_key", "minor", "in_scale"]
     + [f"degree_{d}" for d in range(12)]
     + ["phrase_notes_log", "phrase_beats_log"] + [f"phrase_bar_{k}" for k in range(4)] + ["first_note"]
+    + ["has_last_phrase", "vs_last_phrase_log2"]
 )
 RELEASE_NAMES = ["dur_log2", "dur_over_recent_log2", "dur_over_ioi_log2", "end_on_beat", "end_on_downbeat",
                  "end_bar_sin", "end_bar_cos", "held_1p5", "held_2"]
@@ -80,9 +81,13 @@ FEATURE_NAMES = tuple(ONSET_NAMES + RELEASE_NAMES)
 
 
 def features(onsets: Sequence[float], ends: Sequence[float | None], pitches: Sequence[int], i: int,
-             beats_per_bar: int, start: int = 0, released: bool = True, key=None) -> np.ndarray:
+             beats_per_bar: int, start: int = 0, released: bool = True, key=None,
+             last_start: int | None = None) -> np.ndarray:
     """The feature vector (FEATURE_NAMES) of note i, from notes 0..i only (beats, downbeat at 0).
 
+    The phrase so far starts at note `start`; the one before it started at `last_start` (None: no
+    phrase before it); phrases tend to match in length, so the time since `start` is also given as
+    a ratio to the last phrase's length (start to start).
     ends[j] for j < i may be None (still sounding: no gap before i); ends[i] is used only when
     `released` (the note_off stage), else its features are zero. `key` (tonic, mode) if known,
     else estimated from the pitches heard so far (agent.music.keys)."""
@@ -118,7 +123,7 @@ def features(onsets: Sequence[float], ends: Sequence[float | None], pitches: Seq
         "direction_change": float(iv * iv_prev < 0),
         "above_phrase_mean": (p - phrase.mean()) / 12, "above_phrase_low": (p - phrase.min()) / 12,
         "no_key": float(key is None),
-        "phrase_notes_log": math.log1p(i - s), "phrase_beats_log": math.log1p(max(0.0, t - onsets[s])),
+        "phrase_notes_log": math.log1p(i - s), **_vs_last(onsets, ends, i, s, last_start, released), "phrase_beats_log": math.log1p(max(0.0, t - onsets[s])),
         f"phrase_bar_{bar_k % 4}": 1.0, "first_note": float(i == s),
     }
     if key is not None:
@@ -144,6 +149,14 @@ def features(onsets: Sequence[float], ends: Sequence[float | None], pitches: Seq
 
 
 _INDEX = {n: k for k, n in enumerate(FEATURE_NAMES)}
+
+
+def _vs_last(onsets, ends, i: int, s: int, last_start: int | None, released: bool) -> dict:
+    if last_start is None or not 0 <= last_start < s:
+        return {}
+    last = float(onsets[s]) - float(onsets[last_start])
+    now = (float(ends[i]) if released and ends[i] is not None else float(onsets[i])) - float(onsets[s])
+    return {"has_last_phrase": 1.0, "vs_last_phrase_log2": _log2(now / last, -2, 2) if now > 0 and last > 0 else -2.0}
 
 
 @dataclass(frozen=True)
@@ -247,16 +260,19 @@ class PhraseTracker:
         self.ends: list[float | None] = []
         self.pitches: list[int] = []
         self.start = 0  # index of the current phrase's first note
+        self.last_start: int | None = None  # the phrase before it
 
     def new_phrase(self) -> None:
         """The next note starts a phrase (call after the agent's turn, or when an end is acted on)."""
-        self.start = len(self.onsets)
+        if self.start < len(self.onsets):
+            self.last_start, self.start = self.start, len(self.onsets)
 
     def _p(self, stage: str, grid: Grid) -> float:
         i = len(self.onsets) - 1
         on = [grid.beats(t) for t in self.onsets]
         en = [None if e is None else grid.beats(e) for e in self.ends]
-        x = features(on, en, self.pitches, i, grid.beats_per_bar, min(self.start, i), stage == "note_off")
+        x = features(on, en, self.pitches, i, grid.beats_per_bar, min(self.start, i), stage == "note_off",
+                     last_start=self.last_start)
         return float(self.model.probability(stage, x))
 
     def note_on(self, t: float, pitch: int, grid: Grid) -> float:
@@ -273,6 +289,8 @@ class PhraseTracker:
             drop = len(self.onsets) - self.keep
             del self.onsets[:drop], self.ends[:drop], self.pitches[:drop]
             self.start = max(0, self.start - drop)
+            if self.last_start is not None:
+                self.last_start = self.last_start - drop if self.last_start >= drop else None
         return self._p("note_on", grid)
 
     def note_off(self, t: float, pitch: int, grid: Grid) -> float | None:
