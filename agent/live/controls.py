@@ -107,7 +107,7 @@ class Pending:
 
     def __init__(self, clock) -> None:
         self.clock = clock
-        self._heap: list[tuple[float, int, str, Callable[[], None], float]] = []
+        self._heap: list[tuple[float, int, str, Callable[[], None], float, object]] = []
         self.done: deque[tuple[float, str, float]] = deque(maxlen=100)  # (line_s, label, applied_s)
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -115,10 +115,19 @@ class Pending:
         self._running = False
         self.on_error: Callable[[str, Exception], None] = lambda label, exc: None
 
-    def add(self, due_s: float, label: str, fn: Callable[[], None], line_s: float | None = None) -> None:
-        """fn() at due_s; `line_s` is the musical line it belongs to (due_s may be a little before it)."""
+    def add(self, due_s: float, label: str, fn: Callable[[], None], line_s: float | None = None,
+            replaces=None) -> None:
+        """fn() at due_s; `line_s` is the musical line it belongs to (due_s may be a little before it).
+        `replaces` (e.g. the settings it changes): what is pending on the same line with the same
+        `replaces` is dropped, as this one would undo it there (a set list that says it twice)."""
+        line = due_s if line_s is None else line_s
         with self._cond:
-            heapq.heappush(self._heap, (due_s, next(self._seq), label, fn, due_s if line_s is None else line_s))
+            if replaces is not None:
+                kept = [item for item in self._heap if not (item[4] == line and item[5] == replaces)]
+                if len(kept) != len(self._heap):
+                    self._heap[:] = kept
+                    heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (due_s, next(self._seq), label, fn, line, replaces))
             self._cond.notify()
         if self._thread is None:
             self._running = True
@@ -128,7 +137,7 @@ class Pending:
     def items(self) -> list[tuple[float, str]]:
         """(line_s, label) of what is pending, soonest first."""
         with self._cond:
-            return sorted((line, label) for _, _, label, _, line in self._heap)
+            return sorted((line, label) for _, _, label, _, line, _ in self._heap)
 
     def clear(self) -> int:
         with self._cond:
@@ -152,7 +161,7 @@ class Pending:
                     self._cond.wait(max(wait, 0.0))
                 if not self._running:
                     return
-                due, _, label, fn, line = heapq.heappop(self._heap)
+                due, _, label, fn, line, _ = heapq.heappop(self._heap)
             while self.clock.now() < due:  # the last ms: spin, the change lands on the line
                 time.sleep(0)
             self.done.append((line, label, self.clock.now()))
@@ -239,12 +248,13 @@ class LiveControls:
             self.temperature_from_cc(value)
         return mapping if learnt else None
 
-    def at(self, what: str, fn: Callable[[float], None], label: str, early: bool = False) -> float:
+    def at(self, what: str, fn: Callable[[float], None], label: str, early: bool = False, replaces=None) -> float:
         """Run fn(line_s) on the next beat or bar line ("beat" | "bar"); returns that line's time (seconds).
 
         `early` (sampling and tempo changes): it runs `lookahead_ms` before the line, as
         what the jam samples then is due on the line, so the change lands on the music,
-        not after the notes already queued. Anything else (a mode, panic) runs on it."""
+        not after the notes already queued. Anything else (a mode, panic) runs on it. `replaces`:
+        see Pending.add (what pends on that line with the same `replaces` is dropped)."""
         if self.tempo is None:
             raise AntiphonError("no tempo map: a change on a beat or bar line needs the engine's")
         now = self.clock.now()
@@ -252,5 +262,5 @@ class LiveControls:
         line = (self.tempo.next_bar(soon) if what == "bar"
                 else self.tempo.time(math.floor(self.tempo.beat(soon)) + 1))
         ahead = min(self.cfg.jam.lookahead_ms / 1000.0, max(0.0, line - now)) if early else 0.0
-        self.pending.add(line - ahead, label, lambda: fn(line), line)
+        self.pending.add(line - ahead, label, lambda: fn(line), line, replaces=replaces)
         return line

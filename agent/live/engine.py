@@ -23,6 +23,7 @@ from agent.live.controls import LiveControls
 from agent.live.figures import Figures
 from agent.live.jam.policy import Jam
 from agent.live.listener import EchoFilter, Listener
+from agent.midi.ports import port_part
 from agent.midi.watch import PortWatcher
 from agent.live.scheduler import Scheduler
 from agent.music.beat import BeatTracker, TempoFollower
@@ -137,8 +138,10 @@ class Engine:
         if self.recorder is not None:
             self.recorder.attach(self)
         self.scheduler.start()
-        self.input = self.ports.open_input(self.input_name, self.listener.receive, virtual=self.virtual_input,
-                                          clock=self.clock)
+        name = self.input_name  # kept as given: the watcher finds a port that comes back by it
+        if name and not self.virtual_input and not self.ports.is_loopback:
+            name = self._port_named(name, "input")
+        self.input = self.ports.open_input(name, self.listener.receive, virtual=self.virtual_input, clock=self.clock)
         self.listener.start()
         if not self.virtual_input or self.output_name:  # ours cannot go away
             self._watch()
@@ -324,9 +327,22 @@ class Engine:
         if self.figures is not None and not hasattr(predictor.feed, "__wrapped__"):
             predictor.feed = self.figures.timed(predictor.feed)
 
+    def _port_named(self, part: str, kind: str) -> str:
+        """The full name of the `kind` port ("input" | "output") whose name contains `part`, among the
+        ports others have: our own virtual ports are listed as the other kind (our output is an input
+        others open) and are never the player's (listening on our output feeds the agent itself).
+        PortError names the part and the ports there are; on loopback no bus is made by asking."""
+        ours = set()
+        if self.virtual_name and not self.output_name:
+            ours.add(self.virtual_name)
+        if self.virtual_input:
+            ours.add(self.input_name)
+        listed = self.ports.input_names() if kind == "input" else self.ports.output_names()
+        return self.ports.match([n for n in listed if port_part(n) not in ours], part, kind)
+
     def connect_input(self, name: str) -> str:
         """Listen on another input port (part of its name) without stopping; returns its full name."""
-        new = self.ports.open_input(name, self.listener.receive, clock=self.clock)
+        new = self.ports.open_input(self._port_named(name, "input"), self.listener.receive, clock=self.clock)
         with self._port_lock:
             old, self.input = self.input, new
             self.input_name, self.virtual_input = new.name, False
@@ -345,7 +361,7 @@ class Engine:
 
     def connect_output(self, name: str) -> str:
         """Play on another output port without stopping: the agent's notes close on the old one first."""
-        new = self.ports.open_output(name)
+        new = self.ports.open_output(self._port_named(name, "output"))
         done = threading.Event()
 
         def on_engine_thread() -> None:  # the jam's owner cuts; nothing is queued for the old port after

@@ -23,7 +23,7 @@ from agent.live.engine import Engine
 from agent.session.recorder import Recorder
 from agent.ui.commands.play import start_recording
 from agent.midi.ports import PortLost, Ports
-from fakes import Loopback
+from fakes import ListedPorts, Loopback
 from helpers import wait_for
 
 FAST = ["timing.bpm=240.0", "jam.silence_ms=150.0"]
@@ -299,3 +299,28 @@ def test_a_failed_start_undoes_everything_it_started():
         eng.start()
     assert sys.getswitchinterval() == before and eng.output is None
     assert not eng.scheduler._thread.is_alive()
+
+
+def test_an_input_that_is_not_there_is_named_against_the_ports_others_have_not_our_own():
+    """Issue 21 item 13: `--in NOSUCHPORT` listed the agent's own output among the inputs it "has"
+    (a virtual output is listed as an input), and connecting to it would feed the agent itself."""
+    from agent.errors import PortError
+
+    cfg = load_config(overrides=FAST)
+    loop = Loopback()
+    ports = ListedPorts(loop)
+    eng = Engine(cfg, ScriptedPredictor(cfg.vocab()), ports=ports, input_name="NOSUCHPORT",
+                 virtual_name="Antiphon", report=lambda line: None)
+    with pytest.raises(PortError) as err:
+        eng.start()
+    assert "NOSUCHPORT" in str(err.value) and "Midi Through" in str(err.value)
+    assert "Antiphon" not in str(err.value)
+    ports.open_output("Midi Through")  # now a keyboard is there
+    eng = Engine(cfg, ScriptedPredictor(cfg.vocab()), ports=ports, input_name="Midi",
+                 virtual_name="Antiphon", report=lambda line: None).start()
+    try:
+        with pytest.raises(PortError) as err:
+            eng.connect_input("Antiphon")  # our own output is not an input to listen on
+        assert "Antiphon 130:0" not in str(err.value) and eng.input.name == "Midi Through Port-0"
+    finally:
+        eng.stop()

@@ -116,18 +116,41 @@ BAD = [
     ("frobnicate 3", "unknown command 'frobnicate'", ""),
     ("at noon temp 1", "at bar COMMAND", ""),
     ("at bar quit", "`at bar` works with settings", ""),
+    # issue 21 item 13: extra words were dropped silently, a doubled `at` read as an unknown command
+    ("status 128", "takes no arguments", "status"),
+    ("ports -5", "takes no arguments", "ports"),
+    ("panic reset", "takes no arguments", "panic"),
+    ("reset now", "takes no arguments", "reset"),
+    ("help temp mode", "one command", "help"),
+    ("at bar at bar temp 2", "one `at` a line", "at bar COMMAND"),
+    ("save /nonexistent/dir/x.toml", "no folder", "/nonexistent/dir"),
+    ("connect in NOSUCHPORT", "no MIDI input port matching 'NOSUCHPORT'", ""),
+    ("connect out NOSUCHPORT", "no MIDI output port matching 'NOSUCHPORT'", ""),
 ]
 
 
 @pytest.mark.parametrize("line,names,rng", BAD, ids=[b[0] for b in BAD])
 def test_a_bad_command_prints_one_error_line_and_changes_nothing(engine, line, names, rng):
-    before = engine.controls.cfg
+    before, ports = engine.controls.cfg, engine.loop.names()
     out = drive(engine, line)
     errors = [o for o in out if o.startswith("error:")]
     assert len(errors) == 1 and "\n" not in errors[0], out
     assert names in errors[0] and rng in errors[0], errors[0]
     assert engine.controls.cfg == before and not engine.controls.ccmap.maps and engine.controls.ccmap.learning is None
     assert not engine.controls.pending.items()
+    assert engine.loop.names() == ports and not Path("/nonexistent").exists()  # no port, no folder made
+    assert not engine.stopped.is_set() and engine.input.name == "keyboard" and engine.output.name == "Antiphon"
+
+
+def test_a_change_pending_again_on_the_same_line_replaces_the_one_there(engine):
+    """Issue 21 item 13: after `source` of a long file `status` listed the same pending change
+    several times; a later change of the same settings on the same line supersedes the earlier."""
+    drive(engine, "tempo 30")  # a bar is 8 s: every line below falls on the same one
+    out = drive(engine, "at bar temp 0.5", "at bar temp 0.5", "at bar temp 0.7", "at bar key D minor",
+                "at bar panic", "at bar panic", "status")
+    pending = [line for line in out[-1].splitlines() if line.startswith("pending")]
+    assert len(pending) == 3 and "temp 0.7" in pending[0] + pending[1] + pending[2], pending
+    assert not any("temp 0.5" in line for line in pending)
 
 
 def test_connect_out_moves_the_agent_to_another_port_closing_its_notes_on_the_old_one(engine):
@@ -256,6 +279,7 @@ def test_the_toolbar_shows_mode_state_temperature_tempo_key_and_figures(engine):
 
 
 def test_connect_in_listens_on_the_new_port_only(engine):
+    Ports("loopback", loop=engine.loop).open_output("pads")  # the pads are plugged in
     out = drive(engine, "connect in pads")
     assert out[-1] == "listening on 'pads'" and engine.input.name == "pads"
     ports = Ports("loopback", loop=engine.loop)

@@ -22,7 +22,7 @@ from pathlib import Path
 from agent.config import ROOT, to_toml
 from agent.errors import AntiphonError
 from agent.live.controls import CCMapping
-from agent.ui.repl.parse import AT_ALLOWED, HELP, MODES, SETTINGS, CommandError, cc_target, check, number
+from agent.ui.repl.parse import AT_ALLOWED, HELP, MODES, NO_ARGS, SETTINGS, CommandError, cc_target, check, number
 from agent.ui.repl.toolbar import status_lines
 
 
@@ -54,12 +54,16 @@ class Commands:
             if len(words) < 3 or words[1] not in ("bar", "beat"):
                 raise CommandError(f"{line}: say `at bar COMMAND` or `at beat COMMAND`")
             at, words = words[1], words[2:]
+            if words[0] == "at":
+                raise CommandError(f"{line}: one `at` a line: say `at bar COMMAND` or `at beat COMMAND`")
         name, args = words[0].lower(), words[1:]
         if name in ("exit",):
             name = "quit"
         handler = SETTINGS.get(name) or getattr(self, "cmd_" + name.replace("-", "_"), None)
         if handler is None or name not in HELP:
             raise CommandError(f"unknown command {words[0]!r} (try `help`)")
+        if args and name in NO_ARGS:  # `panic reset` must not panic and drop "reset"
+            raise CommandError(f"{' '.join(words)}: {name} takes no arguments (say `{name}`); nothing done")
         if at is not None and name not in AT_ALLOWED:
             raise CommandError(f"`at {at}` works with settings, mode, panic and reset, not {name}")
         result = handler(args, " ".join(words))
@@ -70,7 +74,7 @@ class Commands:
             if at is None:
                 return result() is not False
             else:
-                t = self.engine.controls.at(at, lambda line_s: result(), " ".join(words))
+                t = self.engine.controls.at(at, lambda line_s: result(), " ".join(words), replaces=name)
                 self.say(f"at the next {at} (in {1e3 * (t - self.engine.clock.now()):.0f} ms): {' '.join(words)}")
         return result is not False
 
@@ -81,7 +85,8 @@ class Commands:
             self.say(", ".join(f"{k} = {controls.get(k)!r}" for k in changes))
             return
         early = all(k.startswith("sampling.") or k == "timing.bpm" for k in changes)
-        t = controls.at(at, lambda line_s: controls.set_many(changes, at_s=line_s), what, early=early)
+        t = controls.at(at, lambda line_s: controls.set_many(changes, at_s=line_s), what, early=early,
+                        replaces=tuple(sorted(changes)))  # a later change of these settings on this line wins
         self.say(f"at the next {at} (in {1e3 * (t - controls.clock.now()):.0f} ms): {what}")
 
     # -- settings that are actions ----------------------------------------------
@@ -255,10 +260,11 @@ class Commands:
         if len(args) != 1:
             raise CommandError(f"{what}: say `save FILE`")
         path = Path(args[0]).expanduser()
+        if not path.parent.is_dir():  # a mistyped folder is an error, not folders made at the root
+            raise CommandError(f"{what}: no folder {str(path.parent)!r}; nothing written")
 
         def act():
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(to_toml(self.engine.controls.cfg))
             except OSError as exc:
                 raise CommandError(f"{what}: cannot write it: {exc}") from None
@@ -290,6 +296,8 @@ class Commands:
         return act
 
     def cmd_help(self, args, what):
+        if len(args) > 1:
+            raise CommandError(f"{what}: say `help` or `help COMMAND` (one command)")
         if args:
             name = args[0].lower()
             if name not in HELP:

@@ -53,6 +53,7 @@ HELP: dict[str, tuple[str, str]] = {  # name -> (usage, what it does)
     "help": ("help [command]", "this list, or one command"),
     "quit": ("quit", "stop: every note closed, ports closed"),
 }
+NO_ARGS = {"ports", "panic", "reset", "status", "quit"}  # a word after these is a mistake, never dropped
 AT_ALLOWED = {"temp", "top-p", "top-k", "adaptive", "mode", "tempo", "key", "length", "silence", "range",
               "channel", "velocity", "set", "panic", "reset"}
 
