@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "data" / "beat_tunes.json"
+TRAIN_CACHE = ROOT / "data" / "beat_tunes_train.json"
+TRAIN_PER_METRE = 100
 
 # metre -> (beat in quarters, beats a bar, division)
 METRES = {"4/4": (1.0, 4, 2), "2/2": (2.0, 2, 2), "2/4": (1.0, 2, 2), "3/4": (1.0, 3, 2),
@@ -181,11 +183,33 @@ def load(path: Path = CACHE, per_metre: int = 40) -> list[dict]:
     return tunes
 
 
+def tune_key(t: dict) -> tuple:
+    """What makes two tunes the same tune (a tune may sit in two books under two titles)."""
+    return (t["metre"], tuple(tuple(n[:3]) for n in t["notes"][:40]))
+
+
+def load_train(path: Path = TRAIN_CACHE, per_metre: int = TRAIN_PER_METRE) -> list[dict]:
+    """Training tunes for the beat scorer (scripts/train_beat.py): the same books read further, with every
+    tune of the benchmark's set (`load()`) left out, so no tune is in both. Cached like `load()`."""
+    if path.exists():
+        return json.loads(path.read_text())
+    test = {tune_key(t) for t in load()}
+    tunes = [t for t in build(per_metre) if tune_key(t) not in test]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tunes))
+    return tunes
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-metre", type=int, default=40)
     ap.add_argument("--out", type=Path, default=CACHE)
+    ap.add_argument("--train", action="store_true", help="the training set (bench tunes left out)")
     a = ap.parse_args(argv)
+    if a.train:
+        tunes = load_train(per_metre=a.per_metre if a.per_metre != 40 else TRAIN_PER_METRE)
+        print(f"{len(tunes)} training tunes -> {TRAIN_CACHE}")
+        return 0
     tunes = build(a.per_metre)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(tunes))

@@ -54,12 +54,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import beat_corpus  # noqa: E402
 
-from agent.music.beat_multi import BeatTracker  # noqa: E402
+from agent.music.beat_multi import WEIGHTS, BeatTracker  # noqa: E402
+from agent.training import beat_data  # noqa: E402
 
 BASELINE_COMMIT = "4730ef6"
 # felt bpm range by kind (within 56-180): what players play
-RANGES = {"chorale": (56, 110), "4/4": (70, 150), "2/2": (56, 110), "2/4": (70, 150), "3/4": (60, 180),
-          "6/8": (56, 130), "9/8": (56, 130), "12/8": (56, 110)}
+RANGES = beat_data.RANGES
 FIRST_PHRASE = 16
 EARLY = 12
 BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.01)
@@ -78,66 +78,8 @@ def baseline_class():
     return mod.BeatTracker
 
 
-# -- rendering -----------------------------------------------------------------------
-def phrase_end_offsets(tune: dict) -> list[float]:
-    """Quarter offsets where a phrase ends (the written ends' note ends; folk tunes every 4 bars)."""
-    notes = tune["notes"]
-    ends = {notes[i][0] + notes[i][1] for i in tune["phrase_ends"]}
-    if tune["kind"] != "chorale":
-        last = notes[-1][0] + notes[-1][1]
-        b = tune["bar0_q"] + 4 * tune["bar_q"]
-        while b < last:
-            ends.add(b)
-            b += 4 * tune["bar_q"]
-    return sorted(ends)
-
-
-def render(tune: dict, felt_bpm: float, rubato: bool, swing: float, rng: random.Random):
-    """(events [(t_s, pitch, velocity)], time_of(q) -> seconds) for the tune played once."""
-    q_s = 60.0 / (felt_bpm * tune["beat_q"])  # seconds a quarter, before the curve
-    last_q = tune["notes"][-1][0] + tune["notes"][-1][1] + tune["bar_q"]
-    # the tempo curve: seconds per quarter at each 1/8-quarter step
-    step = 0.125
-    n = int(last_q / step) + 2
-    rate = np.ones(n)
-    if rubato:
-        ends = phrase_end_offsets(tune)
-        starts = [0.0] + ends
-        for s, e in zip(starts, ends + [last_q]):  # a drift within each phrase: linear, +-10 %
-            i0, i1 = int(s / step), min(n, int(e / step) + 1)
-            drift = rng.uniform(-0.1, 0.1)
-            rate[i0:i1] *= 1.0 + drift * np.linspace(0, 1, max(1, i1 - i0))
-        for e in ends:  # phrase-final lengthening over the phrase's last beat, up to 50 %
-            amount = rng.uniform(0.15, 0.5)
-            i1 = min(n, int(e / step))
-            i0 = max(0, i1 - int(tune["beat_q"] / step))
-            rate[i0:i1] *= 1.0 + amount * np.linspace(0.2, 1, max(1, i1 - i0))
-    cum = np.concatenate([[0.0], np.cumsum(rate * step * q_s)])
-
-    def time_of(q: float) -> float:
-        x = q / step
-        i = min(int(x), n - 1)
-        return float(cum[i] + (x - i) * (cum[i + 1] - cum[i]))
-
-    events = []
-    for off, length, pitch, chord, grace in tune["notes"]:
-        q = off
-        in_beat = (off - tune["bar0_q"]) % 1.0
-        if swing > 1.0 and abs(in_beat - 0.5) < 1e-6:  # an off-beat eighth, swung
-            q = off - 0.5 + swing / (1.0 + swing)
-        t = time_of(q)
-        if grace:
-            t -= 0.045
-        if rubato:
-            t += rng.gauss(0.0, 0.015)
-            bar_pos = (off - tune["bar0_q"]) % tune["bar_q"]
-            vel = int(min(127, max(20, rng.gauss(72, 12) + (8 if bar_pos < 1e-6 else 0))))
-        else:
-            vel = 80
-        for c in range(int(chord)):
-            events.append((t + c * 0.02 / max(1, chord - 1) if chord > 1 else t, pitch - 4 * c, vel))
-    events.sort()
-    return events, time_of
+# -- rendering: shared with the scorer's training (agent/training/beat_data.py) ---------------
+phrase_end_offsets, render = beat_data.phrase_end_offsets, beat_data.render
 
 
 # -- scoring ---------------------------------------------------------------------------
@@ -268,6 +210,17 @@ def print_table(s: dict) -> None:
         print(f"per-onset cost {name}: p50 {c['p50']} ms, p99 {c['p99']} ms")
 
 
+def split_note(tunes: list[dict]) -> str:
+    """Which tunes the new tracker's scorer was trained on, and that none of them is scored here."""
+    w = json.loads(WEIGHTS.read_text()).get("trained", {}) if WEIGHTS.exists() else {}
+    train = beat_corpus.load_train() if beat_corpus.TRAIN_CACHE.exists() else None
+    test = {beat_corpus.tune_key(t) for t in tunes}
+    overlap = "?" if train is None else sum(beat_corpus.tune_key(t) in test for t in train)
+    return (f"split by tune: {len(tunes)} test tunes ({beat_corpus.CACHE.name}); the scorer "
+            f"({WEIGHTS.name}) trained on {w.get('tunes', '?')} tunes (+{w.get('validation_tunes', '?')} "
+            f"validation) of beat_corpus.load_train(); test tunes among them: {overlap}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="4 tunes a metre (CI: under a minute)")
@@ -288,8 +241,10 @@ def main(argv=None) -> int:
         for name, cls, new in trackers:
             results.append((key, rubato, name, score_one(cls, tune, felt, rubato, swing, seed, new)))
     s = summarise(results)
+    s["split"] = split_note(tunes)
     s["command"] = "python scripts/bench_beat.py" + (" --quick" if a.quick else "")
     s["seconds"] = round(time.perf_counter() - started, 1)
+    print(s["split"])
     print_table(s)
     print(f"{s['seconds']} s")
     if a.json:

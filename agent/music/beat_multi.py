@@ -55,14 +55,16 @@ a bonus for the tempo and division already trusted.
 """
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from agent.music import metre
+from agent.music import beat_features, metre
 from agent.music.pulse import MAX_BPM, MIN_BPM, Pulses
 
 TRIPLE_CENTRE = 0.7  # the compound beat's prior centre, relative to the duple one (dotted quarters are slower)
@@ -72,6 +74,24 @@ CONTINUITY = 3.0  # nats: a new phrase's bonus for the tempo and division alread
 TEMPERATURE = 2.0  # the costs are summed over correlated onsets: the posterior is flattened by this
 AGREE_PERIOD, AGREE_PHASE = 0.07, 0.12  # relative period and beat phase within which two agents agree
 MIN_EVENTS = 4  # events before the first guess: three intervals could be a dotted rhythm
+WEIGHTS = Path(__file__).with_name("beat_weights.json")  # the learnt scorer (scripts/train_beat.py)
+HYSTERESIS = 1.0  # logits: the agent that carries the trusted estimate keeps it unless beaten by this much
+LEARNED_CONTINUITY = 2.0  # logits: a new phrase's bonus for the tempo and division already trusted
+
+
+def load_weights(path: Path = WEIGHTS) -> dict | None:
+    """The learnt scorer's weights, as arrays; None if there is no weights file."""
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    if list(d["names"]) != list(beat_features.NAMES):
+        raise ValueError(f"{path}: its features {d['names']} are not beat_features.NAMES")
+    return {"mean": np.asarray(d["mean"]), "std": np.asarray(d["std"]), "w": np.asarray(d["w"]),
+            "hysteresis": float(d.get("hysteresis", HYSTERESIS)),
+            "continuity": float(d.get("continuity", LEARNED_CONTINUITY))}
+
+
+_WEIGHTS = load_weights()
 
 __all__ = ["Estimate", "BeatTracker", "TempoFollower", "MIN_BPM", "MAX_BPM"]
 
@@ -104,7 +124,7 @@ class BeatTracker:
 
     def __init__(self, default_bpm: float = 100.0, *, prior_bpm: float = 100.0, chord_s: float = 0.05,
                  grace_s: float = 0.07, window: int = 48, min_confidence: float = 0.35,
-                 phrase_gap_beats: float = 4.0) -> None:
+                 phrase_gap_beats: float = 4.0, learned: bool | dict = True) -> None:
         self.default_bpm = float(default_bpm)
         self.prior_bpm = float(prior_bpm)
         self.chord_s, self.grace_s = chord_s, grace_s
@@ -126,6 +146,10 @@ class BeatTracker:
         centre = np.where(self._bank.fam == 0, 60.0 / self.prior_bpm, 60.0 / (self.prior_bpm * TRIPLE_CENTRE))
         self._prior = PRIOR_WEIGHT * np.log2(self._bank.P0 / centre) ** 2 + TRIPLE_COST * self._bank.fam
         self._carry = np.zeros(self._bank.K)  # the continuity bonus of the phrase under way
+        self._model = (_WEIGHTS if learned is True else learned) or None
+        if self._model is not None:
+            self._wz = self._model["w"] / self._model["std"]  # standardising folded into the weights
+            self._w0 = -float(self._model["mean"] @ self._wz)
 
     # -- reading ----------------------------------------------------------------
     @property
@@ -199,13 +223,46 @@ class BeatTracker:
         self.onsets.append(t)
 
     # -- the estimate ------------------------------------------------------------------
+    def _order(self) -> np.ndarray:
+        """Ring-buffer indices of the current phrase's events in the window, oldest first."""
+        n = min(self._n, len(self._times))
+        return (np.arange(self._n - n, self._n)) % len(self._times)
+
+    def window_features(self) -> np.ndarray:
+        """[agents, D] the scorer's features of every agent over the current phrase (beat_features.py)."""
+        order = self._order()
+        f = self._feat[order]
+        return beat_features.features(self._bank, self._times[order], f[:, 0], f[:, 1], f[:, 2],
+                                      self._G[:, order], self._LEV[:, order])
+
+    def _scores(self) -> np.ndarray:
+        """[agents] log-odds of being the felt beat: the learnt scorer, else the hand-set cost and prior."""
+        if self._model is None:
+            return -(self._bank.cost + self._prior + self._carry) / TEMPERATURE
+        s = self.window_features() @ self._wz + self._w0
+        return s - self._carry * (self._model["continuity"] / CONTINUITY)
+
+    def _agreeing(self, period: float, beat_s: float) -> np.ndarray:
+        """[agents] bool: the agent's period within AGREE_PERIOD of `period` and a beat of it near beat_s."""
+        bank = self._bank
+        x = (beat_s - bank.t0 - bank.a) / bank.P
+        return (np.abs(np.log(bank.P / period)) < AGREE_PERIOD) & (np.abs(x - np.rint(x)) < AGREE_PHASE)
+
+    # -- the estimate ------------------------------------------------------------------
     def _estimate(self) -> Estimate | None:
         if self._n < MIN_EVENTS:
             return None
         bank = self._bank
-        score = bank.cost + self._prior + self._carry
-        w = int(np.argmin(score))
-        post = np.exp(-(score - score[w]) / TEMPERATURE)
+        score = self._scores()
+        w = int(np.argmax(score))
+        e = self.estimate
+        if self._model is not None and e is not None:  # hysteresis: the trusted beat stays unless clearly beaten
+            keep = self._agreeing(e.period_s, e.beat_s)
+            if keep.any() and not keep[w]:
+                k = int(np.argmax(np.where(keep, score, -np.inf)))
+                if score[w] - score[k] < self._model["hysteresis"]:
+                    w = k
+        post = np.exp(score - score.max())
         t_last = self.onsets[-1] - bank.t0
         x = (t_last - bank.a) / bank.P
         d = x - x[w]

@@ -99,6 +99,8 @@ class Pulses:
         self.hits = P_ONSET[self.fam] * PSEUDO  # [K, level] decayed onset counts and slot counts
         self.slots = np.full((self.K, 3), PSEUDO)
         self.cost = np.zeros(self.K)
+        self.cost_time = np.zeros(self.K)  # the cost's two parts: timing (off the grid line) and pattern
+        self.cost_pat = np.zeros(self.K)
         self._count(lev0, np.zeros((self.K, 3)))
         # least-squares sums (weight, g, t, gg, gt), t relative to t0
         w = LS_WEIGHT[self._level(self.k)]
@@ -134,6 +136,8 @@ class Pulses:
         r = self._rows
         k_new, g_new, lev_new = cand[r, j], g_c[r, j], lev[r, j]
         self.cost = DECAY_COST * self.cost + total[r, j]
+        self.cost_time = DECAY_COST * self.cost_time + timing[r, j]
+        self.cost_pat = self.cost - self.cost_time
         self._count(lev_new, np.stack([n_beat[r, j], (n_even - n_beat)[r, j], (n_all - n_even)[r, j]], axis=1))
         # the swing: a duple off-beat moves the agent's off-beat towards where it was played
         off = (self.fam == 0) & (k_new % L == 2)
@@ -180,11 +184,11 @@ class Pulses:
     def snapshot(self) -> tuple:
         return (self.P.copy(), self.a.copy(), self.o.copy(), self.k.copy(), self.g.copy(), self.level.copy(),
                 self.cost.copy(), self.S.copy(), self.offbeats.copy(), self.hits.copy(), self.slots.copy(), self.n,
-                self.t0)
+                self.t0, self.cost_time.copy(), self.cost_pat.copy())
 
     def restore(self, snap: tuple) -> None:
         (self.P, self.a, self.o, self.k, self.g, self.level, self.cost, self.S, self.offbeats, self.hits,
-         self.slots, self.n, self.t0) = snap
+         self.slots, self.n, self.t0, self.cost_time, self.cost_pat) = snap
 
     # -- reading ---------------------------------------------------------------------
     def beat_time(self, i: int, beat: float) -> float:
