@@ -49,7 +49,6 @@ class MidiConfig:
 class TimingConfig:
     bpm: float = _f(100.0, min=20.0, max=400.0)
     beats_per_bar: int = _f(4, min=1, max=32)
-    midi_clock_in: bool = _f(False)  # follow incoming MIDI clock (24 ppq); same as source = "clock"
     source: str = _f("player", choices=["player", "clock", "fixed"])  # where the tempo and beat come from
 
 
@@ -87,7 +86,6 @@ class JamConfig:
     silence_ms: float = _f(600.0, min=10.0, max=60000.0)
     silence_beats: float = _f(1.5, min=0.0, max=64.0)  # >0 overrides silence_ms
     response_bars: float = _f(0.0, min=0.0, max=64.0)  # 0 = as long as the call
-    align_to_bar: bool = _f(False)  # same as align = "bar"
     align: str = _f("beat", choices=["beat", "bar", "none"])  # where an answer's first note lands
     turn: str = _f("model", choices=["model", "silence"])  # how the end of a phrase is decided
     grid_strength: float = _f(3.0, min=0.0, max=100.0)  # logit penalty on time shifts off the player's eighth grid
@@ -112,7 +110,7 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    step_budget_ms: float = _f(2.0, min=0.01, max=1000.0)  # one feed or sample
+    step_budget_ms: float = _f(2.0, min=0.01, max=1000.0)  # one feed or sample; a p99 above it is flagged
 
 
 @dataclass(frozen=True)
@@ -157,6 +155,13 @@ class Config:
 
 
 SECTIONS = [f.name for f in fields(Config) if f.name != "source"]
+# keys that once were and what says the same now: an old config that sets one is told, not ignored
+REMOVED = {"timing.midi_clock_in": 'timing.source = "clock"', "jam.align_to_bar": 'jam.align = "bar"'}
+
+
+def _refuse_removed(source: str, key: str) -> None:
+    if key in REMOVED:
+        raise ConfigError(f"{source}: {key} was removed: say {REMOVED[key]} instead")
 
 
 def section_types() -> dict[str, type]:
@@ -181,6 +186,7 @@ def setting(key: str):
     for f in fields(cls):
         if f.name == name:
             return f, get_type_hints(cls)[name]
+    _refuse_removed("set", key)
     raise ConfigError(f"unknown setting {key!r}")
 
 
@@ -218,6 +224,7 @@ def _build(data: dict, source: str) -> Config:
         vals = {}
         for key, value in table.items():
             if key not in known:
+                _refuse_removed(source, f"{sec}.{key}")
                 raise ConfigError(f"{source}: unknown key {sec}.{key} (known in [{sec}]: {', '.join(sorted(known))})")
             vals[key] = _check_value(cls, key, value, source, sec)
         sections[sec] = cls(**vals)
@@ -286,6 +293,7 @@ def set_value(cfg: Config, section: str, name: str, value: Any, source: str = "s
         raise ConfigError(f"{source}: unknown section {section!r} (known: {', '.join(types)})")
     cls = types[section]
     if name not in {f.name for f in fields(cls)}:
+        _refuse_removed(source, f"{section}.{name}")
         raise ConfigError(f"{source}: unknown key {section}.{name}")
     value = _check_value(cls, name, value, source, section)
     new = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})

@@ -84,3 +84,29 @@ def test_unreadable_file_is_a_config_error(tmp_path):
     p.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="binary.toml"):
         load_config(p)
+
+
+@pytest.mark.parametrize("section, key, value, instead", [
+    ("timing", "midi_clock_in", "true", 'timing.source = "clock"'),
+    ("jam", "align_to_bar", "true", 'jam.align = "bar"'),
+])
+def test_a_removed_key_is_an_error_that_names_what_replaced_it(tmp_path, section, key, value, instead):
+    """Issue 21 item 15: keys that only duplicated another are gone; an old config that sets one
+    is told, in one line, what says it now (a file, --set, the REPL's `set`)."""
+    p = tmp_path / "old.toml"
+    p.write_text(f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    text = str(info.value)
+    assert "old.toml" in text and f"{section}.{key}" in text and "removed" in text and instead in text
+    assert "\n" not in text
+    with pytest.raises(ConfigError, match=f"removed.*{instead}"):
+        load_config(None, [f"{section}.{key}={value}"])
+    assert f"{section}.{key}" not in to_toml(Config())
+
+
+def test_the_shipped_comments_say_what_the_code_does():
+    """Issue 21 item 15: config.toml said an unplugged port means "stop, close notes"; it reconnects."""
+    text = DEFAULT_CONFIG.read_text()
+    line = next(line for line in text.splitlines() if line.startswith("port_check_s"))
+    assert "stop" not in line and "reconnect" in line

@@ -169,7 +169,7 @@ stream_case = st.tuples(
 
 
 MODE_CFG = {m: load_config(overrides=[f'jam.mode="{m}"', "jam.held_note_timeout_s=1.0", "jam.end_phrase_cc=20",
-                                      "jam.temperature_cc=21", "timing.midi_clock_in=true"])
+                                      "jam.temperature_cc=21", 'timing.source="clock"'])
             for m in ("call", "accompany", "solo")}  # parsed once: load_config costs ~40 ms
 
 

@@ -254,7 +254,7 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
     from agent.model.predictor import Predictor
 
     cfg = load_config(overrides=[f"timing.bpm={BPM}", f"jam.silence_ms={SILENCE_MS}", f'jam.mode="{mode}"',
-                                 "jam.response_bars=1.0", "jam.align_to_bar=false", "sampling.seed=7",
+                                 "jam.response_bars=1.0", 'jam.align="beat"', "sampling.seed=7",
                                  f'model.path="{model}"', *sets])
     sends: list = []  # (msg, due_s, sent_s) from the scheduler
     run = run_jack if transport == "jack" else run_loopback

@@ -226,8 +226,7 @@ class Engine:
             self.report(f"learnt: {learnt.describe()}")
 
     def _follows_clock(self) -> bool:
-        t = self.controls.cfg.timing
-        return t.source == "clock" or t.midi_clock_in
+        return self.controls.cfg.timing.source == "clock"
 
     def _on_midi_tempo(self, bpm: float, t_s: float) -> None:
         if self._follows_clock():

@@ -250,7 +250,7 @@ def test_a_lost_input_port_is_reported_and_reconnected_by_name():
 
 
 def test_midi_clock_in_sets_the_tempo_and_start_restarts_the_grid():
-    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab()), extra=["timing.midi_clock_in=true"])
+    eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab()), extra=['timing.source="clock"'])
     t = time.perf_counter()
     eng._on_transport("start", t)
     assert eng.tempo.beat(t) == 0.0

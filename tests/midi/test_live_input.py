@@ -127,7 +127,7 @@ def test_after_a_ten_second_flood_the_agent_answers_and_every_buffer_stayed_boun
 
 
 def test_a_clock_flood_only_moves_the_tempo_within_its_bounds():
-    live = Live("call", extra=["timing.midi_clock_in=true"])
+    live = Live("call", extra=['timing.source="clock"'])
     seen = []
     live.li.on_tempo = lambda bpm, t: seen.append(bpm)
     live.flood([mido.Message("clock")] * 20_000, rate_per_s=10_000.0)

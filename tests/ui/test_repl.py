@@ -349,3 +349,17 @@ def test_the_toolbar_reads_the_last_answers_onset_without_walking_the_jams_answe
 
     engine.jam.responses.append(Growing(threshold_t=None, first_note_t=None))
     assert "onset " in toolbar_text(engine)
+
+
+def test_a_step_p99_over_the_configured_budget_is_flagged_in_the_toolbar_and_status(engine):
+    """Issue 21 item 15: latency.step_budget_ms was read only by a benchmark; the session that plays
+    measures its steps against it and says so when they do not fit."""
+    figures = engine.measure()
+    now = engine.clock.now()
+    budget_ms = engine.controls.cfg.latency.step_budget_ms
+    figures.steps.extend((now, budget_ms / 2e3) for _ in range(50))
+    assert "over budget" not in toolbar_text(engine)
+    figures.steps.extend((now, 3 * budget_ms / 1e3) for _ in range(50))
+    assert f"over the {budget_ms:g} ms budget" in toolbar_text(engine)
+    out = drive(engine, "status")
+    assert f"over the {budget_ms:g} ms budget (latency.step_budget_ms)" in out[-1]

@@ -53,8 +53,8 @@ def rest_probability(predictor, vocab) -> float:
 
 
 def align_of(jam_cfg) -> str:
-    """The grid an answer comes in on: "bar" (jam.align_to_bar), else jam.align ("beat" | "none")."""
-    return "bar" if jam_cfg.align_to_bar else jam_cfg.align
+    """The grid an answer comes in on: jam.align ("beat" | "bar" | "none")."""
+    return jam_cfg.align
 
 
 def place(tempo, t_s: float, align: str, phrase_beat: float | None = None) -> float:

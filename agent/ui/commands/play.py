@@ -237,7 +237,7 @@ def run(args) -> int:
 
 def tempo_words(cfg) -> str:
     t = cfg.timing
-    if t.source == "clock" or t.midi_clock_in:
+    if t.source == "clock":
         return f"tempo from MIDI clock ({t.bpm:g} bpm until it comes)"
     if t.source == "player":
         return f"tempo followed from your playing ({t.bpm:g} bpm until it is heard)"

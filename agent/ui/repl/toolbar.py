@@ -40,6 +40,12 @@ def tempo_source(engine) -> str:
     return {"clock": "MIDI clock", "fixed": "set"}[st["tempo_source"]]
 
 
+def over_budget(engine, step_ms: float | None) -> str:
+    """" (over the 2 ms budget)" when a model step's p99 (ms) does not fit latency.step_budget_ms, else ""."""
+    budget = engine.controls.cfg.latency.step_budget_ms
+    return f" (over the {budget:g} ms budget)" if step_ms is not None and step_ms > budget else ""
+
+
 def status_lines(engine) -> list[str]:
     c = engine.controls.cfg
     s, j = c.sampling, c.jam
@@ -62,6 +68,9 @@ def status_lines(engine) -> list[str]:
     learning = ccmap.learning
     if learning:
         lines.append(f"cc: learning {learning}")
+    step = engine.figures.p99_ms("steps") if engine.figures is not None else None
+    if over_budget(engine, step):
+        lines.append(f"model step p99 {step:.2f} ms:{over_budget(engine, step)[1:-1]} (latency.step_budget_ms)")
     if engine.scheduler is not None:
         st = engine.stats()
         lines.append(f"{st['phrases']} phrases heard, {st['answers']} answers, {st['sent']} messages sent, "
@@ -85,7 +94,7 @@ def toolbar_text(engine) -> str:
         if onset is not None:
             parts.append(f"onset {onset:+.1f} ms")
         step, err = f.p99_ms("steps"), f.p99_ms("errors")
-        parts.append(f"step p99 {step:.2f} ms" if step is not None else "step p99 -")
+        parts.append(f"step p99 {step:.2f} ms{over_budget(engine, step)}" if step is not None else "step p99 -")
         parts.append(f"sched p99 {err:.2f} ms" if err is not None else "sched p99 -")
     s = engine.scheduler
     if s is not None:

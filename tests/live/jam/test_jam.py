@@ -105,8 +105,8 @@ def test_call_answers_after_the_silence_threshold_as_long_as_the_call():
     assert not r.sched.open_notes and r.sched.dropped_late == 0 and r.sched.late == 0
 
 
-def test_response_bars_sets_the_length_and_align_to_bar_waits_for_the_bar_line():
-    r = Rig("call", silence_ms=300.0, response_bars=1.0, align_to_bar="true")
+def test_response_bars_sets_the_length_and_align_bar_waits_for_the_bar_line():
+    r = Rig("call", silence_ms=300.0, response_bars=1.0, align='"bar"')
     last_off = r.play([60, 64], start_s=r.t0 + 0.05)
     r.run_until(last_off + 4.0)
     sent = r.agent_notes()
