@@ -60,21 +60,23 @@ class EchoFilter:
     """Recognises input that is the agent's own output coming back.
 
     The scheduler reports every note message just before it sends it
-    (`sending`). An incoming note-on with the same channel, pitch *and
-    velocity* within `window_s` after such a send is taken to be that
-    message echoed, and so is an incoming note-off of the same channel and
-    pitch within `window_s` after a sent note-off; each send is consumed by
-    one echo. A MIDI loop brings a message back in about one period (JACK:
-    ~1.3 ms; a DAW's thru: a buffer), so the window is short (default
-    20 ms): a player's unison with the agent is only lost if it matches the
-    velocity *and* lands within it. A player's note-off is never taken for
-    the echo of an agent's note-on.
+    (`sending`). An incoming note-on of the same pitch within `window_s`
+    after a sent note-on is taken to be that message echoed, and so is an
+    incoming release (note-off, or note-on at velocity 0) of the same pitch
+    within `window_s` after a sent note-off; each send is consumed by one
+    echo. The channel and velocity are not compared: a MIDI thru in a DAW
+    may move the notes to its track's channel and put them through a
+    velocity curve, and it is still our note. A MIDI loop brings a message
+    back in about one period (JACK: ~1.3 ms; a DAW's thru: a buffer), so the
+    window is short (default 20 ms): a player's unison with the agent is
+    only lost if it lands within it. A player's note-off is never taken for
+    the echo of an agent's note-on, nor a note-on for a note-off's.
     """
 
     def __init__(self, window_s: float = 0.02) -> None:
         self.window_s = window_s
-        # (sent_s, on, channel, note, velocity); bounded: at most this many sends in one window
-        self._sent: deque[tuple[float, bool, int, int, int]] = deque(maxlen=512)
+        # (sent_s, on, note); bounded: at most this many sends in one window
+        self._sent: deque[tuple[float, bool, int]] = deque(maxlen=512)
         self._lock = threading.Lock()
         self.echoes = 0
 
@@ -83,11 +85,10 @@ class EchoFilter:
         if msg.type in ("note_on", "note_off"):
             on = msg.type == "note_on" and msg.velocity > 0
             with self._lock:
-                self._sent.append((t_s, on, msg.channel, msg.note, msg.velocity if on else 0))
+                self._sent.append((t_s, on, msg.note))
 
     def is_echo(self, msg: mido.Message, t_s: float) -> bool:
-        on = msg.type == "note_on" and msg.velocity > 0
-        want = (on, msg.channel, msg.note, msg.velocity if on else 0)
+        want = (msg.type == "note_on" and msg.velocity > 0, msg.note)
         with self._lock:
             while self._sent and t_s - self._sent[0][0] > self.window_s:  # too old to come back now
                 self._sent.popleft()

@@ -187,6 +187,32 @@ def test_recording_starts_and_stops_while_playing_and_never_overwrites(tmp_path)
     eng.stop()
 
 
+def test_a_daw_thru_that_remaps_channel_and_velocity_does_not_make_the_agent_its_own_player(model_dir,
+                                                                                            chorale_phrase):
+    """Issue 21 item 10: a thru (a DAW track monitoring the agent's port into the keyboard's) that moves
+    every note to channel 5 and puts it through a velocity curve; the answer must not be withdrawn."""
+    from agent.model.predictor import Predictor
+
+    eng, rec, loop, heard = make(Predictor.load(model_dir, seed=5), extra=["jam.response_bars=1.0"])
+    ports = Ports("loopback", loop=loop)
+    back = ports.open_output("keyboard")
+
+    def thru(m, t):
+        if m.type == "note_on" and m.velocity:
+            back.send(m.copy(channel=4, velocity=min(127, 20 + m.velocity * 3 // 4)))
+        elif m.type in ("note_on", "note_off"):
+            back.send(mido.Message("note_on", channel=4, note=m.note, velocity=0))
+    ports.open_input("Antiphon", thru)
+    play_phrase(back.send, chorale_phrase[:4], time.perf_counter() + 0.05, 0.25, RealClock())
+    assert wait_for(lambda: eng.jam.responses and eng.jam.gen is None)
+    time.sleep(0.3)
+    eng.stop()
+    resp = eng.jam.responses[0]
+    sent = sum(1 for _, m in heard if m.type in ("note_on", "note_off"))
+    assert resp["notes"] > 0 and eng.jam.phrases == 1 and not resp["barged"]
+    assert eng.listener.echo.echoes == sent and eng.listener.notes_in == 8  # the player's 4 notes, on and off
+
+
 def test_panic_closes_notes_and_silences_all_channels():
     eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(48) NOTE_OFF(60)"),
                                  mode="solo")

@@ -50,8 +50,26 @@ def test_echo_of_our_own_output_is_not_the_players():
     li.handle(mido.Message("note_off", note=72), 5.51)  # and its note-off
     li.handle(mido.Message("note_on", note=72, velocity=90), 5.6)  # a second one is the player's
     li.handle(mido.Message("note_off", note=72), 5.8)
-    li.handle(mido.Message("note_on", note=60, velocity=70), 6.01)  # same pitch, the player's own velocity
-    assert jam.notes == [(72, True, 5.6), (72, False, 5.8), (60, True, 6.01)] and echo.echoes == 2
+    li.handle(mido.Message("note_on", note=60, velocity=70), 6.2)  # same pitch, long after: the player's
+    assert jam.notes == [(72, True, 5.6), (72, False, 5.8), (60, True, 6.2)] and echo.echoes == 2
+
+
+def test_an_echo_is_known_by_pitch_and_timing_whatever_a_thru_does_to_its_channel_and_velocity():
+    """Issue 21 item 10: a DAW's thru that moves the agent's notes to another channel and puts them
+    through a velocity curve sent them back as the player's (the answer withdrawn, again and again)."""
+    jam = RecJam()
+    echo = EchoFilter(window_s=0.02)
+    li = Listener(jam, FakeClock(), echo=echo)
+    echo.sending(mido.Message("note_on", channel=0, note=72, velocity=90), 5.0)
+    echo.sending(mido.Message("note_off", channel=0, note=72), 5.5)
+    li.handle(mido.Message("note_on", channel=3, note=72, velocity=64), 5.004)  # thru: channel 4, a curve
+    li.handle(mido.Message("note_on", channel=3, note=72, velocity=0), 5.505)  # its note-off as a zero note-on
+    assert jam.notes == [] and echo.echoes == 2
+    echo.sending(mido.Message("note_on", channel=0, note=60, velocity=90), 6.0)
+    li.handle(mido.Message("note_on", channel=3, note=62, velocity=90), 6.002)  # another pitch: the player's
+    li.handle(mido.Message("note_off", channel=3, note=60), 6.003)  # a release is never a note-on's echo
+    li.handle(mido.Message("note_on", channel=3, note=60, velocity=30), 6.05)  # outside the window: the player's
+    assert jam.notes == [(62, True, 6.002), (60, False, 6.003), (60, True, 6.05)] and echo.echoes == 2
 
 
 def test_an_echo_that_arrives_before_the_send_returns_is_still_ours():
