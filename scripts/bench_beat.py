@@ -228,8 +228,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated groups, e.g. 6/8,3/4")
+    ap.add_argument("--tunes", choices=("test", "train"), default="test",
+                    help="train: score the training tunes instead (for tuning by hand without the test set)")
     a = ap.parse_args(argv)
-    tunes = beat_corpus.load()
+    tunes = beat_corpus.load() if a.tunes == "test" else beat_corpus.load_train()
     trackers = [("new", BeatTracker, True)]
     if not a.no_baseline:
         trackers.append(("baseline", baseline_class(), False))

@@ -29,15 +29,13 @@ _LEVELS = np.array([0.0, -1.0, -np.log2(3.0), 1.0, np.log2(3.0), np.log2(1.5)]) 
 _TOL = 0.1  # log2 width of an IOI class (about 7 %)
 
 
-def features(bank, t: np.ndarray, pitch: np.ndarray, vel: np.ndarray, chord: np.ndarray,
-             G: np.ndarray, LEV: np.ndarray) -> np.ndarray:
-    """[agents, D] features. t/pitch/vel/chord: the phrase's last n events; G/LEV [agents, n] their beat
-    positions and levels (0 beat, 1 division, 2 subdivision) on each agent's grid."""
-    K = bank.K
-    n = len(t)
-    F = np.zeros((K, D))
-    P = bank.P
-    lp = np.log2(P / REF_PERIOD)
+N_BANK = 11  # the first N_BANK features come from the bank alone (cheap for every agent)
+
+
+def bank_features(bank) -> np.ndarray:
+    """[agents, N_BANK]: the costs, the tempo prior's terms, the swing and the level onset probabilities."""
+    F = np.empty((bank.K, N_BANK))
+    lp = np.log2(bank.P / REF_PERIOD)
     tri = (bank.fam == 1).astype(float)
     F[:, 0] = bank.cost_time
     F[:, 1] = bank.cost_pat
@@ -48,30 +46,51 @@ def features(bank, t: np.ndarray, pitch: np.ndarray, vel: np.ndarray, chord: np.
     F[:, 6] = tri * lp * lp
     F[:, 7] = np.where((bank.fam == 0) & (bank.offbeats > 0), bank.o - 0.5, 0.0)
     F[:, 8:11] = bank._probabilities()
+    return F
+
+
+def window_features(P: np.ndarray, t: np.ndarray, pitch: np.ndarray, vel: np.ndarray, chord: np.ndarray,
+                    G: np.ndarray, LEV: np.ndarray) -> np.ndarray:
+    """[agents, D - N_BANK] the accents and IOI classes of the phrase's events on each agent's grid. P [A] the
+    agents' periods; t/pitch/vel/chord the phrase's last n events; G/LEV [A, n] their beat positions and
+    levels (0 beat, 1 division, 2 subdivision) on each agent's grid."""
+    A, n = LEV.shape
+    F = np.zeros((A, D - N_BANK))
     on_all = LEV == 0
-    F[:, 11] = on_all.mean(axis=1)
+    F[:, 0] = np.count_nonzero(on_all, axis=1) * (1.0 / n)
     m = n - 1  # the last event's length is not known yet
     if m >= 2:
-        ioi = np.maximum(np.diff(t), 1e-3)
+        ioi = np.maximum(t[1:] - t[:-1], 1e-3)
         lt = np.log2(ioi)
-        on = on_all[:, :m].astype(float)
-        off = 1.0 - on
-        n_on, n_off = on.sum(axis=1), off.sum(axis=1)
+        on = on_all[:, :m]
+        onf = on.astype(float)
+        n_on = np.count_nonzero(on, axis=1).astype(float)
+        n_off = m - n_on
         both = (n_on > 0) & (n_off > 0)
-        inv_on, inv_off = 1.0 / np.maximum(n_on, 1.0), 1.0 / np.maximum(n_off, 1.0)
         v = vel[:m]
         vz = (v - v.mean()) / (v.std() + 8.0)
         low = np.clip((np.median(pitch[:m]) - pitch[:m]) / 12.0, -1.0, 1.0)
         ch = np.minimum(chord[:m] - 1.0, 3.0)
         X = np.stack([lt - lt.mean(), vz, low, ch], axis=1)  # [m, 4]
-        diff = (on @ X) * inv_on[:, None] - (off @ X) * inv_off[:, None]
-        F[:, 12:16] = np.where(both[:, None], diff, 0.0)
-        rel = lt[None, :] - np.log2(P)[:, None]  # [K, m]
-        long_ = rel > -0.2
-        F[:, 16] = (long_ & (off > 0)).mean(axis=1)
-        F[:, 17] = (long_ & (on > 0)).mean(axis=1)
-        for j, c in enumerate(_LEVELS):
-            F[:, 18 + j] = (np.abs(rel - c) < _TOL).mean(axis=1)
+        tot = X.sum(axis=0)
+        s_on = onf @ X
+        diff = s_on / np.maximum(n_on, 1.0)[:, None] - (tot - s_on) / np.maximum(n_off, 1.0)[:, None]
+        F[:, 1:5] = np.where(both[:, None], diff, 0.0)
+        lP = np.log2(P)
+        long_ = lt[None, :] > (lP - 0.2)[:, None]  # [A, m]
+        n_long = np.count_nonzero(long_, axis=1)
+        n_long_on = np.count_nonzero(long_ & on, axis=1)
+        F[:, 5] = (n_long - n_long_on) * (1.0 / m)
+        F[:, 6] = n_long_on * (1.0 / m)
+        srt = np.sort(lt)
+        x = lP[:, None] + _LEVELS[None, :]  # [A, levels]
+        F[:, 7:13] = (np.searchsorted(srt, x + _TOL) - np.searchsorted(srt, x - _TOL)) * (1.0 / m)
         span = np.maximum(G[:, -1] - G[:, 0], 0.5)
-        F[:, 24] = np.log2(m / span)
+        F[:, 13] = np.log2(m / span)
     return F
+
+
+def features(bank, t: np.ndarray, pitch: np.ndarray, vel: np.ndarray, chord: np.ndarray,
+             G: np.ndarray, LEV: np.ndarray) -> np.ndarray:
+    """[agents, D] features of every agent (see bank_features and window_features)."""
+    return np.concatenate([bank_features(bank), window_features(bank.P, t, pitch, vel, chord, G, LEV)], axis=1)

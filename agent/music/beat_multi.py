@@ -75,6 +75,7 @@ TEMPERATURE = 2.0  # the costs are summed over correlated onsets: the posterior 
 AGREE_PERIOD, AGREE_PHASE = 0.07, 0.12  # relative period and beat phase within which two agents agree
 MIN_EVENTS = 4  # events before the first guess: three intervals could be a dotted rhythm
 WEIGHTS = Path(__file__).with_name("beat_weights.json")  # the learnt scorer (scripts/train_beat.py)
+SHORTLIST = 40  # agents scored on the phrase's accents as well as the bank's features (per-onset cost)
 HYSTERESIS = 1.0  # logits: the agent that carries the trusted estimate keeps it unless beaten by this much
 LEARNED_CONTINUITY = 2.0  # logits: a new phrase's bonus for the tempo and division already trusted
 
@@ -236,11 +237,26 @@ class BeatTracker:
                                       self._G[:, order], self._LEV[:, order])
 
     def _scores(self) -> np.ndarray:
-        """[agents] log-odds of being the felt beat: the learnt scorer, else the hand-set cost and prior."""
+        """[agents] log-odds of being the felt beat: the learnt scorer, else the hand-set cost and prior.
+        The learnt one scores every agent on the bank's own features, then the SHORTLIST best of them (and
+        those that carry the trusted estimate) on the phrase's accents too; the rest stay out (-inf)."""
+        bank = self._bank
         if self._model is None:
-            return -(self._bank.cost + self._prior + self._carry) / TEMPERATURE
-        s = self.window_features() @ self._wz + self._w0
-        return s - self._carry * (self._model["continuity"] / CONTINUITY)
+            return -(bank.cost + self._prior + self._carry) / TEMPERATURE
+        nb = beat_features.N_BANK
+        part = beat_features.bank_features(bank) @ self._wz[:nb] + self._w0
+        part -= self._carry * (self._model["continuity"] / CONTINUITY)
+        idx = np.argpartition(-part, SHORTLIST)[:SHORTLIST] if bank.K > SHORTLIST else np.arange(bank.K)
+        e = self.estimate
+        if e is not None:
+            idx = np.union1d(idx, np.flatnonzero(self._agreeing(e.period_s, e.beat_s)))
+        order = self._order()
+        f = self._feat[order]
+        wf = beat_features.window_features(bank.P[idx], self._times[order], f[:, 0], f[:, 1], f[:, 2],
+                                           self._G[idx][:, order], self._LEV[idx][:, order])
+        score = np.full(bank.K, -np.inf)
+        score[idx] = part[idx] + wf @ self._wz[nb:]
+        return score
 
     def _agreeing(self, period: float, beat_s: float) -> np.ndarray:
         """[agents] bool: the agent's period within AGREE_PERIOD of `period` and a beat of it near beat_s."""
@@ -262,7 +278,7 @@ class BeatTracker:
                 k = int(np.argmax(np.where(keep, score, -np.inf)))
                 if score[w] - score[k] < self._model["hysteresis"]:
                     w = k
-        post = np.exp(score - score.max())
+        post = np.exp(score - score[w])
         t_last = self.onsets[-1] - bank.t0
         x = (t_last - bank.a) / bank.P
         d = x - x[w]
@@ -284,8 +300,10 @@ class BeatTracker:
         t = self._times[order]
         ioi = np.append(np.diff(t), period) / period
         feat = self._feat[order]
-        s, b0 = metre.strengths(self._G[w, order], self._LEV[w, order], ioi, feat[:, 1], feat[:, 0], feat[:, 2])
-        bpb, r, _ = metre.bars(s, b0, division == 3)
+        g = self._G[w, order]
+        s, b0 = metre.strengths(g, self._LEV[w, order], ioi, feat[:, 1], feat[:, 0], feat[:, 2])
+        mask = metre.patterns(g, b0, len(s)) if len(s) >= metre.REP_MIN_BEATS else None
+        bpb, r, _ = metre.bars(s, b0, division == 3, mask)
         last = math.floor(float(self._bank.g[w]) + 1e-6)
         return bpb, last - ((last - r) % bpb)
 

@@ -17,6 +17,7 @@ import numpy as np
 W_DUR, W_VEL, W_BASS, W_CHORD = 0.6, 0.4, 0.25, 0.3  # accent weights (per log2 beat, z-score, octave, note)
 TRIPLE_MARGIN = 0.08  # how much more contrast three beats a bar needs than two or four
 FOUR_MARGIN = 0.12  # beat 1 over beat 3 before four beats a bar is preferred to two
+REP_WEIGHT, REP_MIN_BEATS = 0.5, 7  # how much the repetition of rhythms at the bar's lag counts, from when
 DEFAULT_BPB = (4, 2)  # (duple division, triple division) when there is no evidence: 4/4, 6/8
 
 
@@ -38,22 +39,49 @@ def strengths(g: np.ndarray, level: np.ndarray, ioi_beats: np.ndarray, velocity:
     return s, b0
 
 
-def bars(s: np.ndarray, b0: int, triple_division: bool) -> tuple[int, int, float]:
-    """(beats a bar, a downbeat's beat index, contrast 0..) from per-beat strengths."""
+def patterns(g: np.ndarray, b0: int, n: int) -> np.ndarray:
+    """Per beat of the window (from beat b0, n beats), its rhythm: a bit mask of the twelfths of the beat
+    that hold an onset. Bars repeat their rhythms, so the lag at which these repeat is a bar length."""
+    fl = np.floor(g + 1e-6)
+    beats = np.clip(fl.astype(np.int64) - b0, 0, n - 1)
+    slot = np.rint((g - fl) * 12.0).astype(np.int64) % 12
+    mask = np.zeros(n, dtype=np.int64)
+    np.bitwise_or.at(mask, beats, np.left_shift(1, slot))
+    return mask
+
+
+def repetition(mask: np.ndarray, lag: int) -> float:
+    """How often a beat's rhythm comes back `lag` beats later (beats where both are empty left out)."""
+    if len(mask) <= lag:
+        return 0.0
+    a, b = mask[:-lag], mask[lag:]
+    used = (a | b) != 0
+    return float((a == b)[used].mean()) if used.any() else 0.0
+
+
+def bars(s: np.ndarray, b0: int, triple_division: bool, mask: np.ndarray | None = None) -> tuple[int, int, float]:
+    """(beats a bar, a downbeat's beat index, contrast 0..) from per-beat strengths and, given the beats'
+    rhythms (`patterns`), how they repeat: three beats a bar when the rhythm repeats every three beats
+    more than every two or four."""
     default = DEFAULT_BPB[int(triple_division)]
     if len(s) < 4:
         return default, 0, 0.0
     idx = np.arange(len(s)) + b0
     best = {}
     for m in (2, 3, 4):
-        means = np.array([s[idx % m == r].mean() if (idx % m == r).any() else 0.0 for r in range(m)])
+        cls = idx % m
+        cnt = np.bincount(cls, minlength=m)
+        means = np.bincount(cls, weights=s, minlength=m) / np.maximum(cnt, 1)
         r = int(np.argmax(means))
-        others = np.delete(means, r)
-        best[m] = (float(means[r] - others.mean()) / (s.mean() + 1e-9), r, means)
+        others = (means.sum() - means[r]) / (m - 1)
+        best[m] = (float(means[r] - others) / (s.mean() + 1e-9), r, means)
     c2, r2, _ = best[2]
     c3, r3, _ = best[3]
     c4, r4, means4 = best[4]
-    if c3 > max(c2, c4) + TRIPLE_MARGIN:
+    rep = 0.0
+    if mask is not None and len(mask) >= REP_MIN_BEATS:
+        rep = REP_WEIGHT * (repetition(mask, 3) - max(repetition(mask, 2), repetition(mask, 4)))
+    if c3 + rep > max(c2, c4) + TRIPLE_MARGIN:
         return 3, r3, c3
     if len(s) >= 8 and (means4[r4] - means4[(r4 + 2) % 4]) / (s.mean() + 1e-9) > FOUR_MARGIN:
         return 4, r4, c4

@@ -68,6 +68,8 @@ class Pulses:
         self.K = len(self.P0)
         self.timing_s, self.timing_rel = timing_s, timing_rel
         self._rows = np.arange(self.K)
+        self._lev_table = _LEVEL[self.fam]  # [K, slot] -> level
+        self._tri_frac = np.tile(np.arange(6) / 6.0, (self.K, 1))
         self.t0 = 0.0
         self.n = 0
 
@@ -75,16 +77,21 @@ class Pulses:
     def _pos(self, k: np.ndarray) -> np.ndarray:
         """Beat position (beats from the phrase origin) of tatum index k ([K] or [K, C])."""
         L = self.L if k.ndim == 1 else self.L[:, None]
-        o = self.o if k.ndim == 1 else self.o[:, None]
         beat, s = np.divmod(k, L)
-        duple = np.select([s == 0, s == 1, s == 2], [0.0, o / 2, o], (1.0 + o) / 2)
-        frac = np.where((self.fam if k.ndim == 1 else self.fam[:, None]) == 0, duple, s / 6.0)
-        return beat + frac
+        frac = self._frac_table()
+        return beat + (frac[self._rows, s] if k.ndim == 1 else frac[self._rows[:, None], s])
+
+    def _frac_table(self) -> np.ndarray:
+        """[K, 6] each slot's place within the beat: duple 0, o/2, o, (1+o)/2; triple sixths."""
+        f = self._tri_frac.copy()
+        duple = self.fam == 0
+        o = self.o[duple]
+        f[duple, 1], f[duple, 2], f[duple, 3] = o / 2, o, (1.0 + o) / 2
+        return f
 
     def _level(self, k: np.ndarray) -> np.ndarray:
-        fam = self.fam if k.ndim == 1 else self.fam[:, None]
         L = self.L if k.ndim == 1 else self.L[:, None]
-        return _LEVEL[fam, k % L]
+        return self._lev_table[self._rows if k.ndim == 1 else self._rows[:, None], k % L]
 
     # -- input -----------------------------------------------------------------------
     def start(self, t_s: float) -> None:

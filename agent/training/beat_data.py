@@ -7,7 +7,8 @@ plain, rubato, swung; a felt tempo drawn from the kind's range), fed to the
 tracker one note-on at a time, and at sampled events every agent of the pulse
 bank gives its feature row (agent/music/beat_features.py) and a label: does
 its period match the felt beat there (within 8 %; in 2/2 the half or the
-quarter) and does its beat fall on a true beat (within 10 % of a beat). The
+quarter), does its beat fall on a true beat (within 10 % of a beat) and is
+its division the tune's (triple in compound metres, duple otherwise). The
 scorer is a conditional logit over the agents of an event (McFadden's choice
 model): P(agent) = softmax(w . f) and the loss is -log of the probability mass
 of the right agents, fitted with Adam and a small L2 penalty in numpy.
@@ -95,7 +96,8 @@ def render(tune: dict, felt_bpm: float, rubato: bool, swing: float, rng: random.
 
 
 def labels(tracker, tune: dict, q: float, time_of) -> np.ndarray:
-    """[agents] bool: the agent's period is the felt beat's (8 %) and its beat is on a true beat (10 %)."""
+    """[agents] bool: the agent's period is the felt beat's (8 %), its beat is on a true beat (10 %) and its
+    division family is the tune's (a triple agent in x/8 compound metres, a duple one, swung or not, else)."""
     bank = tracker._bank
     beat_q = tune["beat_q"]
     units = [beat_q] + ([beat_q / 2.0] if tune["metre"] == "2/2" else [])
@@ -108,7 +110,7 @@ def labels(tracker, tune: dict, q: float, time_of) -> np.ndarray:
         tempo = np.abs(np.log(bank.P / period)) < TEMPO_TOL
         x = (ab - tb) / period
         ok |= tempo & (np.abs(x - np.rint(x)) < PHASE_TOL)
-    return ok
+    return ok & (bank.fam == (1 if tune["division"] == 3 else 0))
 
 
 def collect(tunes: list[dict], seed: int = 1, per_run: int = 24, every: int = 2, start: int = 6,
