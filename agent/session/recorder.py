@@ -15,18 +15,29 @@ Outputs:
   (1/resolution of a beat) at the session tempo;
 - a piano-roll PNG: the two parts in two colours, bar lines, markers.
 
-Crash safety: `start(path)` runs a daemon thread that rewrites the MIDI file
+Real time: a hook appends one tuple to a deque and returns; the output and
+input threads never wait on the recorder. The flush thread takes what they
+handed over (sorting only that batch) and encodes each part's track event by
+event as it grows (agent/session/midistream.py), so a flush costs the file's
+size in bytes written, not a re-sort and re-encoding of the session.
+
+Crash safety: `start(path)` runs a daemon thread that writes the MIDI file
 every `flush_s` seconds, each time to a temporary file renamed over the old
 one (os.replace is atomic), so `kill -9` loses at most flush_s and a reader
-never sees half a file. `stop()` writes the final files the same way.
+never sees half a file. `stop()` writes the final files the same way. A
+flush that fails (a full disk) keeps the session in memory and says once how
+much is unsaved; the end writes what it can and says, one line each, what it
+could not. `check_writable` refuses a folder without room before a session.
 music21 and matplotlib are imported only when their file is written.
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import os
-import struct
+import shutil
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +45,8 @@ import mido
 
 from agent.music.tempomap import RealClock, TickMap
 from agent.errors import AntiphonError
+from agent.session import midistream
+from agent.session.midistream import NoteTrack
 
 log = logging.getLogger(__name__)
 PARTS = ("human", "agent")
@@ -53,8 +66,19 @@ class TimedNote:
     velocity: int
 
 
+NOTE, TEMPO, MARKER = 0, 1, 2  # what a hook handed over: (clock s, kind, ...)
+
+
 class Recorder:
-    """Collects a session and writes it; the hooks are safe to call from any thread."""
+    """Collects a session and writes it; the hooks are safe to call from any thread and never wait.
+
+    A hook appends one tuple to a deque (atomic, no lock): the scheduler's and the listener's
+    threads never wait on the recorder. Whoever reads or writes the session (the flush thread,
+    stop(), snapshot()) first takes what the hooks handed over, under `_take_lock`, a lock no
+    hook takes; each batch is sorted by time as it is taken (the batch only), and the MIDI
+    tracks are encoded event by event as they grow (agent/session/midistream.py), so a flush
+    writes the bytes it has, in time proportional to the file's size, with nothing to sort.
+    """
 
     def __init__(self, bpm: float, *, beats_per_bar: int = 4, resolution: int = 12, clock=None,
                  flush_s: float = 5.0, ticks_per_beat: int = 480, report=None) -> None:
@@ -67,54 +91,58 @@ class Recorder:
         self.report = report or (lambda line: None)
         self.path: Path | None = None
         self.flushes = 0
+        self.unsaved_since_s: float | None = None  # a flush failed: the file lacks what came since (recording s)
+        self._saved_s, self._saved_ons, self._last_error = 0.0, 0, ""  # the last good save: when, note-ons in it
+        self._inbox: deque = deque()  # (clock s, kind, a, b, c) from the hooks: appended without a lock
+        # the session as taken from the inbox: touched only with _take_lock held
         self._events: dict[str, list[tuple[float, int, int]]] = {p: [] for p in PARTS}  # (t_s, pitch, vel); 0 = off
-        self._tempo: list[tuple[float, float]] = [(0.0, float(bpm))]  # (t_s from t0, bpm)
-        self._markers: list[tuple[float, str, str]] = []  # (t_s from t0, kind, text)
+        self._tempo: list[tuple[float, float]] = [(0.0, float(bpm))]  # (t_s from t0, bpm), in time order
+        self._markers: list[tuple[float, str, str]] = []  # (t_s from t0, kind, text), in time order
+        self._ticks = TickMap(self._tempo, ticks_per_beat)
+        self._tracks = {p: NoteTrack(p, CHANNELS[p], PROGRAMS[p]) for p in PARTS}
+        self._done_s = 0.0  # the latest note time encoded into a track: an earlier tempo change applies from here
         self._end_s: float | None = None
-        self._lock = threading.Lock()
+        self._take_lock = threading.Lock()  # never taken by a hook
         self._write_lock = threading.Lock()  # the flush thread and stop() never write at once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._detach = []
 
-    # -- input (any thread) ---------------------------------------------------------
-    def _rel(self, t_s: float) -> float:
-        return max(0.0, t_s - self.t0)
-
+    # -- input (any thread; never waits) --------------------------------------------------
     def note(self, part: str, pitch: int, velocity: int, t_s: float) -> None:
         """A note-on (velocity > 0) or note-off (velocity 0) of `part` at clock time t_s."""
-        with self._lock:
-            if self._end_s is None:
-                self._events[part].append((self._rel(t_s), int(pitch), int(velocity)))
+        if self._end_s is None:
+            self._inbox.append((t_s, NOTE, part, int(pitch), int(velocity)))
 
     def on_human(self, msg: mido.Message, t_s: float) -> None:
         """listener.player_hooks: the player's notes as the jam hears them."""
-        if msg.type in ("note_on", "note_off"):
-            self.note("human", msg.note, msg.velocity if msg.type == "note_on" else 0, t_s)
+        if msg.type == "note_on":
+            self.note("human", msg.note, msg.velocity, t_s)
+        elif msg.type == "note_off":
+            self.note("human", msg.note, 0, t_s)
 
     def on_agent(self, msg: mido.Message, due_s: float, sent_s: float) -> None:
-        """scheduler.hooks: the agent's notes when they were sent."""
-        if msg.type in ("note_on", "note_off"):
-            self.note("agent", msg.note, msg.velocity if msg.type == "note_on" else 0, sent_s)
+        """scheduler.hooks: the agent's notes when they were sent (on the output thread: one append)."""
+        if msg.type == "note_on":
+            self._inbox.append((sent_s, NOTE, "agent", msg.note, msg.velocity))
+        elif msg.type == "note_off":
+            self._inbox.append((sent_s, NOTE, "agent", msg.note, 0))
 
     def on_tempo(self, bpm: float, t_s: float) -> None:
         """TempoMap.listeners: a tempo change (config, MIDI clock, the REPL)."""
-        with self._lock:
-            if self._end_s is None:
-                self._tempo.append((self._rel(t_s), float(bpm)))
+        if self._end_s is None:
+            self._inbox.append((t_s, TEMPO, float(bpm), None, None))
 
     def on_jam(self, kind: str, t_s: float | None, info: dict) -> None:
         """jam.observers: kind "phrase" (t_s: its first note) or "answer" (t_s: its first note)."""
-        if t_s is None:
+        if t_s is None or self._end_s is not None:
             return
         if kind == "phrase":
             text = f"phrase {info.get('phrase', '?')} ({info.get('heard_notes', 0)} notes)"
         else:  # an answer to a phrase, or an accompany/solo run (no phrase)
             label = f"answer {info['phrase']}" if "phrase" in info else info.get("kind", "answer")
             text = f"{label} ({info.get('notes', 0)} notes)"
-        with self._lock:
-            if self._end_s is None:
-                self._markers.append((self._rel(t_s), kind, text))
+        self._inbox.append((t_s, MARKER, kind, text, None))
 
     def attach(self, engine) -> None:
         """Hook into a started engine's listener, scheduler, tempo map and jam."""
@@ -132,43 +160,76 @@ class Recorder:
                 lst.remove(fn)
         self._detach = []
 
+    # -- taking what the hooks handed over (_take_lock held) ------------------------------
+    def _take(self) -> None:
+        batch = []
+        try:
+            while True:
+                batch.append(self._inbox.popleft())
+        except IndexError:
+            pass
+        batch.sort(key=lambda e: e[0])  # this batch only; stable: one instant keeps its order
+        end = self._end_s
+        for t_s, kind, a, b, c in batch:
+            t = max(0.0, t_s - self.t0)
+            if end is not None and t > end:
+                continue
+            if kind == NOTE:
+                evs = self._events[a]
+                if evs and t < evs[-1][0]:
+                    evs.insert(bisect.bisect_right(evs, t, key=lambda e: e[0]), (t, b, c))
+                else:
+                    evs.append((t, b, c))
+                self._tracks[a].note(self._ticks.tick(t), b, c)
+                self._done_s = max(self._done_s, t)
+            elif kind == TEMPO:
+                t = max(t, self._done_s)  # the notes already encoded keep their ticks
+                self._tempo.insert(bisect.bisect_right(self._tempo, t, key=lambda e: e[0]), (t, a))
+                self._ticks = TickMap(self._tempo, self.ticks_per_beat)
+            else:
+                self._markers.insert(bisect.bisect_right(self._markers, t, key=lambda e: e[0]), (t, a, b))
+
     # -- the session as data --------------------------------------------------------
     def snapshot(self, end_s: float | None = None):
         """(notes per part, tempo changes, markers, end_s); notes still sounding end at end_s."""
-        with self._lock:
-            events = {p: sorted(evs, key=lambda e: e[0]) for p, evs in self._events.items()}
-            tempo, markers = sorted(self._tempo), sorted(self._markers)
+        with self._take_lock:
+            self._take()
+            events = {p: list(evs) for p, evs in self._events.items()}
+            tempo, markers = list(self._tempo), list(self._markers)
             if end_s is None:
                 end_s = self._end_s if self._end_s is not None else self._rel(self.clock.now())
         last = max([end_s] + [evs[-1][0] for evs in events.values() if evs])
         return {p: pair_notes(evs, last) for p, evs in events.items()}, tempo, markers, last
 
+    def _rel(self, t_s: float) -> float:
+        return max(0.0, t_s - self.t0)
+
     def notes(self, part: str) -> list[TimedNote]:
         return self.snapshot()[0][part]
 
+    def note_ons(self) -> dict[str, int]:
+        """Note-ons recorded so far, per part."""
+        with self._take_lock:
+            self._take()
+            return {p: tr.note_ons for p, tr in self._tracks.items()}
+
     # -- files --------------------------------------------------------------------------
     def midi_bytes(self, end_s: float | None = None) -> bytes:
-        """The session as a type-1 Standard MIDI File. Encoded here rather than through mido's
-        message objects: a flush of an hour's session runs on a thread beside the real-time ones,
-        and mido's per-message checks made it ~15x slower."""
-        notes, tempo, markers, end = self.snapshot(end_s)
-        tm = TickMap(tempo, self.ticks_per_beat)
-        meta = [(0, 0, _meta(0x03, b"tempo")), (0, 0, _meta(0x58, bytes([self.beats_per_bar, 2, 24, 8])))]
-        meta += [(tm.tick(t), 1, _meta(0x51, round(60e6 / bpm).to_bytes(3, "big"))) for t, bpm in tempo]
-        meta += [(tm.tick(t), 2, _meta(0x06, text.encode("latin-1", "replace"))) for t, _, text in markers]
-        tracks = [meta]
-        for part in PARTS:
-            ch = CHANNELS[part]
-            evs = [(0, 0, _meta(0x03, part.encode())), (0, 0, bytes([0xC0 | ch, PROGRAMS[part]]))]
-            for pitch, on, off, vel in on_grid(notes[part], tm):
-                evs.append((on, 2, bytes([0x90 | ch, pitch, vel])))
-                evs.append((off, 1, bytes([0x80 | ch, pitch, 0])))  # offs before ons at one tick
-            tracks.append(evs)
-        out = [b"MThd", struct.pack(">IHHH", 6, 1, len(tracks), self.ticks_per_beat)]
-        for evs in tracks:
-            data = _track_bytes(evs)
-            out += [b"MTrk", struct.pack(">I", len(data)), data]
-        return b"".join(out)
+        """The session as a type-1 Standard MIDI File: the parts' tracks as encoded so far (their
+        notes still sounding closed at the end), and the tempo track (tempo changes and markers:
+        few) encoded afresh."""
+        with self._take_lock:
+            self._take()
+            if end_s is None:
+                end_s = self._end_s if self._end_s is not None else self._rel(self.clock.now())
+            tm = self._ticks
+            meta = [(0, 0, _meta(0x03, b"tempo")), (0, 0, _meta(0x58, bytes([self.beats_per_bar, 2, 24, 8])))]
+            meta += [(tm.tick(t), 1, _meta(0x51, round(60e6 / bpm).to_bytes(3, "big"))) for t, bpm in self._tempo]
+            meta += [(tm.tick(t), 2, _meta(0x06, text.encode("latin-1", "replace"))) for t, _, text in self._markers]
+            end_tick = tm.tick(max(end_s, self._done_s))
+            parts = [self._tracks[p].chunk(end_tick) for p in PARTS]
+        return b"".join([midistream.header(1 + len(parts), self.ticks_per_beat), midistream.chunk(_track_bytes(meta)),
+                         *parts])
 
     def write_midi(self, path: str | Path, end_s: float | None = None) -> Path:
         data = self.midi_bytes(end_s)
@@ -204,7 +265,8 @@ class Recorder:
                                                            end_beat=end_beat, colours=COLOURS))
 
     def write_all(self, path: str | Path, end_s: float | None = None) -> list[Path]:
-        """session.mid, then .musicxml and .png beside it; a failing one is reported, the others still written."""
+        """session.mid, then .musicxml and .png beside it; what cannot be written is reported in one
+        line each (the MIDI file's with how much of the session it lacks), the others still written."""
         path = Path(path)
         written = []
         for suffix, fn in ((".mid", self.write_midi), (".musicxml", self.write_musicxml), (".png", self.write_png)):
@@ -212,38 +274,69 @@ class Recorder:
             try:
                 written.append(fn(target, end_s))
             except Exception as exc:  # the MIDI file matters most: never lose it to a failing picture
-                log.exception("writing %s", target)
-                self.report(f"recording: could not write {target}: {type(exc).__name__}: {exc}")
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+                lost = ""
+                if suffix == ".mid":
+                    lost = f"; {self._unsaved_words()} not saved" if self.flushes else "; nothing of it saved"
+                log.info("writing %s", target, exc_info=True)  # the traceback only where logging is turned up
+                self.report(f"recording: could not write {target} ({why}){lost}")
         return written
 
     # -- the session's lifetime -------------------------------------------------------
     def start(self, path: str | Path) -> Path:
-        """Record to `path`: the MIDI file is rewritten every flush_s seconds until stop()."""
+        """Record to `path`: the MIDI file is rewritten every flush_s seconds until stop(). A file
+        that cannot be written even empty raises AntiphonError, before anything is recorded."""
         self.path = Path(path)
-        self.flush()  # a valid (empty) file from the first moment
+        if not self.flush():  # a valid (empty) file from the first moment
+            self.path, self.unsaved_since_s = None, None
+            raise AntiphonError(f"cannot record to {path}: {self._last_error}")
         if self.flush_s > 0 and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="antiphon-recorder", daemon=True)
             self._thread.start()
         return self.path
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write the MIDI file as it stands (atomically: a reader never sees half a file). False when
+        it could not be written (a full disk): the session stays in memory, the file as it last was;
+        said once (how much is unsaved), and again when it is saved after all."""
         if self.path is None:
-            return
+            return True
         with self._write_lock:
-            if self._end_s is None:
+            if self._end_s is not None:
+                return True
+            try:
                 self.write_midi(self.path)
-                self.flushes += 1
+            except OSError as exc:
+                self._last_error = exc.strerror or str(exc)
+                if self.unsaved_since_s is None:
+                    self.unsaved_since_s = self._saved_s
+                    if self.flushes:  # start() says it itself
+                        self.report(f"recording: cannot save {self.path} ({self._last_error}): "
+                                    f"{self._unsaved_words()} unsaved, kept in memory and saved when there is room")
+                return False
+            self.flushes += 1
+            self._saved_s, self._saved_ons = self._rel(self.clock.now()), sum(self.note_ons().values())
+            if self.unsaved_since_s is not None:
+                self.unsaved_since_s = None
+                self.report(f"recording: {self.path} saved again, nothing lost")
+            return True
+
+    def _unsaved_words(self) -> str:
+        """How much of the session the file on disk lacks, in words."""
+        n = sum(self.note_ons().values()) - self._saved_ons
+        return f"{n} note{'s' * (n != 1)} since {_clock_words(self._saved_s)}"
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_s):
             try:
                 self.flush()
-            except Exception as exc:  # a full disk must not end the session; the final write will say so
-                log.error("recording flush failed: %s", exc)
+            except Exception as exc:  # a bug here must not end the session; the final write will say so
+                log.error("recording flush failed: %s: %s", type(exc).__name__, exc)
 
     def stop(self) -> list[Path]:
         """End the recording now; write the final MIDI, MusicXML and PNG. Safe to call twice."""
-        with self._lock:
+        with self._take_lock:
+            self._take()  # what was handed over before the end
             first = self._end_s is None
             if first:
                 self._end_s = self._rel(self.clock.now())
@@ -254,6 +347,11 @@ class Recorder:
             return []
         with self._write_lock:
             return self.write_all(self.path)
+
+
+def _clock_words(t_s: float) -> str:
+    """Seconds into the recording as m:ss."""
+    return f"{int(t_s // 60)}:{int(t_s % 60):02d}"
 
 
 def pair_notes(events: list[tuple[float, int, int]], end_s: float) -> list[TimedNote]:
@@ -289,28 +387,7 @@ def on_grid(notes: list[TimedNote], tm: TickMap) -> list[tuple[int, int, int, in
     return sorted((x for x in out if x is not None), key=lambda x: (x[1], x[0]))
 
 
-def _vlq(n: int) -> bytes:
-    """A MIDI variable-length quantity: 7 bits a byte, most significant first."""
-    out = [n & 0x7F]
-    n >>= 7
-    while n:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    return bytes(reversed(out))
-
-
-def _meta(kind: int, data: bytes) -> bytes:
-    return bytes([0xFF, kind]) + _vlq(len(data)) + data
-
-
-def _track_bytes(events) -> bytes:
-    """(tick, order, event bytes) -> track data with delta times and end-of-track; at one tick, order decides."""
-    out, last = [], 0
-    for tick, _, ev in sorted(events, key=lambda e: (e[0], e[1])):
-        out += [_vlq(tick - last), ev]
-        last = tick
-    out.append(b"\x00" + _meta(0x2F, b""))
-    return b"".join(out)
+_meta, _track_bytes = midistream.meta, midistream.track_bytes
 
 
 def _atomic(path: Path, write) -> Path:
@@ -348,14 +425,28 @@ def free_path(path: str | Path) -> Path:
     return cand
 
 
+MIN_FREE_BYTES = 8 << 20  # an hour's MIDI file is ~0.2 MB; its MusicXML and PNG a few MB
+
+
 def check_writable(folder: str | Path) -> Path:
-    """Create `folder` if needed and prove a file can be written there, or raise AntiphonError."""
+    """Create `folder` if needed and prove a file can be written there with room to spare, or raise
+    AntiphonError (one line: before the session starts, not at its end)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < MIN_FREE_BYTES:
+            raise AntiphonError(f"cannot record to {folder}: only {free / 2**20:.1f} MB free there "
+                                f"({MIN_FREE_BYTES >> 20} MB needed)")
         probe = folder / f".antiphon-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        try:
+            with open(probe, "wb") as f:  # some bytes, on disk: an empty file fits on a full disk
+                f.write(bytes(64 << 10))
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            if probe.exists():
+                probe.unlink()
     except OSError as exc:
         raise AntiphonError(f"cannot record to {folder}: {exc.strerror or exc}") from None
     return folder

@@ -172,3 +172,105 @@ def test_a_folder_that_cannot_be_written_is_named(tmp_path):
     with pytest.raises(AntiphonError, match="cannot record to .*a-file/sub"):
         check_writable(blocker / "sub")
     assert check_writable(tmp_path / "new" / "folder").is_dir()
+
+
+def test_the_hooks_never_wait_on_the_recorder(tmp_path):
+    """The scheduler calls on_agent on the output thread: whatever the recorder is doing (a flush
+    holding every lock it has), the hook returns, and what it handed over is in the next file."""
+    import threading
+
+    clock = FakeClock(T0)
+    rec = Recorder(120.0, clock=clock, flush_s=0)
+    rec.start(tmp_path / "s.mid")
+    locks = [v for v in vars(rec).values() if isinstance(v, type(threading.Lock()))]
+    for lock in locks:  # a flush in progress, as long as it likes
+        lock.acquire()
+    hook = threading.Thread(target=lambda: (rec.on_agent(mido.Message("note_on", note=64, velocity=70), T0 + 0.5, T0 + 0.5),
+                                            rec.on_agent(mido.Message("note_off", note=64), T0 + 0.9, T0 + 0.9)))
+    hook.start()
+    hook.join(timeout=5.0)
+    returned = not hook.is_alive()
+    for lock in locks:
+        lock.release()
+    hook.join()
+    assert locks and returned
+    clock.set(T0 + 1.0)
+    rec.flush()
+    assert [(p, round(a, 3), round(b, 3)) for _, p, a, b, _ in midi_notes(tmp_path / "s.mid")] == [(64, 0.5, 0.9)]
+
+
+def test_a_flush_writes_what_came_in_any_order_and_every_note_on_is_kept(tmp_path):
+    """Handed over out of order (two threads), and a pitch struck again at one instant (the
+    scheduler's re-strike): every note-on that reached the port is in the file, in time order."""
+    clock = FakeClock(T0)
+    rec = Recorder(120.0, clock=clock, flush_s=0)
+    path = rec.start(tmp_path / "s.mid")
+    rec.note("agent", 60, 80, T0 + 1.0)
+    rec.note("human", 50, 80, T0 + 0.5)  # earlier, handed over later
+    rec.note("agent", 60, 0, T0 + 1.0)  # a note of no length...
+    rec.note("agent", 60, 90, T0 + 1.0)  # ... and the same pitch again at once
+    clock.set(T0 + 1.5)
+    rec.flush()
+    rec.note("agent", 62, 70, T0 + 1.2)  # a straggler from before the flush: placed after what was written
+    rec.note("agent", 62, 0, T0 + 1.6)
+    clock.set(T0 + 2.0)
+    rec.stop()
+    mid = mido.MidiFile(path)
+    ons = {tr.name: [m.note for m in tr if m.type == "note_on" and m.velocity > 0] for tr in mid.tracks}
+    assert ons == {"tempo": [], "human": [50], "agent": [60, 60, 62]}
+    assert len(midi_notes(path)) == 4  # every note closed
+
+
+def test_a_folder_without_room_is_refused_before_the_session(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from agent.session import recorder
+
+    usage, real = namedtuple("usage", "total used free"), recorder.shutil.disk_usage
+    monkeypatch.setattr(recorder.shutil, "disk_usage", lambda p: usage(100 << 20, 99 << 20, 1 << 20))
+    with pytest.raises(AntiphonError, match=r"cannot record to .*: only 1.0 MB free there \(8 MB needed\)"):
+        check_writable(tmp_path / "takes")
+    monkeypatch.setattr(recorder.shutil, "disk_usage", real)
+    assert check_writable(tmp_path / "takes") == tmp_path / "takes"
+
+
+def test_a_disk_that_fills_mid_session_is_said_once_and_nothing_is_lost_from_memory(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from agent.session import recorder
+
+    lines = []
+    clock = FakeClock(T0)
+    rec = Recorder(120.0, clock=clock, flush_s=0, report=lines.append)
+    path = rec.start(tmp_path / "take.mid")
+    rec.note("human", 60, 80, T0 + 0.5)
+    rec.note("human", 60, 0, T0 + 0.8)
+    clock.set(T0 + 1.0)
+    assert rec.flush()
+    real = recorder._atomic
+
+    def full(p, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(recorder, "_atomic", full)
+    for k in range(3):  # the disk is full: three flushes fail, said once
+        rec.note("agent", 64 + k, 70, T0 + 1.5 + k)
+        rec.note("agent", 64 + k, 0, T0 + 1.8 + k)
+        clock.set(T0 + 2.0 + k)
+        assert not rec.flush()
+    assert lines == [f"recording: cannot save {path} (No space left on device): 1 note since 0:01 unsaved, "
+                     "kept in memory and saved when there is room"]
+    assert len(midi_notes(path)) == 1  # the last good file
+    monkeypatch.setattr(recorder, "_atomic", real)
+    assert rec.flush()  # room again: everything kept is saved
+    assert lines[-1] == f"recording: {path} saved again, nothing lost"
+    assert [p for _, p, _, _, _ in midi_notes(path)] == [60, 64, 65, 66]
+    monkeypatch.setattr(recorder, "_atomic", full)
+    rec.note("agent", 70, 70, T0 + 5.5)
+    clock.set(T0 + 6.0)
+    del lines[:]
+    assert rec.stop() == []
+    assert lines == [f"recording: could not write {path} (No space left on device); 1 note since 0:04 not saved",
+                     f"recording: could not write {path.with_suffix('.musicxml')} (No space left on device)",
+                     f"recording: could not write {path.with_suffix('.png')} (No space left on device)"]
+    assert "Traceback" not in caplog.text
