@@ -391,24 +391,19 @@ class Engine:
 
         self.on_engine_thread(on_engine_thread)
 
-    def swap_predictor(self, new, name: str, retry_s: float = 0.05) -> None:
-        """Swap in a loaded predictor at the next silence, re-primed from the rolling context."""
+    def swap_predictor(self, new, name: str) -> None:
+        """Swap in a loaded predictor: primed from the rolling context beside the live one, in slices in
+        the engine thread's idle time, it takes over between answers, or at once in a solo (Jam.begin_swap)."""
+        def done(new) -> None:
+            self._time_steps(new)
+            self.predictor = new
+            self.model_name, self.loading = name, None
+            self.report(f"model {name} loaded ({len(new.history)} tokens of context primed)")
+
         def on_engine_thread() -> None:
-            j = self.jam
             if self.stopped.is_set():
                 return
-            if j.gen is not None or j.enc.sounding or j.agent_sounding:  # not silent yet: look again soon
-                t = threading.Timer(retry_s, lambda: self.on_engine_thread(on_engine_thread))
-                t.daemon = True
-                t.start()
-                return
-            old = self.predictor
             new.history = deque(maxlen=self.controls.cfg.jam.context_tokens)
-            context = list(getattr(old, "history", ()))
-            new.prime(context)
-            self._time_steps(new)
-            self.predictor = j.predictor = new
-            self.model_name, self.loading = name, None
-            self.report(f"model {name} loaded ({len(context)} tokens of context re-primed)")
+            self.jam.begin_swap(new, done)
 
         self.on_engine_thread(on_engine_thread)

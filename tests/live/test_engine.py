@@ -213,6 +213,35 @@ def test_a_daw_thru_that_remaps_channel_and_velocity_does_not_make_the_agent_its
     assert eng.listener.echo.echoes == sent and eng.listener.notes_in == 8  # the player's 4 notes, on and off
 
 
+@pytest.mark.parametrize("mode", ["solo", "call"])
+def test_a_model_loaded_while_playing_takes_over_in_solo_too(model_dir, mode, chorale_phrase):
+    """Issue 21 item 6: a solo never falls silent, so the swap waited for a silence for ever,
+    rescheduling itself every 50 ms on a new Timer thread, and every later `load` was refused."""
+    import threading
+
+    from agent.model.predictor import Predictor
+
+    eng, rec, loop, heard = make(Predictor.load(model_dir, seed=5), mode=mode)
+    try:
+        if mode == "call":
+            kbd = Ports("loopback", loop=loop).open_output("keyboard")
+            play_phrase(kbd.send, chorale_phrase[:4], time.perf_counter() + 0.05, 0.25, RealClock())
+        assert wait_for(lambda: sum(m.type == "note_on" for _, m in heard) >= 2, 5.0)
+        new = Predictor.load(model_dir, seed=6)
+        eng.loading = "other"
+        eng.swap_predictor(new, "other")
+        assert wait_for(lambda: eng.loading is None, 5.0), [t.name for t in threading.enumerate()]
+        assert eng.predictor is new and eng.jam.predictor is new and eng.model_name == "other"
+        assert len(new.history) > 10  # it was primed from the context before it took over
+        assert not [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+        if mode == "solo":
+            ons = sum(m.type == "note_on" for _, m in heard)
+            assert wait_for(lambda: sum(m.type == "note_on" for _, m in heard) > ons + 2, 5.0)  # it plays on
+    finally:
+        eng.stop()
+    assert paired(heard) and eng.error is None
+
+
 def test_panic_closes_notes_and_silences_all_channels():
     eng, rec, loop, heard = make(ScriptedPredictor(load_config().vocab(), "NOTE_ON(60) SHIFT(48) NOTE_OFF(60)"),
                                  mode="solo")

@@ -37,14 +37,16 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from agent.live.jam.limits import Limits
+from agent.live.jam.limits import IDLE_MARGIN_S, REPRIME_SLICE, Limits
 from agent.live.jam.phrases import Generation, Opening, Phrase, summarise
 from agent.live.jam.stream import Stream
+from agent.live.jam.swap import Swap
 from agent.live.jam.turn import align_of, make_turn
 from agent.live.jam.voice import Voice
 from agent.music.tokens import Vocab
 
 WENT_ON_BEATS = 0.5  # a player note this soon after the answer's first note means the phrase was not over
+SYNC_STEPS = 64  # at a swap's take-over in solo: steps the new model may still take to catch up at once
 HISTORY = 10_000  # responses and resample times kept for reports (a long session must not grow without bound)
 
 
@@ -78,6 +80,8 @@ class Jam:
         self.chord_s = 0.05  # note-ons this close (seconds) are one onset (a chord)
         self.withdrawn = 0  # answers that had begun when the player went on within WENT_ON_BEATS
         self.held: str | None = None  # silenced (panic, Ctrl-C): until "play" (the player plays) or "mode"
+        self.swap: Swap | None = None  # a loaded model priming beside the live one (begin_swap)
+        self._swapped = None  # fn(new predictor) once it has taken over
 
     # -- what the engine, the reports and the watchdogs read or set --------------
     @property
@@ -106,8 +110,41 @@ class Jam:
     reprimes = property(lambda self: self.limits.reprimes, doc="Re-primes of the model state done.")
 
     def idle_work(self, now: float, until: float) -> bool:
-        """Background work in the thread's idle time before `until` (seconds): a re-prime's slice."""
-        return self.limits.idle_work(now, until)
+        """Background work in the thread's idle time before `until` (seconds): a re-prime's slice,
+        a loaded model's slice of priming (and its take-over once primed). True: more to do."""
+        if self.limits.idle_work(now, until):
+            return True
+        sw = self.swap
+        if sw is None or until - now < IDLE_MARGIN_S:
+            return False
+        if sw.advance(REPRIME_SLICE):
+            return True
+        if sw.caught_up:
+            self.take_over(now)
+        return False
+
+    def begin_swap(self, new, on_done) -> None:
+        """Prime `new` (a loaded model) beside the live one, a slice at a time in the idle time, hearing
+        what the live one hears meanwhile (swap.py); then `take_over`, and on_done(new)."""
+        self.swap, self._swapped = Swap(self.predictor, new, self.vocab), on_done
+
+    def take_over(self, now: float) -> bool:
+        """The primed model replaces the live one, when nothing holds snapshots of the live one that a
+        rollback could need: between answers (call) and accompaniments, or in a solo (which never
+        ends) at once, its notes sampled ahead undone and sampled again by the new model."""
+        g, sw = self.gen, self.swap
+        if g is not None and g.kind != "solo":
+            return False  # at the end of this answer or accompaniment
+        if g is not None:
+            self.voice.rewind(g, now)
+            sw.advance(SYNC_STEPS)  # back to its mark before what was undone, then the few tokens since
+            if not sw.caught_up:
+                return False
+            g.snaps.clear()  # the live model's: never rolled back to by the new one
+        self.swap = None
+        self.predictor = sw.new
+        self._swapped(sw.new)
+        return True
 
     def hold(self, until: str | None) -> None:
         """Stay silent (after a cut) until the player plays ("play") or hold(None) ("mode")."""

@@ -9,7 +9,7 @@ The words (usage, aliases) and the setting commands' parsers are parse.py's;
 the actions (mode, cc, ports, load, record, ...) are the methods here.
 
 No model work happens here: loading a model runs on its own thread and the
-engine swaps it in at the next silence; everything that touches the
+jam primes it beside the live model and swaps it in (Jam.begin_swap); everything that touches the
 predictor runs on the engine thread (`engine.on_engine_thread`).
 """
 from __future__ import annotations
@@ -210,7 +210,7 @@ class Commands:
         def act():
             eng.loading = str(md.path)
             threading.Thread(target=load, name="antiphon-load", daemon=True).start()
-            self.say(f"loading {md.path} in the background; it takes over at the next silence")
+            self.say(f"loading {md.path} in the background; it takes over between answers (in solo, at once)")
         return act
 
     def cmd_record(self, args, what):

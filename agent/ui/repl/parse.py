@@ -43,7 +43,7 @@ HELP: dict[str, tuple[str, str]] = {  # name -> (usage, what it does)
            "map a controller to a live setting; learn: the next CC moved; no arguments: list"),
     "ports": ("ports", "list MIDI ports"),
     "connect": ("connect in|out NAME", "switch the input or output port without stopping"),
-    "load": ("load MODEL", "load a model in the background; it takes over at the next silence"),
+    "load": ("load MODEL", "load a model in the background; it takes over between answers (in solo, at once)"),
     "record": ("record start|stop [FILE]", "record the session (needs the recording module)"),
     "panic": ("panic", "all notes off; the agent stays silent until you play or give a mode"),
     "reset": ("reset", "clear the model state"),
