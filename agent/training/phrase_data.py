@@ -18,8 +18,9 @@ What a phrase end *means* differs by source, and the figures are reported per so
   editors' phrase segmentation), so the label is the last note of each ABC line. The line's notes
   are counted in the text and must match music21's parse, else the tune is left out (counted).
 - oneills: O'Neill's Music of Ireland (ABC). No phrase marks at all: the label is *bar structure*,
-  the last note that starts in every 4th full bar (the two 4-bar halves of a dance strain).
-  Repeats are not expanded and endings count as bars, so this is a weak label, reported apart.
+  the note sounding at the downbeat of every 4th full bar (the cadence bar of each 4-bar half of a
+  dance strain; the last notes of that bar are usually the pickup into the next phrase). Repeats
+  are not expanded and first/second endings count as bars, so this is a weak label, reported apart.
 """
 from __future__ import annotations
 
@@ -179,19 +180,18 @@ def parse_abc(source: str, folder: str, limit: int | None = None, skipped: Count
 
 
 def bar_phrase_ends(mel) -> list[int]:
-    """The last note starting before every PHRASE_BARS-th bar line after the first full bar."""
+    """The note sounding at the downbeat of every PHRASE_BARS-th full bar (a dance strain's cadence
+    bar; the notes after it in that bar are mostly the pickup to the next phrase)."""
     notes, _, beat_q, bpb, bar0 = mel
     bar_q = beat_q * bpb
-    first = next((n[0] for n in notes), 0.0)
-    start = bar0 + bar_q * math.ceil((first - bar0) / bar_q - 1e-6)  # a pickup is not a bar
-    ends, k = [], 1
     onsets = [n[0] for n in notes]
+    start = bar0 + bar_q * math.ceil((onsets[0] - bar0) / bar_q - 1e-6)  # a pickup is not a bar
+    ends, k = [], 1
     while True:
-        line = start + k * PHRASE_BARS * bar_q
-        before = [i for i, t in enumerate(onsets) if t < line - 1e-6]
-        if not before or line > onsets[-1] + bar_q:
+        line = start + (k * PHRASE_BARS - 1) * bar_q
+        if line > onsets[-1] + 1e-6:
             break
-        ends.append(before[-1])
+        ends.append(max(i for i, t in enumerate(onsets) if t <= line + 1e-6))
         k += 1
     return ends
 

@@ -259,7 +259,7 @@ def main(argv=None) -> int:
               "seed": args.seed, "split": fractions, "hidden": args.hidden, "epochs": epochs,
               "label_sources": {"chorales": "soprano notes with a fermata (music21 expressions.Fermata)",
                                 "essen": "the last note of each line of the Essen ABC (EsAC's phrase lines)",
-                                "oneills": "the last note starting in every 4th full bar (bar structure; not trained on)"},
+                                "oneills": "the note sounding at the downbeat of every 4th full bar (bar structure; not trained on)"},
               "pieces": {src: {k: len(v) for k, v in sp.items()} for src, sp in splits.items()},
               "skipped": skipped, "thresholds": {s: h.threshold for s, h in heads.items()},
               "test": {src: evaluate(model, sp["test"]) for src, sp in splits.items()},
