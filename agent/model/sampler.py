@@ -5,7 +5,8 @@ step, so the REPL can change them while the agent plays. The `Sampler` turns
 logits into a token in two parts:
 
 1. an additive *bias* over the vocabulary, built from the controls and the
-   context (recent note-on pitches and the pitches sounding now):
+   context (recent note-on pitches and the pitches sounding now; live, the
+   player's and the agent's apart, see `Sampler.parts`):
    pitch range (hard mask), key/scale (soft penalty, or a hard mask at
    key_strength >= 100), polyphony cap (no new pitch while the cap is
    reached), anti-collapse (penalty per recent repeat of a pitch), long-rest
@@ -119,7 +120,8 @@ class SamplingContext:
     """What the controls look at besides the logits (read-only views are fine).
 
     pitches: recent NOTE_ON pitches, oldest first (anyone's: player's and agent's).
-    sounding: pitches whose NOTE_ON has not been followed by a NOTE_OFF.
+    sounding: pitches whose NOTE_ON has not been followed by a NOTE_OFF (anyone's).
+    Live, the key and the polyphony cap read the player's and the agent's apart (`Sampler.parts`).
     """
 
     pitches: Sequence[int] = ()
@@ -145,6 +147,11 @@ class Sampler:
         self._static = np.zeros(v.size)
         self._auto_key = False  # the cached controls' key is "auto" (however it was spelt)
         self.last_temperature = 1.0  # the temperature the last draw used (for the REPL)
+        # Live, whose notes are whose (the jam's stream): an object with `player_pitches` (the player's
+        # recent note-ons, oldest first) and `agent_sounding` (the agent's own pitches sounding). The
+        # key is then estimated from the player's notes alone (`hear_key`, at each note the player
+        # plays) and the polyphony cap counts the agent's notes alone. None (offline): anyone's.
+        self.parts = None
 
     # -- bias ----------------------------------------------------------------
     def _static_bias(self, c: SamplingControls) -> np.ndarray:
@@ -167,6 +174,22 @@ class Sampler:
         self._static_for, self._static, self._auto_key = c, b, key == "auto"
         return b
 
+    @property
+    def key_heard(self) -> tuple[int, str] | None:
+        """The key last estimated (for `key auto`), or None: not enough notes heard yet."""
+        return self._key_est
+
+    def hear_key(self, pitches: Sequence[int] | None = None) -> tuple[int, str] | None:
+        """Estimate the key from the last KEY_WINDOW of `pitches` (default: the player's, from
+        `parts`); the estimate is redone only when the notes changed. Returns it."""
+        if pitches is None:
+            pitches = self.parts.player_pitches if self.parts is not None else ()
+        window = np.fromiter(pitches, np.int64)[-KEY_WINDOW:]
+        stamp = window.tobytes()
+        if stamp != self._key_for:  # the estimate changes only when the notes do
+            self._key_for, self._key_est = stamp, estimate_key(window)
+        return self._key_est
+
     def _key_penalty(self, key: tuple[int, str], strength: float) -> np.ndarray:
         return np.where(self._off_key[key], -np.inf if strength >= HARD else -strength, 0.0)
 
@@ -180,24 +203,27 @@ class Sampler:
         not_sounding = np.ones(v.n_pitches, bool)
         not_sounding[sounding] = False
         off[not_sounding] = -np.inf  # a NOTE_OFF for a silent pitch says nothing
-        if len(sounding) >= c.max_polyphony:
-            on[not_sounding] = -np.inf  # re-striking a sounding pitch keeps the count
-        if ctx.pitches and (c.repeat_penalty > 0 or auto_key):
+        if self.parts is not None:  # live: the cap is on the agent's notes, not the player's pedalled ones
+            own = np.fromiter((p - v.pitch_lo for p in self.parts.agent_sounding if v.pitch_lo <= p <= v.pitch_hi),
+                              np.int64)
+            not_own = np.ones(v.n_pitches, bool)
+            not_own[own] = False
+        else:
+            own, not_own = sounding, not_sounding
+        if len(own) >= c.max_polyphony:
+            on[not_own] = -np.inf  # re-striking a sounding pitch of its own keeps the count
+        if ctx.pitches and c.repeat_penalty > 0:
             recent = np.fromiter(ctx.pitches, np.int64, len(ctx.pitches))
-            if c.repeat_penalty > 0:
-                counts = np.bincount(recent[-c.repeat_window:] - v.pitch_lo, minlength=v.n_pitches)
-                on -= c.repeat_penalty * counts
-            if auto_key:
-                window = recent[-KEY_WINDOW:]
-                stamp = window.tobytes()
-                if stamp != self._key_for:  # the estimate changes only when the notes do
-                    self._key_for, self._key_est = stamp, estimate_key(window)
-                if self._key_est is not None:
-                    off_key = self._off_key[self._key_est]
-                    if c.key_strength >= HARD:
-                        on[off_key] = -np.inf
-                    else:
-                        on[off_key] -= c.key_strength
+            counts = np.bincount(recent[-c.repeat_window:] - v.pitch_lo, minlength=v.n_pitches)
+            on -= c.repeat_penalty * counts
+        if auto_key:
+            key = self._key_est if self.parts is not None else self.hear_key(ctx.pitches)  # live: heard as played
+            if key is not None:
+                off_key = self._off_key[key]
+                if c.key_strength >= HARD:
+                    on[off_key] = -np.inf
+                else:
+                    on[off_key] -= c.key_strength
         return b
 
     # -- draw ----------------------------------------------------------------

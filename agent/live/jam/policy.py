@@ -61,6 +61,7 @@ class Jam:
         self.lead_s = lead_s  # seconds between sampling a note and its earliest due time
         self.report = report or (lambda line: None)
         self.stream = Stream(predictor, vocab, tempo, clock.now())
+        self._tell_sampler()
         self.limits = Limits(predictor, controls, tempo, vocab.resolution)
         self.voice = Voice(self.stream, scheduler, self.limits, controls, clock, tempo, lead_s=lead_s, channel=channel)
         self.mode = controls.cfg.jam.mode
@@ -92,6 +93,14 @@ class Jam:
     @predictor.setter
     def predictor(self, predictor) -> None:
         self.stream.predictor = self.limits.predictor = predictor
+        self._tell_sampler()
+
+    def _tell_sampler(self) -> None:
+        """The sampler (a device backend's too) tells the player's notes from the agent's by the stream."""
+        sampler = getattr(self.stream.predictor, "sampler", None)
+        if sampler is not None:
+            sampler.parts = self.stream
+            sampler.hear_key()
 
     @property
     def channel(self) -> int:
@@ -166,6 +175,10 @@ class Jam:
             self.held = None
         if on:
             self.player_onset[pitch] = t_s
+            self.stream.player_pitches.append(pitch)
+            sampler = getattr(self.predictor, "sampler", None)
+            if sampler is not None:  # the key is heard as the player plays, not at the phrase end
+                sampler.hear_key()
         else:
             self.player_onset.pop(pitch, None)
         if on and self.follow is not None and self.controls.cfg.timing.source == "player":

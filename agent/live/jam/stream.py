@@ -6,12 +6,18 @@ encoder (the stream's tick, velocity bin, the player's sounding notes), the
 agent's sounding pitches and the anchor that maps stream ticks to seconds:
 (tick, time_s, seconds per tick). The anchor moves on a tempo change and at
 the start of an answer. A rollback restores all of it with the predictor's
-state (`frontier` / `restore`).
+state (`frontier` / `restore`). It also keeps the player's recent note-ons
+apart from the agent's (`player_pitches`, never rolled back: the player's
+notes are never undone): the sampler's key estimate listens to those, and
+its polyphony cap counts `agent_sounding` (the sampler's `parts`).
 """
 from __future__ import annotations
 
+from collections import deque
+
 from agent.music.tokens import StreamEncoder, Vocab
 
+PLAYER_PITCHES = 256  # the player's recent note-ons kept (the key heard is estimated from them)
 MAX_GAP_BEATS = 4.0  # longer pauses are fed as this much rest (the model never saw minutes of silence)
 
 
@@ -22,6 +28,7 @@ class Stream:
         self.tempo = tempo
         self.enc = StreamEncoder(vocab)
         self.agent_sounding: set[int] = set()  # the agent's pitches the model has heard start and not end
+        self.player_pitches: deque[int] = deque(maxlen=PLAYER_PITCHES)  # the player's note-ons, oldest first
         self.anchor = (0, now_s, self.spt())  # (tick, time_s, seconds per tick)
 
     # -- time -----------------------------------------------------------------

@@ -24,7 +24,7 @@ def key_text(engine) -> str:
     if key.strip().lower() != "auto":
         return key
     sampler = getattr(engine.predictor, "sampler", None)
-    est = getattr(sampler, "_key_est", None)
+    est = getattr(sampler, "key_heard", None)  # the player's key, estimated as they play
     if est is None:
         return "auto (none heard yet)"
     from agent.music.keys import key_name

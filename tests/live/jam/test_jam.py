@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 
 from scripted import ScriptedPredictor  # noqa: E402
@@ -274,3 +275,75 @@ def test_the_player_taking_a_pitch_the_agent_holds_ends_the_agents_note():
     r.run_until(r.clock.now() + 3.0)
     r.jam.cut(r.clock.now())
     assert paired(r.agent_notes()) and r.sched.late == 0
+
+
+# -- whose notes are whose: the key heard is the player's, the polyphony cap counts the agent's (issue 21 item 9)
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    import tiny
+
+    return tiny.make_model_dir(tmp_path_factory.mktemp("jam_model"), hidden=32, embedding=16)
+
+
+def with_model(rig, model_dir):
+    from agent.model.predictor import Predictor
+
+    pred = Predictor.load(model_dir, backend="onnx", seed=1)
+    rig.jam.predictor = pred
+    return pred
+
+
+C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72, 74, 76]
+
+
+def test_the_key_is_heard_while_the_player_plays_not_at_the_phrase_end(model_dir):
+    """After bars of continuous playing the key still read "auto (none heard yet)": it was only
+    estimated when the agent sampled, after the phrase."""
+    r = Rig("call")
+    pred = with_model(r, model_dir)
+    t = r.t0 + 0.01
+    for p in C_MAJOR:  # legato, no pause: the phrase goes on
+        r.note(p, True, t)
+        r.note(p, False, t + 0.2)
+        t += 0.2
+    assert r.jam.phrase is not None and r.jam.gen is None  # still the player's turn
+    assert pred.sampler.key_heard == (0, "major")
+
+
+def test_the_key_follows_the_player_not_the_agents_own_notes(model_dir):
+    """The estimate counted the agent's own notes: in solo it only heard itself, and a wrong first
+    guess reinforced itself. The agent's F# major run must not move the player's C major."""
+    r = Rig("call")
+    pred = with_model(r, model_dir)
+    t = r.t0 + 0.01
+    for p in C_MAJOR:
+        r.note(p, True, t)
+        r.note(p, False, t + 0.1)
+        t += 0.15
+    v = r.vocab
+    for _ in range(6):  # the agent's notes, as the voice feeds what it sampled
+        for p in (66, 68, 70, 71, 73, 75, 77):
+            r.jam.stream.feed([v.note_on(p), v.note_off(p)])
+    c = r.controls.sampling.replace(key="auto", key_strength=2.0)
+    bias = pred.sampler.bias(c, pred.context())
+    assert bias[v.note_on(66)] == -2.0 and bias[v.note_on(65)] == 0.0  # F# off C major, F in it
+    assert pred.sampler.key_heard == (0, "major")
+
+
+def test_the_polyphony_cap_counts_the_agents_notes_not_the_players_pedalled_ones(model_dir):
+    """After 8 pedalled pitches of the player's the agent could only re-strike the player's pitches."""
+    r = Rig("call")
+    pred = with_model(r, model_dir)
+    v = r.vocab
+    held = [48, 52, 55, 60, 64, 67, 72, 76]
+    for i, p in enumerate(held):  # held under the pedal: no note-off reaches the jam
+        r.note(p, True, r.t0 + 0.01 * (i + 1))
+    c = r.controls.sampling.replace(max_polyphony=8)
+    bias = pred.sampler.bias(c, pred.context())
+    assert bias[v.note_on(62)] > -1e9  # a new pitch of the agent's own is still open to it
+    for p in (62, 65, 69, 71, 74, 77, 79, 81):  # now the agent holds 8 of its own
+        r.jam.stream.feed([v.note_on(p)])
+        r.jam.stream.agent_sounding.add(p)
+    bias = pred.sampler.bias(c, pred.context())
+    assert bias[v.note_on(84)] == -np.inf and bias[v.note_on(62)] > -1e9  # re-striking its own is fine
