@@ -140,6 +140,7 @@ class BeatTracker:
         self._snap = None  # the bank before the last event (a grace note is undone from here)
         # the current phrase's events: per event (pitch, velocity, chord size), per agent (beat position, level)
         self._feat = np.zeros((window, 3))
+        self._R = np.zeros((window, 4))  # per event, its row once its length is known (beat_features.event_row)
         self._G = np.zeros((self._bank.K, window))
         self._LEV = np.zeros((self._bank.K, window), dtype=np.int64)
         self._times = np.zeros(window)
@@ -151,7 +152,10 @@ class BeatTracker:
         if self._model is not None:
             self._wz = self._model["w"] / self._model["std"]  # standardising folded into the weights
             self._w0 = -float(self._model["mean"] @ self._wz)
-
+            c0, c1 = beat_features.N_CONST
+            self._const = beat_features.prior_features(self._bank.P0, self._bank.fam) @ self._wz[c0:c1] + self._w0
+        self._carry_on = False
+        self._bars_key, self._bars_val = None, (4, 0)
     # -- reading ----------------------------------------------------------------
     @property
     def bpm(self) -> float:
@@ -209,6 +213,7 @@ class BeatTracker:
             near = np.exp(-0.5 * (np.log(self._bank.P0 / e.period_s) / 0.06) ** 2)
             same = (self._bank.fam == (1 if e.division == 3 else 0))
             self._carry = -CONTINUITY * near * np.where(same, 1.0, 0.5)
+        self._carry_on = e is not None
 
     def _step(self, t: float) -> None:
         self._snap = self._bank.snapshot()
@@ -216,6 +221,10 @@ class BeatTracker:
 
     def _record(self, t: float, pitch: float, velocity: float) -> None:
         i = self._n % len(self._times)
+        if self._n > 0:  # the previous event's length is known now (its chord complete)
+            j = (self._n - 1) % len(self._times)
+            f = self._feat[j]
+            self._R[j] = beat_features.event_row(t - self._times[j], f[0], f[1], f[2])
         self._times[i] = t
         self._feat[i] = (pitch, velocity, 1.0)
         self._G[:, i] = self._bank.g
@@ -232,9 +241,7 @@ class BeatTracker:
     def window_features(self) -> np.ndarray:
         """[agents, D] the scorer's features of every agent over the current phrase (beat_features.py)."""
         order = self._order()
-        f = self._feat[order]
-        return beat_features.features(self._bank, self._times[order], f[:, 0], f[:, 1], f[:, 2],
-                                      self._G[:, order], self._LEV[:, order])
+        return beat_features.features(self._bank, self._R[order[:-1]], self._G[:, order], self._LEV[:, order])
 
     def _scores(self) -> np.ndarray:
         """[agents] log-odds of being the felt beat: the learnt scorer, else the hand-set cost and prior.
@@ -243,19 +250,22 @@ class BeatTracker:
         bank = self._bank
         if self._model is None:
             return -(bank.cost + self._prior + self._carry) / TEMPERATURE
-        nb = beat_features.N_BANK
-        part = beat_features.bank_features(bank) @ self._wz[:nb] + self._w0
-        part -= self._carry * (self._model["continuity"] / CONTINUITY)
-        idx = np.argpartition(-part, SHORTLIST)[:SHORTLIST] if bank.K > SHORTLIST else np.arange(bank.K)
+        wz = self._wz
+        part = (self._const + wz[0] * bank.cost_time + wz[1] * bank.cost_pat
+                + wz[7] * beat_features.swing_feature(bank) + bank.p @ wz[8:11])
+        if self._carry_on:
+            part -= self._carry * (self._model["continuity"] / CONTINUITY)
+        idx = np.argpartition(-part, SHORTLIST)[:SHORTLIST]
         e = self.estimate
         if e is not None:
-            idx = np.union1d(idx, np.flatnonzero(self._agreeing(e.period_s, e.beat_s)))
+            keep = self._agreeing(e.period_s, e.beat_s)
+            keep[idx] = True
+            idx = np.flatnonzero(keep)
         order = self._order()
-        f = self._feat[order]
-        wf = beat_features.window_features(bank.P[idx], self._times[order], f[:, 0], f[:, 1], f[:, 2],
-                                           self._G[idx][:, order], self._LEV[idx][:, order])
+        rows = np.ix_(idx, order)
+        wf = beat_features.window_features(bank.P[idx], self._R[order[:-1]], self._G[rows], self._LEV[rows])
         score = np.full(bank.K, -np.inf)
-        score[idx] = part[idx] + wf @ self._wz[nb:]
+        score[idx] = part[idx] + wf @ wz[beat_features.N_BANK:]
         return score
 
     def _agreeing(self, period: float, beat_s: float) -> np.ndarray:
@@ -289,19 +299,21 @@ class BeatTracker:
         period = float(bank.P[w])
         beat = math.floor(float(bank.g[w]) + 1e-6)
         division = 3 if bank.fam[w] == 1 else 2
-        bpb, downbeat = self._bars(w, period, division)
+        beat_now = math.floor(float(bank.g[w]) + 1e-6)
+        key = (w, beat_now, self._bank.t0)
+        if key != self._bars_key:  # the bar is weighed again at each new beat (or a new winner), not each event
+            self._bars_key, self._bars_val = key, self._bars(w, period, division)
+        bpb, downbeat = self._bars_val
         return Estimate(period, bank.beat_time(w, beat), conf, self._n, bpb, division, bank.swing(w),
                         bank.beat_time(w, downbeat))
 
     def _bars(self, w: int, period: float, division: int) -> tuple[int, int]:
         """(beats a bar, the beat index of the last bar line at or before the last event) on agent w's grid."""
-        n = min(self._n, len(self._times))
-        order = (np.arange(self._n - n, self._n)) % len(self._times)
-        t = self._times[order]
-        ioi = np.append(np.diff(t), period) / period
-        feat = self._feat[order]
+        order = self._order()
+        f = self._feat[order[-1]]
+        R = np.vstack([self._R[order[:-1]], beat_features.event_row(period, f[0], f[1], f[2])])
         g = self._G[w, order]
-        s, b0 = metre.strengths(g, self._LEV[w, order], ioi, feat[:, 1], feat[:, 0], feat[:, 2])
+        s, b0 = metre.strengths(g, self._LEV[w, order], metre.accents(R, period))
         mask = metre.patterns(g, b0, len(s)) if len(s) >= metre.REP_MIN_BEATS else None
         bpb, r, _ = metre.bars(s, b0, division == 3, mask)
         last = math.floor(float(self._bank.g[w]) + 1e-6)

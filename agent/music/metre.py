@@ -18,24 +18,28 @@ W_DUR, W_VEL, W_BASS, W_CHORD = 0.6, 0.4, 0.25, 0.3  # accent weights (per log2 
 TRIPLE_MARGIN = 0.08  # how much more contrast three beats a bar needs than two or four
 FOUR_MARGIN = 0.12  # beat 1 over beat 3 before four beats a bar is preferred to two
 REP_WEIGHT, REP_MIN_BEATS = 0.5, 7  # how much the repetition of rhythms at the bar's lag counts, from when
+_BITS = np.left_shift(1, np.arange(12, dtype=np.int64))
 DEFAULT_BPB = (4, 2)  # (duple division, triple division) when there is no evidence: 4/4, 6/8
 
 
-def strengths(g: np.ndarray, level: np.ndarray, ioi_beats: np.ndarray, velocity: np.ndarray,
-              pitch: np.ndarray, chord: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per beat of the window (from the first onset's beat), its accent; and that first beat's index."""
+def accents(R: np.ndarray, period_s: float) -> np.ndarray:
+    """Per event, its phenomenal accent from its row (beat_features.event_row: log2 IOI, velocity, pitch,
+    chord size - 1): a long note (per log2 beat, -1..2), a loud one (z-score), a low one (octaves below the
+    mean), a chord."""
+    v = R[:, 1]
+    return (1.0 + W_DUR * np.clip(R[:, 0] - np.log2(period_s), -1.0, 2.0) + W_VEL * (v - v.mean()) / (v.std() + 8.0)
+            + W_BASS * np.clip((R[:, 2].mean() - R[:, 2]) / 12.0, -1.0, 1.0) + W_CHORD * R[:, 3])
+
+
+def strengths(g: np.ndarray, level: np.ndarray, acc: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per beat of the window (from the first onset's beat), the accents of the onsets on it; and that first
+    beat's index."""
     on = level == 0
     if not on.any():
         return np.zeros(0), 0
     beats = np.rint(g).astype(np.int64)
     b0 = int(beats.min())
-    n = int(beats.max()) - b0 + 1
-    v = velocity - velocity.mean()
-    vz = v / (velocity.std() + 8.0)
-    acc = (1.0 + W_DUR * np.clip(np.log2(np.maximum(ioi_beats, 1e-3)), -1.0, 2.0) + W_VEL * vz
-           + W_BASS * np.clip((np.median(pitch) - pitch) / 12.0, -1.0, 1.0) + W_CHORD * np.minimum(chord - 1, 3))
-    s = np.zeros(n)
-    np.add.at(s, beats[on] - b0, np.maximum(acc[on], 0.1))
+    s = np.bincount(beats[on] - b0, weights=np.maximum(acc[on], 0.1), minlength=int(beats.max()) - b0 + 1)
     return s, b0
 
 
@@ -45,9 +49,9 @@ def patterns(g: np.ndarray, b0: int, n: int) -> np.ndarray:
     fl = np.floor(g + 1e-6)
     beats = np.clip(fl.astype(np.int64) - b0, 0, n - 1)
     slot = np.rint((g - fl) * 12.0).astype(np.int64) % 12
-    mask = np.zeros(n, dtype=np.int64)
-    np.bitwise_or.at(mask, beats, np.left_shift(1, slot))
-    return mask
+    occupied = np.zeros(n * 12, dtype=np.int64)
+    occupied[beats * 12 + slot] = 1
+    return occupied.reshape(n, 12) @ _BITS
 
 
 def repetition(mask: np.ndarray, lag: int) -> float:

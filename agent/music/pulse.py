@@ -43,6 +43,7 @@ SWING_RATE, SWING_MAX = 0.35, 0.72  # off-beat learning rate; largest off-beat (
 # slot tables: [family, slot] -> level; duple uses slots 0-3, triple 0-5
 _LEVEL = np.array([[0, 2, 1, 2, 2, 2], [0, 2, 1, 2, 1, 2]])
 _SLOTS = np.array([4, 6])
+_AROUND = np.array([[-1, 0, 1]])
 
 
 def _agents():
@@ -70,6 +71,13 @@ class Pulses:
         self._rows = np.arange(self.K)
         self._lev_table = _LEVEL[self.fam]  # [K, slot] -> level
         self._tri_frac = np.tile(np.arange(6) / 6.0, (self.K, 1))
+        self._rows3 = np.broadcast_to(self._rows[:, None], (self.K, 3))
+        self._base6 = self._rows[:, None] * 6
+        self._base3 = self._rows[:, None] * 3
+        self._lev_flat = self._lev_table.ravel()
+        self._Lc = self.L[:, None]
+        self._duple = self.fam == 0
+        self._Pmin, self._Pmax = self.P0 / DRIFT, self.P0 * DRIFT
         self.t0 = 0.0
         self.n = 0
 
@@ -123,48 +131,63 @@ class Pulses:
         P, a, L = self.P, self.a, self.L
         x = (t - a) / P
         near = np.rint(x * L).astype(np.int64)
-        cand = near[:, None] + np.array([-1, 0, 1])[None, :]
-        cand = np.maximum(cand, self.k[:, None] + 1)
-        g_c = self._pos(cand)
-        e = t - (a[:, None] + P[:, None] * g_c)
-        sigma = self.timing_s + self.timing_rel * P
-        timing = np.minimum(0.5 * (e / sigma[:, None]) ** 2, TIMING_CAP)
-        lev = self._level(cand)
+        cand = near[:, None] + _AROUND
+        np.maximum(cand, self.k[:, None] + 1, out=cand)
+        Lc = self._Lc
+        beat, slot = np.divmod(cand, Lc)
+        flat = self._base6 + slot  # [K, 3] index into the [K, 6] slot tables
+        g_c = beat + self._frac_table().take(flat)
+        e = t - a[:, None] - P[:, None] * g_c
+        e *= self._inv_sigma(P)
+        timing = np.minimum(0.5 * e * e, TIMING_CAP)
+        lev = self._lev_flat.take(flat)
         kl = self.k[:, None]
-        Lc = L[:, None]
-        n_beat = (cand - 1) // Lc - kl // Lc
-        n_even = (cand - 1) // 2 - kl // 2
-        n_all = cand - kl - 1
-        p = self._probabilities()
+        c1 = cand - 1
+        n_beat = c1 // Lc - kl // Lc
+        n_div = c1 // 2 - kl // 2 - n_beat
+        n_sub = cand - kl - 1 - n_beat - n_div
+        p = self.p
         hit, miss = -np.log(p), -np.log1p(-p)
-        empty = n_beat * miss[:, :1] + (n_even - n_beat) * miss[:, 1:2] + (n_all - n_even) * miss[:, 2:]
-        total = timing + np.take_along_axis(hit, lev, axis=1) + empty
+        total = timing + hit.take(self._base3 + lev)
+        total += n_beat * miss[:, :1] + n_div * miss[:, 1:2] + n_sub * miss[:, 2:]
         j = np.argmin(total, axis=1)
-        r = self._rows
-        k_new, g_new, lev_new = cand[r, j], g_c[r, j], lev[r, j]
-        self.cost = DECAY_COST * self.cost + total[r, j]
-        self.cost_time = DECAY_COST * self.cost_time + timing[r, j]
+        fj = self._base3[:, 0] + j
+        k_new, g_new, lev_new = cand.take(fj), g_c.take(fj), lev.take(fj)
+        tot_j = total.take(fj)
+        self.cost = DECAY_COST * self.cost + tot_j
+        self.cost_time = DECAY_COST * self.cost_time + timing.take(fj)
         self.cost_pat = self.cost - self.cost_time
-        self._count(lev_new, np.stack([n_beat[r, j], (n_even - n_beat)[r, j], (n_all - n_even)[r, j]], axis=1))
+        self._count(lev_new, np.stack([n_beat.take(fj), n_div.take(fj), n_sub.take(fj)], axis=1))
         # the swing: a duple off-beat moves the agent's off-beat towards where it was played
-        off = (self.fam == 0) & (k_new % L == 2)
+        off = self._duple & (k_new % L == 2)
         if off.any():
             self.offbeats = self.offbeats + off
             f = x - np.floor(x)
             self.o = np.where(off, np.clip(self.o + SWING_RATE * (f - self.o), 0.5, SWING_MAX), self.o)
+            w = np.where(off, SWUNG_DIV_WEIGHT, LS_WEIGHT.take(lev_new))
+        else:
+            w = LS_WEIGHT.take(lev_new)
         # the grid line: decayed weighted least squares with a ridge towards the current period
-        w = LS_WEIGHT[lev_new] * np.where(off, SWUNG_DIV_WEIGHT / LS_WEIGHT[1], 1.0)
-        S = self.S * DECAY_LS
-        S += np.stack([w, w * g_new, w * t, w * g_new * g_new, w * g_new * t])
-        self.S = S
+        wg = w * g_new
+        S = self.S
+        S *= DECAY_LS
+        S[0] += w
+        S[1] += wg
+        S[2] += w * t
+        S[3] += wg * g_new
+        S[4] += wg * t
         sw, sg, st, sgg, sgt = S
-        var = sgg - sg * sg / sw
-        cov = sgt - sg * st / sw
-        Pn = np.clip((cov + RIDGE * P) / (var + RIDGE), self.P0 / DRIFT, self.P0 * DRIFT)
-        self.a = (st - Pn * sg) / sw
+        inv = 1.0 / sw
+        var = sgg - sg * sg * inv
+        cov = sgt - sg * st * inv
+        Pn = np.clip((cov + RIDGE * P) / (var + RIDGE), self._Pmin, self._Pmax)
+        self.a = (st - Pn * sg) * inv
         self.P = Pn
         self.k, self.g, self.level = k_new, g_new, lev_new
         self.n += 1
+
+    def _inv_sigma(self, P: np.ndarray) -> np.ndarray:
+        return (1.0 / (self.timing_s + self.timing_rel * P))[:, None]
 
     def _probabilities(self) -> np.ndarray:
         """[K, level] onset probabilities, kept hierarchical (a level holds onsets no more often than the
@@ -187,15 +210,16 @@ class Pulses:
         self.slots = self.slots * DECAY_COUNT + hit + empty
         self.hits = np.minimum(self.hits, self.slots - 0.02)  # never certain
         self.hits = np.maximum(self.hits, 0.02)
+        self.p = self._probabilities()
 
     def snapshot(self) -> tuple:
         return (self.P.copy(), self.a.copy(), self.o.copy(), self.k.copy(), self.g.copy(), self.level.copy(),
                 self.cost.copy(), self.S.copy(), self.offbeats.copy(), self.hits.copy(), self.slots.copy(), self.n,
-                self.t0, self.cost_time.copy(), self.cost_pat.copy())
+                self.t0, self.cost_time.copy(), self.cost_pat.copy(), self.p.copy())
 
     def restore(self, snap: tuple) -> None:
         (self.P, self.a, self.o, self.k, self.g, self.level, self.cost, self.S, self.offbeats, self.hits,
-         self.slots, self.n, self.t0, self.cost_time, self.cost_pat) = snap
+         self.slots, self.n, self.t0, self.cost_time, self.cost_pat, self.p) = snap
 
     # -- reading ---------------------------------------------------------------------
     def beat_time(self, i: int, beat: float) -> float:
