@@ -24,6 +24,7 @@ from agent.live.figures import Figures
 from agent.live.jam.policy import Jam
 from agent.live.listener import EchoFilter, Listener
 from agent.midi.ports import port_part
+from agent.midi.tee import Tee
 from agent.midi.watch import PortWatcher
 from agent.live.scheduler import Scheduler
 from agent.music.beat import BeatTracker, TempoFollower
@@ -40,31 +41,6 @@ def reseed(predictor, seed: int) -> None:
     gen = getattr(getattr(predictor, "backend", None), "_gen", None)
     if gen is not None and s is not None:
         gen.manual_seed(s)
-
-
-class Tee:
-    """One output that sends to several (e.g. loopback + a real virtual port)."""
-
-    def __init__(self, *outputs) -> None:
-        self.outputs = outputs
-        self.name = " + ".join(o.name for o in outputs)
-
-    def send(self, msg) -> None:
-        """Every output gets msg even if one fails (a note-off must still reach the others); then it raises."""
-        self._each(lambda o: o.send(msg))
-
-    def close(self) -> None:
-        self._each(lambda o: o.close())
-
-    def _each(self, fn) -> None:
-        error = None
-        for o in self.outputs:
-            try:
-                fn(o)
-            except Exception as exc:
-                error = error or exc
-        if error is not None:
-            raise error
 
 
 class Engine:

@@ -329,7 +329,7 @@ def test_controls_refuse_what_cannot_change_while_playing():
 
 
 def test_a_tee_still_sends_to_the_others_when_one_output_fails():
-    from agent.live.engine import Tee
+    from agent.midi.tee import Tee
 
     loop = Loopback()
     ports = Ports("loopback", loop=loop)
