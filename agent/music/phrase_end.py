@@ -19,6 +19,16 @@ beats with downbeat 0, so `bar position = beat % beats_per_bar`. A note is
 at the note index `start` (the player's first note after the agent's last turn,
 or after the last phrase end decided).
 
+Live use (not wired yet; the jam's turn-taking would do this):
+
+    tracker = PhraseTracker(load_model("models/default/phrase_end.json"))
+    grid = Grid(period=seconds_per_beat, downbeat=a_downbeat_s, beats_per_bar=bpb)  # from the beat tracker
+    p = tracker.note_on(t_s, pitch, grid)         # each player note-on: may prepare an answer early
+    p = tracker.note_off(t_s, pitch, grid)        # each player note-off; None unless it is the melody's note
+    if p is not None and tracker.is_end("note_off", p) and no key is held:
+        answer at the next phrase slot (the bar line at or after t_s); the silence rule stays the fallback
+    tracker.new_phrase()                          # once the agent takes its turn (or acts on an end)
+
 numpy only; imports nothing of ours but errors and music.keys (the live side
 imports this without torch).
 """

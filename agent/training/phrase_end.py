@@ -14,7 +14,8 @@ precision, recall, F1 of
   run as the live agent would: the phrase so far starts after its own previous decision;
 - the silence rule: a rest of >= 1.5 beats follows the note (decided 1.5 beats after the release);
 - the held-note rule: the note lasts >= 2 beats (decided 2 beats after its onset);
-and when each decides, in beats after the note's written end (negative: before it ends).
+and when each decides, in beats after the note's written end (negative: before it ends), and how
+many of its correct decisions come by the first bar line at or after that end (the next phrase slot).
 """
 from __future__ import annotations
 
@@ -153,9 +154,12 @@ def prf(pred, y) -> dict:
 # -- evaluation -------------------------------------------------------------------
 def evaluate(model: pe.PhraseEndModel, pieces: list[dict]) -> dict:
     """P/R/F1 and decision timing of the heads and the baselines on these pieces (last notes left out)."""
-    rows = {k: {"pred": [], "y": [], "when": []} for k in METHODS}
+    rows = {k: {"pred": [], "y": [], "when": [], "slack": []} for k in METHODS}
     for piece in pieces:
         gold, own = piece_features(piece), piece_features(piece, model)
+        _, end, _ = beats(piece)
+        bpb = piece["bpb"]
+        slack = (np.ceil(end / bpb - 1e-6) * bpb - end)[:-1]  # beats from the note's end to the next bar line
         y, dur, gap = gold["y"][:-1], gold["dur"][:-1], gold["gap_after"][:-1]
         preds = {"note_on": own["pred_on"][:-1], "note_off": own["pred_off"][:-1],
                  "note_on_call": model.probability("note_on", gold["on"][:-1]) >= model.heads["note_on"].threshold,
@@ -167,11 +171,16 @@ def evaluate(model: pe.PhraseEndModel, pieces: list[dict]) -> dict:
             rows[k]["pred"].append(p)
             rows[k]["y"].append(y)
             rows[k]["when"].append(when[k][p & (y > 0)])
+            rows[k]["slack"].append(slack[p & (y > 0)])
     out = {}
     for k, r in rows.items():
         res = prf(np.concatenate(r["pred"]), np.concatenate(r["y"]))
         w = np.concatenate(r["when"])
         res["decided_beats_after_end_p50"] = round(float(np.median(w)), 2) if len(w) else None
+        # the answer can start on the bar line at or after the call's end only if decided by then
+        lead = np.concatenate(r["slack"]) - w  # beats from the decision to that bar line
+        res["in_time_for_next_bar"] = round(float(np.mean(lead >= -1e-6)), 3) if len(w) else None
+        res["lead_to_next_bar_p50"] = round(float(np.median(lead)), 2) if len(w) else None
         out[k] = res
     out["notes"] = int(sum(len(p["notes"]) - 1 for p in pieces))
     out["phrase_ends"] = int(sum(len(p["ends"]) - 1 for p in pieces))
@@ -288,10 +297,10 @@ def main(argv=None) -> int:
 
 def print_table(test: dict, file=None) -> None:
     file = file or sys.stdout
-    print(f"{'source':>9} {'method':>13} {'P':>6} {'R':>6} {'F1':>6}  decided (beats after the note's end, p50)",
-          file=file)
+    print(f"{'source':>9} {'method':>13} {'P':>6} {'R':>6} {'F1':>6}  decided (beats after the note's end, p50)"
+          "  in time for the next bar line (share, p50 lead in beats)", file=file)
     for src, r in test.items():
         for k in METHODS:
             x = r[k]
             print(f"{src:>9} {k:>13} {x['precision']:6.3f} {x['recall']:6.3f} {x['f1']:6.3f}  "
-                  f"{x['decided_beats_after_end_p50']}", file=file)
+                  f"{x['decided_beats_after_end_p50']!s:>8}  {x['in_time_for_next_bar']} {x['lead_to_next_bar_p50']}", file=file)
