@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,7 +78,14 @@ def test_engine_panic_then_mode_resumes_solo():
     eng.panic()
     assert wait_for(lambda: sum(m.type == "control_change" for m in heard) == 32)
     n = len(heard)
-    time.sleep(0.5)
+    # solo does not start again by itself: the engine thread goes round its loop (each call is handled
+    # in a step that a tick of the jam follows; unheld, solo's first tick starts a generation and queues
+    # its notes) and the jam stays held, with nothing generating, nothing queued and nothing heard
+    for _ in range(5):
+        went_round = threading.Event()
+        eng.on_engine_thread(went_round.set)
+        assert went_round.wait(30)
+    assert eng.jam.held == "play" and eng.jam.gen is None and eng.scheduler.pending() == 0
     assert len(heard) == n
     Commands(eng, say=lambda line: None).run("mode solo")
     assert wait_for(lambda: len(heard) > n)
@@ -121,7 +129,7 @@ def test_end_phrase_cc_set_live_ends_the_phrase():
     eng.controls.set("jam.end_phrase_cc", 20)
     kbd.send(mido.Message("note_on", note=60, velocity=90))
     kbd.send(mido.Message("note_off", note=60))
-    time.sleep(0.05)
+    time.sleep(0.05)  # the player's timing: the pedal comes after the release
     kbd.send(mido.Message("control_change", control=20, value=127))  # no minute of silence needed now
     assert wait_for(lambda: any(m.type == "note_on" for m in heard))
     eng.stop()

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,18 +28,89 @@ def antiphon(*args, **kw):
                           timeout=120, **kw)
 
 
+# `python -m agent` with a synth listening on the agent's loopback port (the bus is per process): each note
+# message it hears is a line on stderr, one write each, so the test sees the notes as they are played
+LISTENING = """
+import runpy, sys
+from agent.midi.ports import Loopback, LoopbackInput
+LoopbackInput(Loopback.default, "Antiphon", lambda m, t: m.type in ("note_on", "note_off", "control_change")
+              and sys.stderr.write(f"heard {m.hex()}\\n"))
+sys.argv[0] = "agent"
+runpy.run_module("agent", run_name="__main__")
+"""
+NOTES_BEFORE_THE_SIGNAL = 8
+
+
+def lines_of(stream) -> queue.Queue:
+    """Each line of a child's stream as it comes (None at its end), read on a thread."""
+    q: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+def sounding(heard: list[bytes]) -> set[tuple[int, int]]:
+    """(channel, pitch) still sounding after these messages, as a synth hears them (CC120/123 end a channel)."""
+    open_: set[tuple[int, int]] = set()
+    for b in heard:
+        kind, key = b[0] & 0xF0, (b[0] & 0x0F, b[1])
+        if kind == 0x90 and b[2] > 0:
+            open_.add(key)
+        elif kind in (0x80, 0x90):
+            open_.discard(key)
+        elif kind == 0xB0 and b[1] in (120, 123):
+            open_ = {k for k in open_ if k[0] != key[0]}
+    return open_
+
+
+def note_ons(heard: list[bytes]) -> int:
+    return sum(b[0] & 0xF0 == 0x90 and b[2] > 0 for b in heard)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_play_stops_cleanly_on_a_signal_with_no_note_left_open(model_dir, sig):
-    p = subprocess.Popen([sys.executable, "-m", "agent", "play", "--backend", "loopback", "--mode", "solo",
+    p = subprocess.Popen([sys.executable, "-c", LISTENING, "play", "--backend", "loopback", "--mode", "solo",
                           "--model", str(model_dir), "--set", "sampling.seed=1", "--set", "timing.bpm=300.0"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    first = p.stdout.readline()
-    assert "listening on" in first and "mode solo" in first
-    time.sleep(1.0)  # let it play a few notes
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
+    heard: list[bytes] = []
+    errors: list[str] = []
+
+    def take(line: str) -> None:
+        if line.startswith("heard "):
+            heard.append(bytes.fromhex(line.split(" ", 1)[1]))
+        else:
+            errors.append(line)
+
+    try:
+        lines = lines_of(p.stderr)
+        first = p.stdout.readline()
+        assert "listening on" in first and "mode solo" in first, first
+        # the agent plays: NOTES_BEFORE_THE_SIGNAL notes reach the synth, and one sounds as the signal comes
+        deadline = time.monotonic() + 60
+        while note_ons(heard) < NOTES_BEFORE_THE_SIGNAL or not sounding(heard):
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"{note_ons(heard)} notes heard in 60 s, not {NOTES_BEFORE_THE_SIGNAL}: "
+                                     f"{''.join(errors)}") from None
+            assert line is not None, f"play ended before the signal: {''.join(errors)}"
+            take(line)
+        p.send_signal(sig)
+        assert p.wait(timeout=30) == 0, "".join(errors)
+        while (line := lines.get(timeout=30)) is not None:
+            take(line)
+        out = p.stdout.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
     assert "0 left open" in out and "stopped:" in out
+    assert note_ons(heard) >= NOTES_BEFORE_THE_SIGNAL
+    assert not sounding(heard), f"left sounding at the synth: {sorted(sounding(heard))}"
 
 
 def test_play_names_a_missing_model_file(tmp_path):

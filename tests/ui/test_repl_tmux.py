@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,27 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError(f"{text!r} never appeared on the screen:\n{self.screen()}")
 
+    def status(self, timeout_s: float = 30.0) -> tuple[str, int]:
+        """Type `status` and read its answer back: (the mode line's state, the messages sent so far)."""
+        count = lambda: self.tmux("capture-pane", "-p", "-t", self.name, "-S", "-").count("messages sent")
+        before = count()
+        self.type("status")
+        end = time.monotonic() + timeout_s
+        while count() <= before:
+            assert time.monotonic() < end, f"`status` never answered:\n{self.screen()}"
+            time.sleep(0.1)
+        whole = self.tmux("capture-pane", "-p", "-t", self.name, "-S", "-")
+        state = re.findall(r"^mode \w+ \(([^)]*)\)", whole, re.M)[-1]
+        return state, int(re.findall(r"(\d+) messages sent", whole)[-1])
+
+    def wait_sent(self, more_than: int, timeout_s: float = 60.0) -> int:
+        """Ask `status` until the engine has sent more than `more_than` messages; returns how many."""
+        end = time.monotonic() + timeout_s
+        while (sent := self.status()[1]) <= more_than:
+            assert time.monotonic() < end, f"no more than {more_than} messages sent in {timeout_s:g} s"
+            time.sleep(0.2)
+        return sent
+
     def kill(self) -> None:
         self.tmux("kill-session", "-t", self.name)
 
@@ -87,13 +109,17 @@ def test_the_repl_in_a_real_terminal(model_dir, tmp_path):
         t.wait_for("solo: playing solo")  # the toolbar: notes are flowing
         t.type("temp 0.5")
         t.wait_for("sampling.temperature = 0.5")
-        time.sleep(1.0)
+        # notes on the old tempo at the new temperature, before the bar line is asked for: 16 more messages
+        # sent once the change is shown (a few due within the 0.3 s after it, which the grid check leaves out)
+        t.wait_sent(t.status()[1] + 16)
         t.type("temp -3")
         t.wait_for("error: temp -3: sampling.temperature = -3.0 is below the minimum 0.01 (allowed: 0.01 to 10.0)")
         t.type("at bar tempo 120")
         t.wait_for("at the next bar")
         t.wait_for("120 bpm (set)", 10.0)
-        time.sleep(3.0)  # notes on the new tempo
+        # notes on the new tempo: 30 more messages are sent after the change is shown (a few due within
+        # the 0.3 s after the bar line, which the grid check leaves out; the rest after it)
+        t.wait_sent(t.status()[1] + 30)
         t.type("cc learn temp")
         t.wait_for("learnt: CC1 -> sampling.temperature [0.1 2]", 10.0)
         t.type(f"load {other}")
@@ -155,11 +181,14 @@ def test_play_opens_the_repl_on_a_terminal_ctrl_c_silences_and_quit_stops(model_
         t.wait_for("solo: playing solo")
         t.tmux("send-keys", "-t", t.name, "C-c")
         t.wait_for("silenced: the agent's notes are off")
-        t.wait_for("solo: silent")  # and it stays so: solo does not start again by itself
-        time.sleep(1.0)
-        assert "solo: silent" in t.screen().strip().splitlines()[-1]
+        t.wait_for("solo: silent")
+        # the engine, read after the panic ran, says so too (that it stays so while time passes, solo not
+        # starting again by itself, is test_live's and test_jam's: there the engine's steps are counted)
+        state, sent = t.status()
+        assert state == "silent", state
         t.type("mode solo")
         t.wait_for("solo: playing solo")
+        t.wait_sent(sent + 4)  # and notes flow again
         t.type("quit")
         screen = t.wait_for("left open", 20.0)
     finally:
