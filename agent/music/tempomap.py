@@ -129,6 +129,8 @@ class TempoMap:
         """Beat 0 is now (MIDI clock start)."""
         with self._lock:
             self._anchor_s, self._anchor_beat = float(at_s), 0.0
+        for fn in list(self.listeners):  # the recorder's bar lines begin again here too
+            fn(self.bpm, float(at_s))
 
     def next_bar(self, t_s: float) -> float:
         """The time of the first bar line at or after t_s (seconds)."""

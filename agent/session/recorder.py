@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import os
 import shutil
 import threading
@@ -66,7 +67,64 @@ class TimedNote:
     velocity: int
 
 
-NOTE, TEMPO, MARKER = 0, 1, 2  # what a hook handed over: (clock s, kind, ...)
+NOTE, TEMPO, MARKER, BEAT = 0, 1, 2, 3  # what a hook handed over: (clock s, kind, ...)
+
+
+class FollowedBeats:
+    """The engine's tempo map as it was followed: its beat sampled at clock times (at attach, at
+    each tempo change, each time the recorder takes its inbox), beats between samples in a straight
+    line. A restart (MIDI clock start: beat 0 again) goes on from the next whole bar. `grid(t0, ...)`
+    gives the score's grid: beat 0 is the followed bar line at or before the recording's time 0."""
+
+    def __init__(self, beats_per_bar: int) -> None:
+        self.beats_per_bar = beats_per_bar
+        self.times: list[float] = []  # clock seconds, rising
+        self.beats: list[float] = []  # the map's beat there, made monotonic across restarts
+        self.bpms: list[float] = []  # the map's tempo there (beyond the samples, beats go on at it)
+        self._offset = 0.0
+
+    def add(self, t_s: float, beat: float, bpm: float) -> None:
+        if self.times and t_s <= self.times[-1]:
+            return
+        beat += self._offset
+        if self.beats:
+            went_on = self.beats[-1] + (t_s - self.times[-1]) * self.bpms[-1] / 60
+            if beat < went_on - 1.0:  # the map began again at beat 0: on from the next whole bar
+                bars = math.ceil((went_on - beat) / self.beats_per_bar - 1e-9)
+                self._offset += bars * self.beats_per_bar
+                beat += bars * self.beats_per_bar
+            elif beat <= self.beats[-1]:  # the follower moved the beat back a little (at most half a
+                return  # beat): the samples either side of it carry the move
+
+        self.times.append(t_s)
+        self.beats.append(beat)
+        self.bpms.append(bpm)
+
+    def beat(self, t_s: float) -> float:
+        ts, bs = self.times, self.beats
+        if t_s <= ts[0]:
+            return bs[0] + (t_s - ts[0]) * self.bpms[0] / 60
+        if t_s >= ts[-1]:
+            return bs[-1] + (t_s - ts[-1]) * self.bpms[-1] / 60
+        i = bisect.bisect_right(ts, t_s) - 1
+        return bs[i] + (t_s - ts[i]) * (bs[i + 1] - bs[i]) / (ts[i + 1] - ts[i])
+
+    def grid(self, t0: float, ticks_per_beat: int) -> "_Grid":
+        origin = math.floor(self.beat(t0) / self.beats_per_bar + 1e-9) * self.beats_per_bar
+        return _Grid(self, t0, origin, ticks_per_beat)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Recording seconds -> ticks of the followed beat (what on_grid and the score need of a TickMap)."""
+
+    beats: FollowedBeats
+    t0: float
+    origin: float
+    tpb: int
+
+    def tick(self, t_s: float) -> int:
+        return round((self.beats.beat(self.t0 + t_s) - self.origin) * self.tpb)
 
 
 class Recorder:
@@ -100,6 +158,8 @@ class Recorder:
         self._markers: list[tuple[float, str, str]] = []  # (t_s from t0, kind, text), in time order
         self._ticks = TickMap(self._tempo, ticks_per_beat)
         self._tracks = {p: NoteTrack(p, CHANNELS[p], PROGRAMS[p]) for p in PARTS}
+        self._followed: FollowedBeats | None = None  # the engine's tempo map as followed (attached)
+        self._map = None
         self._done_s = 0.0  # the latest note time encoded into a track: an earlier tempo change applies from here
         self._end_s: float | None = None
         self._take_lock = threading.Lock()  # never taken by a hook
@@ -132,6 +192,8 @@ class Recorder:
         """TempoMap.listeners: a tempo change (config, MIDI clock, the REPL)."""
         if self._end_s is None:
             self._inbox.append((t_s, TEMPO, float(bpm), None, None))
+            if self._map is not None:  # where the followed beat is at the change (on the setter's thread)
+                self._inbox.append((t_s, BEAT, self._map.beat(t_s), self._map.bpm, None))
 
     def on_jam(self, kind: str, t_s: float | None, info: dict) -> None:
         """jam.observers: kind "phrase" (t_s: its first note) or "answer" (t_s: its first note)."""
@@ -151,6 +213,9 @@ class Recorder:
         for lst, fn in hooks:
             lst.append(fn)
         self._detach = hooks
+        self._map, self._followed = engine.tempo, FollowedBeats(engine.tempo.beats_per_bar)
+        now = self.clock.now()
+        self._inbox.append((now, BEAT, engine.tempo.beat(now), engine.tempo.bpm, None))
         if engine.tempo.bpm != self._tempo[-1][1]:
             self.on_tempo(engine.tempo.bpm, self.clock.now())
 
@@ -162,6 +227,9 @@ class Recorder:
 
     # -- taking what the hooks handed over (_take_lock held) ------------------------------
     def _take(self) -> None:
+        if self._map is not None and self._end_s is None:  # the followed beat now, as this batch ends
+            now = self.clock.now()
+            self._inbox.append((now, BEAT, self._map.beat(now), self._map.bpm, None))
         batch = []
         try:
             while True:
@@ -171,6 +239,9 @@ class Recorder:
         batch.sort(key=lambda e: e[0])  # this batch only; stable: one instant keeps its order
         end = self._end_s
         for t_s, kind, a, b, c in batch:
+            if kind == BEAT:
+                self._followed.add(t_s, a, b)
+                continue
             t = max(0.0, t_s - self.t0)
             if end is not None and t > end:
                 continue
@@ -235,10 +306,20 @@ class Recorder:
         data = self.midi_bytes(end_s)
         return _atomic(Path(path), lambda f: f.write(data))
 
+    def score_grid(self, tempo: list[tuple[float, float]]):
+        """Recording seconds -> score ticks (1/resolution of a beat): the followed beat where the
+        recorder was attached to an engine (bar lines where the player's bars were), else the
+        recorded tempo changes from time 0."""
+        with self._take_lock:
+            f = self._followed
+            if f is not None and f.times:
+                return f.grid(self.t0, self.resolution)
+        return TickMap(tempo, self.resolution)
+
     def grid_notes(self, end_s: float | None = None) -> tuple[dict[str, list[tuple[int, float, float, int]]], list, float]:
         """Notes per part as (pitch, start_beat, end_beat, velocity) on the token grid; markers in beats."""
         notes, tempo, markers, end = self.snapshot(end_s)
-        tm = TickMap(tempo, self.resolution)
+        tm = self.score_grid(tempo)
         res = self.resolution
         out = {}
         for part, ns in notes.items():
@@ -251,8 +332,8 @@ class Recorder:
 
         notes, markers, _ = self.grid_notes(end_s)
         _, tempo, _, _ = self.snapshot(end_s)
-        tm = TickMap(tempo, self.resolution)
-        tempos = [(tm.tick(t) / self.resolution, bpm) for t, bpm in tempo]
+        tm = self.score_grid(tempo)
+        tempos = [(0.0 if i == 0 else tm.tick(t) / self.resolution, bpm) for i, (t, bpm) in enumerate(tempo)]
         score = musicxml_score(notes, tempos, markers, beats_per_bar=self.beats_per_bar, title=title)
         path = Path(path)
         return _atomic(path, lambda f: f.write(_musicxml_bytes(score)))

@@ -274,3 +274,65 @@ def test_a_disk_that_fills_mid_session_is_said_once_and_nothing_is_lost_from_mem
                      f"recording: could not write {path.with_suffix('.musicxml')} (No space left on device)",
                      f"recording: could not write {path.with_suffix('.png')} (No space left on device)"]
     assert "Traceback" not in caplog.text
+
+
+def _engine_with(tempo):
+    """What Recorder.attach hooks into: an engine's hook lists and its tempo map."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(listener=SimpleNamespace(player_hooks=[]), scheduler=SimpleNamespace(hooks=[]),
+                           tempo=tempo, jam=SimpleNamespace(observers=[]))
+
+
+def test_a_live_recordings_bar_lines_follow_the_tempo_map_as_it_was_followed(tmp_path):
+    """The recorder is made mid-bar of the followed grid; then the follower moves the beat's phase
+    (a player a little late) without changing the tempo. The score's bars are the map's bars."""
+    clock = FakeClock(T0)
+    tempo = TempoMap(120.0, T0 - 0.8)  # the map's bar 0 began 0.8 s (1.6 beats) before the recorder
+    rec = Recorder(120.0, clock=clock, flush_s=0)  # flushed by hand below, as its thread would
+    rec.attach(_engine_with(tempo))
+    rec.start(tmp_path / "take.mid")
+    downbeats = [tempo.time(4.0), tempo.time(8.0)]  # bars 1 and 2 of the map
+    for t in downbeats:
+        clock.set(t)
+        rec.note("human", 60, 80, t)
+        rec.note("human", 60, 0, t + 0.25)
+        clock.set(t + 0.5)
+        rec.flush()
+    clock.set(T0 + 4.6)
+    tempo.align(120.0, T0 + 4.8)  # beat 11 is now at 4.8 s, not 4.7: 0.1 s (a fifth of a beat) later, same tempo
+    rec.flush()
+    late_downbeat = tempo.time(12.0)
+    clock.set(late_downbeat)
+    rec.note("human", 62, 80, late_downbeat)
+    rec.note("human", 62, 0, late_downbeat + 0.25)
+    clock.set(late_downbeat + 1.0)
+    rec.stop()
+    notes, _, _ = rec.grid_notes()
+    starts = [a for _, a, _, _ in notes["human"]]
+    assert all(a % 4 == 0 for a in starts), starts  # every one on a bar line of the score
+    assert [b - starts[0] for b in starts] == [0.0, 4.0, 8.0]
+
+
+def test_after_a_midi_clock_restart_the_bars_go_on_from_the_next_whole_bar(tmp_path):
+    clock = FakeClock(T0)
+    tempo = TempoMap(120.0, T0)
+    rec = Recorder(120.0, clock=clock, flush_s=0)
+    rec.attach(_engine_with(tempo))
+    rec.start(tmp_path / "take.mid")
+    for t in (T0, T0 + 2.0):  # bars 0 and 1
+        clock.set(t)
+        rec.note("agent", 60, 80, t)
+        rec.note("agent", 60, 0, t + 0.2)
+        clock.set(t + 0.3)
+        rec.flush()
+    tempo.restart(T0 + 2.9)  # MIDI clock start, mid-bar: beat 0 is now
+    for t in (T0 + 2.9, T0 + 4.9):
+        clock.set(t)
+        rec.note("agent", 62, 80, t)
+        rec.note("agent", 62, 0, t + 0.2)
+        clock.set(t + 0.3)
+        rec.flush()
+    rec.stop()
+    starts = [a for _, a, _, _ in rec.grid_notes()[0]["agent"]]
+    assert starts == [0.0, 4.0, 8.0, 12.0]
