@@ -3,9 +3,9 @@
     python scripts/train_phrase_end.py [--quick] [--out models/default/phrase_end.json] [--json REPORT]
 
 Data: agent/training/phrase_data.py (chorale fermatas, Essen phrase lines, O'Neill's 4-bar structure).
-Split by piece, grouped by the melody's first intervals (the same chorale tune harmonised twice,
-an Essen variant) and hashed with a fixed seed, so a held-out test piece and its twins are never
-seen in training. Trained on chorales and Essen (each source weighted alike); O'Neill's bar-structure
+Split by piece, grouped by melodic fingerprint (the same chorale tune harmonised twice, an Essen
+variant, a transposition: agent/training/fingerprint.py's rule) and hashed with a fixed seed, so a
+held-out test piece and its twins are never seen in training. Trained on chorales and Essen (each source weighted alike); O'Neill's bar-structure
 labels are only evaluated (a weak, different label).
 
 Evaluation on the test pieces, per source, each piece's last note left out (every rule finds it):
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.music import phrase_end as pe
-from agent.training import phrase_data
+from agent.training import fingerprint, phrase_data
 from agent.training.splits import split_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +47,20 @@ def group_digest(piece: dict, head: int = 12) -> str:
     line = [p for k, p in enumerate(line) if k == 0 or p != line[k - 1]]
     iv = np.diff(line)[:head]
     return hashlib.sha1(np.asarray(iv, dtype=np.int16).tobytes()).hexdigest()
+
+
+def melody_fingerprint(piece: dict) -> fingerprint.Fingerprint:
+    """The project's melodic fingerprint (agent/training/fingerprint.py) of the melody itself."""
+    line = [n[2] for n in piece["notes"]]
+    line = [p for k, p in enumerate(line) if k == 0 or p != line[k - 1]]
+    code = np.clip(np.diff(line) + 128, 1, 255).astype(np.uint64)
+    n = fingerprint.NGRAM
+    shingles = np.zeros(0, dtype=np.uint64)
+    if len(code) >= n:
+        windows = np.lib.stride_tricks.sliding_window_view(code, n)
+        shingles = np.unique(np.bitwise_or.reduce(windows << (np.arange(n, dtype=np.uint64) * np.uint64(8)), axis=1))
+    head = code[:fingerprint.HEAD_INTERVALS].astype(np.uint8).tobytes() if len(code) >= fingerprint.HEAD_INTERVALS else None
+    return fingerprint.Fingerprint(head, shingles)
 
 
 def beats(piece: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,10 +203,18 @@ def evaluate(model: pe.PhraseEndModel, pieces: list[dict]) -> dict:
 
 # -- the command ---------------------------------------------------------------------
 def split_pieces(data: dict, seed: int, valid: float, test: float) -> dict:
+    """{source: {split: pieces}}: near-duplicate melodies (fingerprint.group: interval 5-grams with
+    Jaccard >= 0.5, or the same first 16 intervals; across sources too) form a group, and a group
+    takes the split of a hash of its smallest opening digest, so a tune's other harmonisations,
+    variants and transpositions go where it goes."""
+    flat = [(src, p) for src, pieces in data.items() for p in pieces]
+    groups = fingerprint.group([melody_fingerprint(p) for _, p in flat])
+    digest: dict[int, str] = {}
+    for (_, p), g in zip(flat, groups):
+        digest[g] = min(group_digest(p), digest.get(g, group_digest(p)))
     out = {s: {"train": [], "valid": [], "test": []} for s in data}
-    for src, pieces in data.items():
-        for p in pieces:
-            out[src][split_of(group_digest(p), seed, valid, test)].append(p)
+    for (src, p), g in zip(flat, groups):
+        out[src][split_of(digest[g], seed, valid, test)].append(p)
     return out
 
 
