@@ -70,12 +70,11 @@ def bars(s: np.ndarray, b0: int, triple_division: bool, mask: np.ndarray | None 
     default = DEFAULT_BPB[int(triple_division)]
     if len(s) < 4:
         return default, 0, 0.0
-    idx = np.arange(len(s)) + b0
+    cls = (np.arange(len(s)) + b0) % 12  # beat classes mod 12: mod 2, 3 and 4 are sums of these
+    sums, cnts = np.bincount(cls, weights=s, minlength=12), np.bincount(cls, minlength=12)
     best = {}
     for m in (2, 3, 4):
-        cls = idx % m
-        cnt = np.bincount(cls, minlength=m)
-        means = np.bincount(cls, weights=s, minlength=m) / np.maximum(cnt, 1)
+        means = sums.reshape(12 // m, m).sum(axis=0) / np.maximum(cnts.reshape(12 // m, m).sum(axis=0), 1)
         r = int(np.argmax(means))
         others = (means.sum() - means[r]) / (m - 1)
         best[m] = (float(means[r] - others) / (s.mean() + 1e-9), r, means)

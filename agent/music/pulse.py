@@ -186,6 +186,10 @@ class Pulses:
         self.k, self.g, self.level = k_new, g_new, lev_new
         self.n += 1
 
+    def free(self) -> np.ndarray:
+        """[K] bool: the agent's period is inside its class's range, not held at an edge of it."""
+        return (self.P > self._Pmin * 1.001) & (self.P < self._Pmax * 0.999)
+
     def _inv_sigma(self, P: np.ndarray) -> np.ndarray:
         return (1.0 / (self.timing_s + self.timing_rel * P))[:, None]
 
