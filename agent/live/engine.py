@@ -38,9 +38,9 @@ def reseed(predictor, seed: int) -> None:
     sampler = getattr(predictor, "sampler", None)
     if sampler is not None:
         sampler.seed, sampler.rng = s, np.random.default_rng(s)
-    gen = getattr(getattr(predictor, "backend", None), "_gen", None)
-    if gen is not None and s is not None:
-        gen.manual_seed(s)
+    backend = getattr(predictor, "backend", None)
+    if backend is not None and s is not None:
+        backend.seed_rng(s)
 
 
 class Engine:

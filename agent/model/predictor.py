@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from agent.music.tokens import Vocab, VocabMismatch
 from agent.model.folder import ModelDir
 from agent.model.runtime import Backend, load_backend
@@ -69,6 +71,7 @@ class Predictor:
         self.state = None
         self.logits = None
         self.steps = 0
+        self._rekey = False  # set by a rollback: the next sample re-keys the generators
         self._shadow: _Shadow | None = None  # a re-prime under way, a few steps at a time
         self.reset()
 
@@ -121,6 +124,8 @@ class Predictor:
 
     def sample(self, controls: SamplingControls) -> int:
         """Draw the next token from the current logits, feed it (the state advances), return it."""
+        if self._rekey:
+            self._rekey_generators()
         ctx = self.context()
         if self.backend.samples_on_device:
             token = self.backend.sample(self.logits, self.sampler.bias(controls, ctx), controls)
@@ -152,9 +157,22 @@ class Predictor:
         self.sounding = set(snap.sounding)
         self.steps = snap.steps
         # Draws that were undone must not move the generators: how far speculation ran ahead
-        # depends on the clock, and a seed should repeat whatever was rolled back.
+        # depends on the clock, and a seed should repeat whatever was rolled back. Nor may they be
+        # drawn again as they were: the next sample re-keys the generators from this state and what
+        # was fed since (accompany rolls back at every player event; replaying one stream of draws
+        # after each, the same draw met every event, and an unlucky one kept the agent silent).
         self.sampler.rng.bit_generator.state, device_rng = snap.rng
         be.set_rng_state(device_rng)
+        self._rekey = True
+
+    def _rekey_generators(self) -> None:
+        """New generators after a rollback, keyed by the restored one's next draw, the step and the
+        last token fed: the same seed and the same events give the same draws however far
+        speculation ran, and each resample after a different event draws afresh."""
+        self._rekey = False
+        key = [int(self.sampler.rng.integers(2**63)), self.steps, self.history[-1] if self.history else -1]
+        self.sampler.rng = np.random.default_rng(key)
+        self.backend.seed_rng(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] % 2**63))
 
     def reset(self) -> None:
         """The state of a piece's beginning: zero state, then START fed (as in training)."""

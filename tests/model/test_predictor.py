@@ -170,17 +170,35 @@ def test_bad_token_and_missing_model_are_errors(model_dir, tmp_path):
     assert Predictor.load(model_dir, backend="onnx", quantized=True).backend.describe()["model"] == "model.onnx"
 
 
-def test_rollback_restores_the_sampler_rng(model_dir, chorale_ids):
+def test_rollback_keys_the_draws_by_the_seed_and_the_events_not_by_how_far_speculation_ran(model_dir, chorale_ids):
     """A seed repeats whatever was sampled and rolled back: how far speculation ran ahead depends
-    on the clock, so draws that were undone must not move the generator."""
+    on the clock, so draws that were undone must not move the generator; and a resample after a
+    different event draws afresh (accompany rolls back at every player event: one replayed stream
+    met each with the same first draw, and an unlucky one kept the agent silent)."""
     c = SamplingControls(temperature=1.2)
-    plain = Predictor.load(model_dir, backend="onnx", seed=9)
-    plain.prime(chorale_ids[:30])
-    want = [plain.sample(c) for _ in range(30)]
+
+    def speculated(ran: int, fed: int) -> list[int]:
+        p = Predictor.load(model_dir, backend="onnx", seed=9)
+        p.prime(chorale_ids[:30])
+        snap = p.snapshot()
+        for _ in range(ran):  # speculation, then undone
+            p.sample(c)
+        p.rollback(snap)
+        p.feed(fed)  # the player's event
+        return [p.sample(c) for _ in range(30)]
+
+    assert speculated(17, chorale_ids[30]) == speculated(3, chorale_ids[30])
+    assert speculated(17, chorale_ids[30]) != speculated(17, chorale_ids[31])
+    # and one rollback after another to the same point, each followed by the same event, repeats
     p = Predictor.load(model_dir, backend="onnx", seed=9)
     p.prime(chorale_ids[:30])
     snap = p.snapshot()
-    for _ in range(17):  # speculation, then undone
-        p.sample(c)
-    p.rollback(snap)
-    assert [p.sample(c) for _ in range(30)] == want
+    runs = []
+    for ran in (5, 11):
+        for _ in range(ran):
+            p.sample(c)
+        p.rollback(snap)
+        p.feed(chorale_ids[30])
+        runs.append([p.sample(c) for _ in range(30)])
+        p.rollback(snap)
+    assert runs[0] == runs[1] == speculated(3, chorale_ids[30])

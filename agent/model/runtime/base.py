@@ -57,6 +57,9 @@ class Backend(ABC):
     def set_rng_state(self, state: Any) -> None:
         """Back to a state `rng_state` returned."""
 
+    def seed_rng(self, seed: int) -> None:
+        """Restart the device sampler's generator from `seed` (nothing where the host samples)."""
+
     def to_host(self, logits) -> "Any":
         """Logits as a numpy float32 array [vocab] (a copy for device backends)."""
         return logits

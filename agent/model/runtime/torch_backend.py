@@ -128,6 +128,9 @@ class TorchBackend(Backend):
         if state is not None:
             self._gen.set_state(state)
 
+    def seed_rng(self, seed: int) -> None:
+        self._gen.manual_seed(int(seed))
+
     def to_host(self, logits):
         return logits.float().cpu().numpy() if hasattr(logits, "cpu") else logits
 
