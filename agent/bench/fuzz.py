@@ -4,7 +4,7 @@
 
 midi:   mutated MIDI files (real ones from music21's wheel and small made
         ones; byte flips, inserts, deletes, truncation, header fields) through
-        `sources.read_midi`, `events.encode` and `decode`. The only error
+        `music.notes.read_midi`, `music.tokens.encode` and `decode`. The only error
         allowed is MidiReadError (one clear line); the token stream must be
         valid ids and bounded by the file's length.
 stream: random byte streams parsed by mido (any message it can build: sysex,
@@ -15,9 +15,8 @@ stream: random byte streams parsed by mido (any message it can build: sysex,
         masks allow gets drawn). After the stream the clock runs on 4 s:
         no exception, no hang, nothing stuck at the receiving port (nothing
         sounding there that the scheduler does not hold, and nothing at all
-        once the agent is idle), never more
-        than max_polyphony agent notes at once, no agent note longer than
-        max_note_beats, every buffer within its bound.
+        once the agent is idle), never more than max_polyphony agent notes at
+        once, no agent note longer than max_note_beats, every buffer bounded.
 
 Prints a table and one JSON line (counts, failures, seconds, the slowest
 example). Exit status 1 if any example failed. tests/test_fuzz.py runs the

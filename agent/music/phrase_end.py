@@ -90,6 +90,27 @@ RELEASE_NAMES = ["dur_log2", "dur_over_recent_log2", "dur_over_ioi_log2", "end_o
 FEATURE_NAMES = tuple(ONSET_NAMES + RELEASE_NAMES)
 
 
+def _key_features(pitch: int, key) -> dict:
+    """Scale degree and mode of `pitch` against `key` (tonic, mode)."""
+    tonic, mode = key
+    degree = (pitch - tonic) % 12
+    return {"minor": float(mode == "minor"), "in_scale": float(degree in SCALES[mode]), f"degree_{degree}": 1.0}
+
+
+def _release_features(t: float, end: float, ioi: float, recent_ioi: float, bpb: int) -> dict:
+    """What the note-off adds (beats): the note's length against the recent gaps, and where it ends."""
+    dur = max(1e-3, end - t)
+    end_pos = end % bpb
+    return {
+        "dur_log2": _log2(dur), "dur_over_recent_log2": _log2(dur / recent_ioi, -3, 3),
+        "dur_over_ioi_log2": _log2(dur / ioi, -3, 3) if ioi > 0 else 0.0,
+        "end_on_beat": float(_dist_to_grid(end) < ON_BEAT),
+        "end_on_downbeat": float(min(end_pos, bpb - end_pos) < ON_BEAT),
+        "end_bar_sin": math.sin(2 * math.pi * end_pos / bpb), "end_bar_cos": math.cos(2 * math.pi * end_pos / bpb),
+        "held_1p5": float(dur >= 1.5), "held_2": float(dur >= 2.0),
+    }
+
+
 def features(onsets: Sequence[float], ends: Sequence[float | None], pitches: Sequence[int], i: int,
              beats_per_bar: int, start: int = 0, released: bool = True, key=None,
              last_start: int | None = None) -> np.ndarray:
@@ -137,22 +158,9 @@ def features(onsets: Sequence[float], ends: Sequence[float | None], pitches: Seq
         f"phrase_bar_{bar_k % 4}": 1.0, "first_note": float(i == s),
     }
     if key is not None:
-        tonic, mode = key
-        degree = (p - tonic) % 12
-        v.update({"minor": float(mode == "minor"), "in_scale": float(degree in SCALES[mode]),
-                  f"degree_{degree}": 1.0})
-    end = ends[i]
-    if released and end is not None:
-        dur = max(1e-3, float(end) - t)
-        end_pos = float(end) % bpb
-        v.update({
-            "dur_log2": _log2(dur), "dur_over_recent_log2": _log2(dur / recent_ioi, -3, 3),
-            "dur_over_ioi_log2": _log2(dur / ioi, -3, 3) if ioi > 0 else 0.0,
-            "end_on_beat": float(_dist_to_grid(end) < ON_BEAT),
-            "end_on_downbeat": float(min(end_pos, bpb - end_pos) < ON_BEAT),
-            "end_bar_sin": math.sin(2 * math.pi * end_pos / bpb), "end_bar_cos": math.cos(2 * math.pi * end_pos / bpb),
-            "held_1p5": float(dur >= 1.5), "held_2": float(dur >= 2.0),
-        })
+        v.update(_key_features(p, key))
+    if released and ends[i] is not None:
+        v.update(_release_features(t, float(ends[i]), ioi, recent_ioi, bpb))
     for name, x in v.items():
         f[_INDEX[name]] = x
     return f

@@ -253,6 +253,24 @@ def train_model(train: dict, valid: dict, *, hidden: int, epochs: int, seed: int
     return model
 
 
+def load_splits(args, fractions: dict, log) -> tuple[dict, dict, dict]:
+    """Every source's pieces split by piece (grouped, fixed seed): (splits, skipped, training pieces
+    with at most args.max_train_pieces a source)."""
+    data, skipped = {}, {}
+    for src in phrase_data.SOURCES:
+        d = phrase_data.load(src, ROOT, QUICK_LIMITS[src] if args.quick else None, log=log)
+        data[src], skipped[src] = d["pieces"], d["skipped"]
+    splits = split_pieces(data, args.seed, fractions["valid"], fractions["test"])
+    rng = np.random.default_rng(args.seed)
+    train = {}
+    for src in TRAIN_SOURCES:
+        ps = splits[src]["train"]
+        if len(ps) > args.max_train_pieces:
+            ps = [ps[k] for k in sorted(rng.choice(len(ps), args.max_train_pieces, replace=False))]
+        train[src] = ps
+    return splits, skipped, train
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few pieces a source, few epochs (CI: under 60 s)")
@@ -268,19 +286,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
 
-    data, skipped = {}, {}
-    for src in phrase_data.SOURCES:
-        d = phrase_data.load(src, ROOT, QUICK_LIMITS[src] if args.quick else None, log=log)
-        data[src], skipped[src] = d["pieces"], d["skipped"]
     fractions = {"valid": 0.1, "test": 0.25 if args.quick else 0.15}
-    splits = split_pieces(data, args.seed, fractions["valid"], fractions["test"])
-    rng = np.random.default_rng(args.seed)
-    train = {}
-    for src in TRAIN_SOURCES:
-        ps = splits[src]["train"]
-        if len(ps) > args.max_train_pieces:
-            ps = [ps[k] for k in sorted(rng.choice(len(ps), args.max_train_pieces, replace=False))]
-        train[src] = ps
+    splits, skipped, train = load_splits(args, fractions, log)
     valid = {src: splits[src]["valid"] for src in TRAIN_SOURCES}
     model = train_model(train, valid, hidden=args.hidden, epochs=epochs, seed=args.seed, log=log)
     heads = model.heads
