@@ -29,24 +29,24 @@ flush that fails (a full disk) keeps the session in memory and says once how
 much is unsaved; the end writes what it can and says, one line each, what it
 could not. `check_writable` refuses a folder without room before a session.
 music21 and matplotlib are imported only when their file is written.
+
+Beside it: agent/session/grid.py (notes paired and put on the score's grid, the followed
+beat for bar lines) and agent/session/storage.py (atomic writes, where takes go, free space).
 """
 from __future__ import annotations
 
 import bisect
 import logging
-import math
-import os
-import shutil
 import threading
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import mido
 
 from agent.music.tempomap import RealClock, TickMap
 from agent.errors import AntiphonError
-from agent.session import midistream
+from agent.session import midistream, storage
+from agent.session.grid import FollowedBeats, TimedNote, on_grid, pair_notes
 from agent.session.midistream import NoteTrack
 
 log = logging.getLogger(__name__)
@@ -54,77 +54,8 @@ PARTS = ("human", "agent")
 CHANNELS = {"human": 0, "agent": 1}  # MIDI channels 1 and 2
 PROGRAMS = {"human": 0, "agent": 11}  # General MIDI: acoustic grand piano, vibraphone
 COLOURS = {"human": "tab:blue", "agent": "tab:orange"}
-SUFFIXES = (".mid", ".musicxml", ".png")
-
-
-@dataclass(frozen=True)
-class TimedNote:
-    """One recorded note: seconds from the recording's start."""
-
-    pitch: int
-    start_s: float
-    end_s: float
-    velocity: int
-
 
 NOTE, TEMPO, MARKER, BEAT = 0, 1, 2, 3  # what a hook handed over: (clock s, kind, ...)
-
-
-class FollowedBeats:
-    """The engine's tempo map as it was followed: its beat sampled at clock times (at attach, at
-    each tempo change, each time the recorder takes its inbox), beats between samples in a straight
-    line. A restart (MIDI clock start: beat 0 again) goes on from the next whole bar. `grid(t0, ...)`
-    gives the score's grid: beat 0 is the followed bar line at or before the recording's time 0."""
-
-    def __init__(self, beats_per_bar: int) -> None:
-        self.beats_per_bar = beats_per_bar
-        self.times: list[float] = []  # clock seconds, rising
-        self.beats: list[float] = []  # the map's beat there, made monotonic across restarts
-        self.bpms: list[float] = []  # the map's tempo there (beyond the samples, beats go on at it)
-        self._offset = 0.0
-
-    def add(self, t_s: float, beat: float, bpm: float) -> None:
-        if self.times and t_s <= self.times[-1]:
-            return
-        beat += self._offset
-        if self.beats:
-            went_on = self.beats[-1] + (t_s - self.times[-1]) * self.bpms[-1] / 60
-            if beat < went_on - 1.0:  # the map began again at beat 0: on from the next whole bar
-                bars = math.ceil((went_on - beat) / self.beats_per_bar - 1e-9)
-                self._offset += bars * self.beats_per_bar
-                beat += bars * self.beats_per_bar
-            elif beat <= self.beats[-1]:  # the follower moved the beat back a little (at most half a
-                return  # beat): the samples either side of it carry the move
-
-        self.times.append(t_s)
-        self.beats.append(beat)
-        self.bpms.append(bpm)
-
-    def beat(self, t_s: float) -> float:
-        ts, bs = self.times, self.beats
-        if t_s <= ts[0]:
-            return bs[0] + (t_s - ts[0]) * self.bpms[0] / 60
-        if t_s >= ts[-1]:
-            return bs[-1] + (t_s - ts[-1]) * self.bpms[-1] / 60
-        i = bisect.bisect_right(ts, t_s) - 1
-        return bs[i] + (t_s - ts[i]) * (bs[i + 1] - bs[i]) / (ts[i + 1] - ts[i])
-
-    def grid(self, t0: float, ticks_per_beat: int) -> "_Grid":
-        origin = math.floor(self.beat(t0) / self.beats_per_bar + 1e-9) * self.beats_per_bar
-        return _Grid(self, t0, origin, ticks_per_beat)
-
-
-@dataclass(frozen=True)
-class _Grid:
-    """Recording seconds -> ticks of the followed beat (what on_grid and the score need of a TickMap)."""
-
-    beats: FollowedBeats
-    t0: float
-    origin: float
-    tpb: int
-
-    def tick(self, t_s: float) -> int:
-        return round((self.beats.beat(self.t0 + t_s) - self.origin) * self.tpb)
 
 
 class Recorder:
@@ -304,7 +235,7 @@ class Recorder:
 
     def write_midi(self, path: str | Path, end_s: float | None = None) -> Path:
         data = self.midi_bytes(end_s)
-        return _atomic(Path(path), lambda f: f.write(data))
+        return storage.atomic_write(Path(path), lambda f: f.write(data))
 
     def score_grid(self, tempo: list[tuple[float, float]]):
         """Recording seconds -> score ticks (1/resolution of a beat): the followed beat where the
@@ -336,14 +267,14 @@ class Recorder:
         tempos = [(0.0 if i == 0 else tm.tick(t) / self.resolution, bpm) for i, (t, bpm) in enumerate(tempo)]
         score = musicxml_score(notes, tempos, markers, beats_per_bar=self.beats_per_bar, title=title)
         path = Path(path)
-        return _atomic(path, lambda f: f.write(_musicxml_bytes(score)))
+        return storage.atomic_write(path, lambda f: f.write(storage.musicxml_bytes(score)))
 
     def write_png(self, path: str | Path, end_s: float | None = None) -> Path:
         from agent.music.scores import pianoroll_png
 
         notes, markers, end_beat = self.grid_notes(end_s)
-        return _atomic(Path(path), lambda f: pianoroll_png(notes, markers, f, beats_per_bar=self.beats_per_bar,
-                                                           end_beat=end_beat, colours=COLOURS))
+        return storage.atomic_write(Path(path), lambda f: pianoroll_png(
+            notes, markers, f, beats_per_bar=self.beats_per_bar, end_beat=end_beat, colours=COLOURS))
 
     def write_all(self, path: str | Path, end_s: float | None = None) -> list[Path]:
         """session.mid, then .musicxml and .png beside it; what cannot be written is reported in one
@@ -435,99 +366,4 @@ def _clock_words(t_s: float) -> str:
     return f"{int(t_s // 60)}:{int(t_s % 60):02d}"
 
 
-def pair_notes(events: list[tuple[float, int, int]], end_s: float) -> list[TimedNote]:
-    """(t_s, pitch, velocity) on/off events -> notes. A re-struck pitch ends the note it sounds;
-    a note-off with nothing sounding is ignored; notes still sounding end at end_s."""
-    sounding: dict[int, tuple[float, int]] = {}
-    out = []
-    for t, pitch, vel in events:
-        if pitch in sounding:
-            start, v = sounding.pop(pitch)
-            out.append(TimedNote(pitch, start, t, v))
-        if vel > 0:
-            sounding[pitch] = (t, vel)
-    out += [TimedNote(p, s, max(s, end_s), v) for p, (s, v) in sounding.items()]
-    return sorted(out, key=lambda n: (n.start_s, n.pitch))
-
-
-def on_grid(notes: list[TimedNote], tm: TickMap) -> list[tuple[int, int, int, int]]:
-    """Notes -> (pitch, start_tick, end_tick, velocity), sorted. A note lasts at least one tick
-    (one of no length would never sound); a pitch struck again before its note ends on the grid
-    ends it there, and a note struck again within its own first tick is dropped (one sound)."""
-    out: list = []
-    last: dict[int, int] = {}
-    for n in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
-        a = tm.tick(n.start_s)
-        b = max(a + 1, tm.tick(n.end_s))
-        i = last.get(n.pitch)
-        if i is not None and out[i][2] > a:
-            p, pa, _, pv = out[i]
-            out[i] = (p, pa, a, pv) if pa < a else None
-        last[n.pitch] = len(out)
-        out.append((n.pitch, a, b, n.velocity))
-    return sorted((x for x in out if x is not None), key=lambda x: (x[1], x[0]))
-
-
 _meta, _track_bytes = midistream.meta, midistream.track_bytes
-
-
-def _atomic(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder, then rename it over `path` (atomic)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _musicxml_bytes(score) -> bytes:
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
-
-    return GeneralObjectExporter(score).parse()
-
-
-# -- where recordings go ---------------------------------------------------------------
-def free_path(path: str | Path) -> Path:
-    """`path`, or path-1, path-2... so that neither it nor its .musicxml/.png exists yet (never overwrite)."""
-    path = Path(path)
-    if path.suffix.lower() not in (".mid", ".midi"):
-        path = path.with_name(path.name + ".mid")
-    stem, n = path.stem, 0
-    cand = path
-    while any(cand.with_suffix(s).exists() for s in SUFFIXES + (path.suffix,)):
-        n += 1
-        cand = path.with_name(f"{stem}-{n}{path.suffix}")
-    return cand
-
-
-MIN_FREE_BYTES = 8 << 20  # an hour's MIDI file is ~0.2 MB; its MusicXML and PNG a few MB
-
-
-def check_writable(folder: str | Path) -> Path:
-    """Create `folder` if needed and prove a file can be written there with room to spare, or raise
-    AntiphonError (one line: before the session starts, not at its end)."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(folder).free
-        if free < MIN_FREE_BYTES:
-            raise AntiphonError(f"cannot record to {folder}: only {free / 2**20:.1f} MB free there "
-                                f"({MIN_FREE_BYTES >> 20} MB needed)")
-        probe = folder / f".antiphon-write-test-{os.getpid()}"
-        try:
-            with open(probe, "wb") as f:  # some bytes, on disk: an empty file fits on a full disk
-                f.write(bytes(64 << 10))
-                f.flush()
-                os.fsync(f.fileno())
-        finally:
-            if probe.exists():
-                probe.unlink()
-    except OSError as exc:
-        raise AntiphonError(f"cannot record to {folder}: {exc.strerror or exc}") from None
-    return folder

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.errors import AntiphonError
-from agent.session.recorder import Recorder, check_writable, free_path
+from agent.session.recorder import Recorder
+from agent.session.storage import check_writable, free_path
 from helpers import read_musicxml_parts
 
 T0 = 1000.0  # the fake clock's start: the recording's time 0
@@ -224,20 +225,20 @@ def test_a_flush_writes_what_came_in_any_order_and_every_note_on_is_kept(tmp_pat
 def test_a_folder_without_room_is_refused_before_the_session(tmp_path, monkeypatch):
     from collections import namedtuple
 
-    from agent.session import recorder
+    from agent.session import storage
 
-    usage, real = namedtuple("usage", "total used free"), recorder.shutil.disk_usage
-    monkeypatch.setattr(recorder.shutil, "disk_usage", lambda p: usage(100 << 20, 99 << 20, 1 << 20))
+    usage, real = namedtuple("usage", "total used free"), storage.shutil.disk_usage
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda p: usage(100 << 20, 99 << 20, 1 << 20))
     with pytest.raises(AntiphonError, match=r"cannot record to .*: only 1.0 MB free there \(8 MB needed\)"):
         check_writable(tmp_path / "takes")
-    monkeypatch.setattr(recorder.shutil, "disk_usage", real)
+    monkeypatch.setattr(storage.shutil, "disk_usage", real)
     assert check_writable(tmp_path / "takes") == tmp_path / "takes"
 
 
 def test_a_disk_that_fills_mid_session_is_said_once_and_nothing_is_lost_from_memory(tmp_path, monkeypatch, caplog):
     import errno
 
-    from agent.session import recorder
+    from agent.session import storage
 
     lines = []
     clock = FakeClock(T0)
@@ -247,12 +248,12 @@ def test_a_disk_that_fills_mid_session_is_said_once_and_nothing_is_lost_from_mem
     rec.note("human", 60, 0, T0 + 0.8)
     clock.set(T0 + 1.0)
     assert rec.flush()
-    real = recorder._atomic
+    real = storage.atomic_write
 
     def full(p, write):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(recorder, "_atomic", full)
+    monkeypatch.setattr(storage, "atomic_write", full)
     for k in range(3):  # the disk is full: three flushes fail, said once
         rec.note("agent", 64 + k, 70, T0 + 1.5 + k)
         rec.note("agent", 64 + k, 0, T0 + 1.8 + k)
@@ -261,11 +262,11 @@ def test_a_disk_that_fills_mid_session_is_said_once_and_nothing_is_lost_from_mem
     assert lines == [f"recording: cannot save {path} (No space left on device): 1 note since 0:01 unsaved, "
                      "kept in memory and saved when there is room"]
     assert len(midi_notes(path)) == 1  # the last good file
-    monkeypatch.setattr(recorder, "_atomic", real)
+    monkeypatch.setattr(storage, "atomic_write", real)
     assert rec.flush()  # room again: everything kept is saved
     assert lines[-1] == f"recording: {path} saved again, nothing lost"
     assert [p for _, p, _, _, _ in midi_notes(path)] == [60, 64, 65, 66]
-    monkeypatch.setattr(recorder, "_atomic", full)
+    monkeypatch.setattr(storage, "atomic_write", full)
     rec.note("agent", 70, 70, T0 + 5.5)
     clock.set(T0 + 6.0)
     del lines[:]

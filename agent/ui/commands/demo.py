@@ -51,7 +51,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from agent.live.engine import Engine
     from agent.midi.ports import Loopback, Ports
-    from agent.session.recorder import Recorder, check_writable
+    from agent.session.recorder import Recorder
+    from agent.session.storage import check_writable
     from agent.ui.commands.demo_report import render_wav, soundfont, summary
 
     if args.phrases < 1:

@@ -104,7 +104,7 @@ def record_path(cfg, explicit: str | None = None):
 
     The folder is created and proven writable here, before the session starts; an existing file
     (or its .musicxml/.png) is never overwritten: the name gets -1, -2..."""
-    from agent.session.recorder import check_writable, free_path
+    from agent.session.storage import check_writable, free_path
 
     if explicit:
         path = Path(explicit)
@@ -121,7 +121,8 @@ def start_recording(engine, path: str | Path) -> Path:
 
     Never overwrites: returns the path actually used (FILE-1.mid if FILE.mid exists). A folder
     that cannot be written, or a recording already running, raises AntiphonError and changes nothing."""
-    from agent.session.recorder import Recorder, check_writable, free_path
+    from agent.session.recorder import Recorder
+    from agent.session.storage import check_writable, free_path
 
     path = free_path(path)
     check_writable(path.parent)
