@@ -127,12 +127,9 @@ class RtInput:
         self._rt.delete()
 
 
-def open_rt_input(api: str | None, name: str, receiver, now, *, virtual: bool) -> RtInput:
-    """Open `name` (or create the virtual input `name`) on rtmidi API `api` ('UNIX_JACK'...; None: default)."""
-    import rtmidi
-
-    api_id = getattr(rtmidi, f"API_{api}") if api else rtmidi.API_UNSPECIFIED
-    rt = rtmidi.MidiIn(api_id, queue_size_limit=QUEUE)
+def open_port(rt, name: str, virtual: bool) -> None:
+    """Open the port `name` on rtmidi's `rt` (a MidiIn or MidiOut), or create the virtual port
+    `name`; on failure `rt` is deleted and the error raised (OSError for a name not listed)."""
     try:
         if virtual:
             rt.open_virtual_port(name)
@@ -144,4 +141,13 @@ def open_rt_input(api: str | None, name: str, receiver, now, *, virtual: bool) -
     except BaseException:
         rt.delete()
         raise
+
+
+def open_rt_input(api: str | None, name: str, receiver, now, *, virtual: bool) -> RtInput:
+    """Open `name` (or create the virtual input `name`) on rtmidi API `api` ('UNIX_JACK'...; None: default)."""
+    import rtmidi
+
+    api_id = getattr(rtmidi, f"API_{api}") if api else rtmidi.API_UNSPECIFIED
+    rt = rtmidi.MidiIn(api_id, queue_size_limit=QUEUE)
+    open_port(rt, name, virtual)
     return RtInput(rt, name, receiver, now, poll=rt.get_current_api() == rtmidi.API_UNIX_JACK)

@@ -20,6 +20,7 @@ import logging
 import mido
 
 from agent.errors import PortLost
+from agent.midi.rtinput import open_port
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,5 @@ def open_rt_output(api: str | None, name: str, *, virtual: bool) -> RtOutput:
 
     api_id = getattr(rtmidi, f"API_{api}") if api else rtmidi.API_UNSPECIFIED
     rt = rtmidi.MidiOut(api_id)
-    try:
-        if virtual:
-            rt.open_virtual_port(name)
-        else:
-            names = rt.get_ports()
-            if name not in names:
-                raise OSError(f"unknown port {name!r}")
-            rt.open_port(names.index(name))
-    except BaseException:
-        rt.delete()
-        raise
+    open_port(rt, name, virtual)
     return RtOutput(rt, name)
