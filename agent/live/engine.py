@@ -14,8 +14,6 @@ import threading
 from collections import deque
 from pathlib import Path
 
-import numpy as np
-
 from agent.music.tempomap import RealClock, TempoMap
 from agent.config import Config
 from agent.errors import AntiphonError
@@ -33,14 +31,9 @@ log = logging.getLogger(__name__)
 
 
 def reseed(predictor, seed: int) -> None:
-    """The sampler's generator (and a device sampler's) restarted from `seed` (-1: unseeded)."""
-    s = None if seed < 0 else int(seed)
-    sampler = getattr(predictor, "sampler", None)
-    if sampler is not None:
-        sampler.seed, sampler.rng = s, np.random.default_rng(s)
-    backend = getattr(predictor, "backend", None)
-    if backend is not None and s is not None:
-        backend.seed_rng(s)
+    """The predictor's generators restarted from `seed` (-1: unseeded); a stand-in without them keeps none."""
+    if hasattr(predictor, "reseed"):
+        predictor.reseed(seed)
 
 
 class Engine:

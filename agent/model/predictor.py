@@ -165,6 +165,14 @@ class Predictor:
         be.set_rng_state(device_rng)
         self._rekey = True
 
+    def reseed(self, seed: int | None) -> None:
+        """The sampler's generator (and a device sampler's) restarted from `seed` (None or < 0: unseeded)."""
+        s = None if seed is None or seed < 0 else int(seed)
+        self.sampler.seed, self.sampler.rng = s, np.random.default_rng(s)
+        if s is not None:
+            self.backend.seed_rng(s)
+        self._rekey = False  # a seed given is where the draws start, whatever was rolled back before
+
     def _rekey_generators(self) -> None:
         """New generators after a rollback, keyed by the restored one's next draw, the step and the
         last token fed: the same seed and the same events give the same draws however far
