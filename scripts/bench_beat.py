@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import beat_corpus  # noqa: E402
 
-from agent.music.beat_multi import WEIGHTS, BeatTracker  # noqa: E402
+from agent.music.beat import WEIGHTS, BeatTracker  # noqa: E402
 from agent.training import beat_data  # noqa: E402
 
 BASELINE_COMMIT = "4730ef6"

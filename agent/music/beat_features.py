@@ -1,6 +1,6 @@
 """What the beat scorer sees of each hypothesis: a feature row per agent of the pulse bank.
 
-The tracker (beat_multi.py; not wired yet, the engine uses beat.py) asks every agent of the bank (pulse.py) for the
+The tracker (beat.py) asks every agent of the bank (pulse.py) for the
 same few numbers about the current phrase and scores them with a linear
 function learnt from the corpus' own bar lines (scripts/train_beat.py,
 weights in beat_weights.json). A felt beat and its double or half fit a run

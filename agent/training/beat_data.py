@@ -117,7 +117,7 @@ def collect(tunes: list[dict], seed: int = 1, per_run: int = 24, every: int = 2,
             tracker_factory=None):
     """(X [samples, agents, D] float32, Y [samples, agents] bool, meta [(group, variant)]) from every tune
     rendered plain and with rubato (and swung, for 4/4 and 2/4 folk tunes)."""
-    from agent.music.beat_multi import BeatTracker
+    from agent.music.beat import BeatTracker
 
     factory = tracker_factory or (lambda: BeatTracker(100.0, learned=False))
     rng = random.Random(seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.music.beat_multi import BeatTracker
+from agent.music.beat import BeatTracker
 from agent.training.beat_data import render
 
 ROOT = Path(__file__).resolve().parents[2]

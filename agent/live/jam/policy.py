@@ -182,7 +182,7 @@ class Jam:
         else:
             self.player_onset.pop(pitch, None)
         if on and self.follow is not None and self.controls.cfg.timing.source == "player":
-            if self.follow.onset(t_s):
+            if self.follow.onset(t_s, pitch=pitch, velocity=velocity):
                 self.stream.follow_tempo()
         g = self.gen
         if g is not None:
