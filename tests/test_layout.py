@@ -153,3 +153,21 @@ def test_the_reader_sees_function_level_and_relative_imports():
         (1, "torch.nn", True), (2, "agent.music.keys", True), (4, "agent.live.engine", False),
         (6, "agent.session.recorder.Recorder", True)]
     assert [r.__name__ for i in got for r in RULES if r(i)] == ["torch_rule", "music_rule", "music_rule"]
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60  # past these a module is usually two roles, a function two jobs
+
+
+def test_no_module_over_400_lines_and_no_function_over_60_in_the_package():
+    too_long = []
+    for path in sorted((ROOT / "agent").rglob("*.py")):
+        source = path.read_text()
+        rel = path.relative_to(ROOT)
+        if source.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{rel}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                span = node.end_lineno - node.lineno + 1
+                if span > MAX_FUNCTION_LINES:
+                    too_long.append(f"{rel}:{node.lineno}: {node.name}() {span} lines")
+    assert not too_long, "\n".join(too_long)
