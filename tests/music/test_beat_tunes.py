@@ -61,7 +61,7 @@ def test_a_6_8_jig_is_felt_at_the_dotted_quarter(tunes):
 
 
 @pytest.mark.xfail(reason="known weakness: a jig's triplets are also a swung duple grid; bench_beat's 6/8 "
-                          "metre row is ~0.4", strict=False)
+                          "metre row is ~0.4", strict=True)
 def test_a_6_8_jig_is_divided_in_three(tunes):
     tr = play(tunes["BANNOCKS' O' BARLEY MEAL- JIG"], 96.0)
     assert tr.estimate.division == 3
