@@ -6,13 +6,8 @@ under a minute.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import bench_beat  # noqa: E402
+from agent.bench import beat as bench_beat
 
 GROUPS = ("12/8", "2/2", "2/4", "2/4 swung", "3/4", "4/4", "4/4 swung", "6/8", "9/8", "chorale")
 

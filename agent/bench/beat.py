@@ -2,7 +2,7 @@
 
     python scripts/bench_beat.py [--quick] [--json OUT] [--seed N]
 
-Tunes (scripts/beat_corpus.py, cached under data/): Bach chorale melodies
+Tunes (agent/training/beat_corpus.py, cached under data/): Bach chorale melodies
 (4/4), Ryan's Mammoth reels and hornpipes (4/4 and 2/2; the 4/4 ones also
 swung, ratio 1.5-2.5), jigs (6/8), slip jigs (9/8), 12/8 tunes, 2/4 tunes,
 3/4 airs (Aird's Airs, Essen). Each is rendered to note-ons at a felt tempo
@@ -48,14 +48,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from agent.config import ROOT
+from agent.training import beat_corpus
 
-import beat_corpus  # noqa: E402
-
-from agent.music.beat import WEIGHTS, BeatTracker  # noqa: E402
-from agent.training import beat_data  # noqa: E402
+from agent.music.beat import WEIGHTS, BeatTracker
+from agent.training import beat_data
 
 BASELINE_COMMIT = "4730ef6"
 # felt bpm range by kind (within 56-180): what players play

@@ -24,7 +24,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from agent.config import ROOT
+from agent.training.phrase_data import abc_tunes, corpus_dir
+
 CACHE = ROOT / "data" / "beat_tunes.json"
 TRAIN_CACHE = ROOT / "data" / "beat_tunes_train.json"
 TRAIN_PER_METRE = 100
@@ -32,22 +34,6 @@ TRAIN_PER_METRE = 100
 # metre -> (beat in quarters, beats a bar, division)
 METRES = {"4/4": (1.0, 4, 2), "2/2": (2.0, 2, 2), "2/4": (1.0, 2, 2), "3/4": (1.0, 3, 2),
           "6/8": (1.5, 2, 3), "9/8": (1.5, 3, 3), "12/8": (1.5, 4, 3)}
-
-
-def _corpus_dir() -> Path:
-    import music21
-    return Path(music21.__file__).parent / "corpus"
-
-
-def _abc_tunes(path: Path):
-    """(title, text) of each tune in an ABC file (a book or one tune)."""
-    text = path.read_text(encoding="latin-1")
-    header = text.split("X:")[0] if "X:" in text else ""
-    for chunk in re.split(r"(?m)^(?=X:)", text):
-        if not chunk.startswith("X:"):
-            continue
-        m = re.search(r"(?m)^T:(.*)$", chunk)
-        yield (m.group(1).strip() if m else path.stem), header + chunk
 
 
 def _abc_metre(text: str) -> str | None:
@@ -111,7 +97,7 @@ def _from_abc_files(files, source, want: dict, out: list, limit_per_file: int | 
 
     for path in files:
         taken = 0
-        for title, text in _abc_tunes(path):
+        for title, text in abc_tunes(path):
             metre = _abc_metre(text)
             if metre not in want or want[metre] <= 0:
                 continue
@@ -133,7 +119,7 @@ def _from_abc_files(files, source, want: dict, out: list, limit_per_file: int | 
 def build(per_metre: int = 40) -> list[dict]:
     from music21 import corpus
 
-    base = _corpus_dir()
+    base = corpus_dir()
     tunes: list[dict] = []
     # Bach chorale melodies (the soprano), 4/4
     n = 0

@@ -1,6 +1,6 @@
 """Training the beat tracker's hypothesis scorer on the corpus' own bar lines.
 
-Tunes come from scripts/beat_corpus.py: `load_train()` (the training set) never
+Tunes come from agent/training/beat_corpus.py: `load_train()` (the training set) never
 holds a tune of `load()` (the benchmark's set): the split is by tune. Each
 training tune is rendered as bench_beat renders its tunes (`render`, shared:
 plain, rubato, swung; a felt tempo drawn from the kind's range), fed to the

@@ -2,7 +2,7 @@
 
     python scripts/train_beat.py [--seed N] [--per-run N] [--out PATH]
 
-Training tunes: scripts/beat_corpus.py `load_train()` (music21's corpus read further than the benchmark's
+Training tunes: agent/training/beat_corpus.py `load_train()` (music21's corpus read further than the benchmark's
 set, every benchmark tune left out: no tune is in both). See agent/training/beat_data.py for the method.
 The weights are shipped as package data beside the tracker (agent/music/beat_weights.json): the live
 engine has no model directory of its own for the beat, the file is ~2 kB and versioned with the features
@@ -19,13 +19,10 @@ import time
 import numpy as np
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from agent.config import ROOT
+from agent.training import beat_corpus
 
-import beat_corpus  # noqa: E402
-
-from agent.training import beat_data  # noqa: E402
+from agent.training import beat_data
 
 
 def main(argv=None) -> int:

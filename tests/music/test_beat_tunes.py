@@ -1,14 +1,12 @@
 """The beat tracker on real tunes from music21's corpus, fed note-ons on a fake clock (times are numbers).
 
 Each tune is rendered as bench_beat renders it (agent/training/beat_data.render, seeded); the tracker is
-not told the tempo. Tunes come from data/beat_tunes.json (scripts/beat_corpus.py; built from music21's
+not told the tempo. Tunes come from data/beat_tunes.json (agent/training/beat_corpus.py; built from music21's
 corpus on first use), picked by name. One expected value each, with a tolerance.
 """
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +14,7 @@ import pytest
 from agent.music.beat import BeatTracker
 from agent.training.beat_data import render
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import beat_corpus  # noqa: E402
+from agent.training import beat_corpus
 
 TEMPO_TOL = 0.06  # relative
 
