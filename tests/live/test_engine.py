@@ -53,13 +53,8 @@ def open_at(msgs) -> set[int]:
 
 
 def paired(msgs) -> bool:
-    open_ = set()
-    for _, m in msgs:
-        if m.type == "note_on" and m.velocity > 0:
-            open_.add(m.note)
-        elif m.type in ("note_on", "note_off"):
-            open_.discard(m.note)
-    return not open_
+    """Every note-on in msgs was closed."""
+    return not open_at(msgs)
 
 
 def make(pred, mode="call", extra=()):

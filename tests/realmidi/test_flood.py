@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -36,19 +35,6 @@ def flood(out, n: int) -> int:
 
 
 ENDED = re.compile(r"^(phrase \d+: heard (\d+) notes over [\d.]+ beats; answered|accompany: played \d+ notes)")
-
-
-def lines_of(stream) -> queue.Queue:
-    """Each line of a child's stream as it comes (None at its end), read on a thread."""
-    q: queue.Queue = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            q.put(line)
-        q.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return q
 
 
 def next_ended(lines: queue.Queue, seen: list[str], timeout_s: float = 60.0) -> re.Match:
@@ -83,7 +69,7 @@ def test_after_a_flood_with_held_notes_the_agent_answers_and_sigterm_ends_cleanl
                                                                                   tmp_path):
     import mido
 
-    from helpers import wait_for
+    from helpers import lines_of, wait_for
 
     err_file = tmp_path / "stderr.txt"
     with open(err_file, "w") as err_out:

@@ -1,6 +1,8 @@
 """Small helpers several test modules share (tests/ is on pytest's pythonpath)."""
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from pathlib import Path
 
@@ -58,3 +60,16 @@ def read_musicxml_parts(path) -> dict[str, list[tuple[int, float, float, int]]]:
                     open_.pop(p, None)
         out[part.partName] = [(p, float(a), float(b), v) for p, a, b, v in sorted(notes, key=lambda x: (x[1], x[0]))]
     return out
+
+
+def lines_of(stream) -> queue.Queue:
+    """Each line of a child's stream as it comes (None at its end), read on a thread."""
+    q: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q

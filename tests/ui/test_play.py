@@ -6,11 +6,10 @@ import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
+from helpers import lines_of
 
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -41,31 +40,11 @@ runpy.run_module("agent", run_name="__main__")
 NOTES_BEFORE_THE_SIGNAL = 8
 
 
-def lines_of(stream) -> queue.Queue:
-    """Each line of a child's stream as it comes (None at its end), read on a thread."""
-    q: queue.Queue = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            q.put(line)
-        q.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return q
-
-
 def sounding(heard: list[bytes]) -> set[tuple[int, int]]:
     """(channel, pitch) still sounding after these messages, as a synth hears them (CC120/123 end a channel)."""
-    open_: set[tuple[int, int]] = set()
-    for b in heard:
-        kind, key = b[0] & 0xF0, (b[0] & 0x0F, b[1])
-        if kind == 0x90 and b[2] > 0:
-            open_.add(key)
-        elif kind in (0x80, 0x90):
-            open_.discard(key)
-        elif kind == 0xB0 and b[1] in (120, 123):
-            open_ = {k for k in open_ if k[0] != key[0]}
-    return open_
+    from agent.bench.realtime import sounding as at_reader
+
+    return at_reader([(0.0, b) for b in heard])
 
 
 def note_ons(heard: list[bytes]) -> int:
