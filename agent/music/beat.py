@@ -374,16 +374,20 @@ class BeatTracker:
 
 
 class TempoFollower:
-    """Keeps a TempoMap on the player's beat: each trusted estimate sets its tempo and phase."""
+    """Keeps a TempoMap on the player's beat: each trusted estimate sets its tempo and phase, its
+    division and swing, and its bar line; the bar's length too where `metre` is True (else the
+    tempo map keeps the configured one)."""
 
-    def __init__(self, tempo_map, tracker: BeatTracker) -> None:
+    def __init__(self, tempo_map, tracker: BeatTracker, *, metre: bool = False) -> None:
         self.tempo = tempo_map
         self.tracker = tracker
+        self.metre = metre
 
     def onset(self, t_s: float, pitch: int | None = None, velocity: int | None = None) -> bool:
         """Feed one player note-on; True if the tempo map moved."""
         est = self.tracker.onset(t_s, pitch=pitch, velocity=velocity)
         if est is None:
             return False
-        self.tempo.align(est.bpm, est.beat_s)
+        self.tempo.align(est.bpm, est.beat_s, downbeat_s=est.downbeat_s, division=est.division, swing=est.swing,
+                         beats_per_bar=est.beats_per_bar if self.metre else None)
         return True

@@ -76,6 +76,9 @@ class TempoMap:
         self._lock = threading.Lock()
         self.bpm = float(bpm)
         self.beats_per_bar = int(beats_per_bar)
+        self.bar_beat = 0.0  # the beat number of a bar line: bars are bar_beat + k * beats_per_bar
+        self.division = 2  # the player's subdivision of the beat: 2 (eighths) or 3 (triplets, compound metres)
+        self.swing = 1.0  # the long/short ratio of the player's off-beat eighths (1.0 straight)
         self._anchor_s = float(origin_s)
         self._anchor_beat = 0.0
         self.listeners: list = []  # fn(bpm, at_s) after each set_bpm (e.g. the session recorder)
@@ -105,16 +108,27 @@ class TempoMap:
         for fn in list(self.listeners):
             fn(float(bpm), float(at_s))
 
-    def align(self, bpm: float, beat_s: float) -> None:
-        """Follow the player: this tempo, with a beat at beat_s (seconds).
+    def align(self, bpm: float, beat_s: float, *, downbeat_s: float | None = None, beats_per_bar: int | None = None,
+              division: int | None = None, swing: float | None = None) -> None:
+        """Follow the player: this tempo, with a beat at beat_s (seconds); where given, a bar line at
+        downbeat_s (a beat time), the bar's length, the beat's division and the swing ratio.
 
         The beat count stays the nearest whole beat to what it was, so the
-        grid moves by at most half a beat and bar numbers go on."""
+        grid moves by at most half a beat and beat numbers go on; a bar line
+        moves `bar_beat`, not the beat count."""
         if bpm <= 0:
             raise ValueError(f"tempo must be > 0 bpm, not {bpm}")
         with self._lock:
             old = self.bpm
             self._anchor_beat, self._anchor_s, self.bpm = float(round(self._beat(beat_s))), float(beat_s), float(bpm)
+            if beats_per_bar is not None:
+                self.beats_per_bar = int(beats_per_bar)
+            if downbeat_s is not None:
+                self.bar_beat = float(round(self._beat(downbeat_s)))
+            if division is not None:
+                self.division = int(division)
+            if swing is not None:
+                self.swing = float(swing)
         if abs(bpm - old) > 0.002 * old:  # a change a listener (the recorder) should keep; not every nudge
             for fn in list(self.listeners):
                 fn(float(bpm), float(beat_s))
@@ -128,15 +142,21 @@ class TempoMap:
     def restart(self, at_s: float) -> None:
         """Beat 0 is now (MIDI clock start)."""
         with self._lock:
-            self._anchor_s, self._anchor_beat = float(at_s), 0.0
+            self._anchor_s, self._anchor_beat, self.bar_beat = float(at_s), 0.0, 0.0
         for fn in list(self.listeners):  # the recorder's bar lines begin again here too
             fn(self.bpm, float(at_s))
 
     def next_bar(self, t_s: float) -> float:
         """The time of the first bar line at or after t_s (seconds)."""
         with self._lock:  # one tempo for both conversions
-            bar = math.ceil(self._beat(t_s) / self.beats_per_bar - 1e-9) * self.beats_per_bar
+            bpb = self.beats_per_bar
+            bar = self.bar_beat + math.ceil((self._beat(t_s) - self.bar_beat) / bpb - 1e-9) * bpb
             return self._time(bar)
+
+    def bar_position(self, t_s: float) -> float:
+        """Beats since the last bar line at t_s (0 <= x < beats_per_bar)."""
+        with self._lock:
+            return (self._beat(t_s) - self.bar_beat) % self.beats_per_bar
 
 
 class TickMap:
