@@ -36,8 +36,9 @@ SCRIPT = ["sta\t\n", "help sil\t\n", "cc\n", "temp 1.0\n", "mo\t call\n", "set j
 class Typist:
     """A REPL session on `engine` in its own thread, fed one key every 1/KEYS_PER_S seconds."""
 
-    def __init__(self, engine, keys_per_s: float = KEYS_PER_S) -> None:
+    def __init__(self, engine, keys_per_s: float = KEYS_PER_S, script: list[str] | None = None) -> None:
         self.engine, self.period = engine, 1.0 / keys_per_s
+        self.script = SCRIPT if script is None else script  # what is typed, over and over
         self.keys = 0
         self.lines: list[str] = []
         self._stop = threading.Event()
@@ -75,7 +76,7 @@ class Typist:
     def _type(self) -> None:
         t = time.perf_counter()
         i = 0
-        text = "".join(SCRIPT)
+        text = "".join(self.script)
         while not self._stop.is_set():
             t += self.period
             d = t - time.perf_counter()
