@@ -49,7 +49,7 @@ class MidiConfig:
 class TimingConfig:
     bpm: float = _f(100.0, min=20.0, max=400.0)
     beats_per_bar: int = _f(4, min=1, max=32)
-    source: str = _f("player", choices=["player", "clock", "fixed"])  # where the tempo and beat come from
+    source: str = _f("player", choices=["player", "clock", "fixed", "link"])  # where the tempo and beat come from
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,20 @@ class RecordConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    link: bool = _f(False)  # join an Ableton Link session (the [link] extra): publish the tempo, or follow it
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    port: int = _f(0, min=0, max=65535)  # OSC control in on this UDP port; 0 = off
+    host: str = _f("127.0.0.1")  # the address it listens on ("0.0.0.0": every interface)
+    send_to: str = _f("")  # "HOST:PORT": the agent's state goes there as OSC; "" = nowhere
+    state_cc: int = _f(-1, min=-1, max=127)  # the state also as this CC on the agent's output; -1 = off
+    state_channel: int = _f(16, min=1, max=16)  # the channel of that CC
+
+
+@dataclass(frozen=True)
 class Config:
     midi: MidiConfig = field(default_factory=MidiConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
@@ -141,6 +155,8 @@ class Config:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    osc: OscConfig = field(default_factory=OscConfig)
     source: str = "<defaults>"  # the file it came from
 
     def vocab(self):
@@ -241,12 +257,22 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source}: sampling.adaptive_min = {s.adaptive_min} is above sampling.adaptive_max = {s.adaptive_max}")
     if cfg.tokens.pitch_lo > cfg.tokens.pitch_hi:
         raise ConfigError(f"{cfg.source}: tokens.pitch_lo = {cfg.tokens.pitch_lo} is above tokens.pitch_hi = {cfg.tokens.pitch_hi}")
+    if cfg.osc.send_to and host_port(cfg.osc.send_to) is None:
+        raise ConfigError(f"{cfg.source}: osc.send_to = {cfg.osc.send_to!r} should be HOST:PORT, e.g. \"127.0.0.1:9001\"")
     from agent.music.keys import KeyNameError, parse_key  # here, not at the top: keys is numpy's, config is not
 
     try:
         parse_key(s.key)
     except KeyNameError as exc:  # "key 'H major': expected ..."
         raise ConfigError(f"{cfg.source}: sampling.{exc}") from None
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """("127.0.0.1", 9001) from "127.0.0.1:9001"; None if it is not HOST:PORT with a port 1..65535."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
