@@ -21,7 +21,7 @@ ALIASES = {
     "rest-bias": "sampling.rest_bias",
 }
 MODES = ["call", "accompany", "solo", "off"]
-TEMPO_SOURCES = {"follow": "player", "clock": "clock", "fixed": "fixed"}
+TEMPO_SOURCES = {"follow": "player", "clock": "clock", "fixed": "fixed", "link": "link"}
 KEYS = ["auto", "none"] + [f"{n} {m}" for n in ("C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A",
                                                  "Bb", "B") for m in ("major", "minor")]
 
@@ -31,7 +31,7 @@ HELP: dict[str, tuple[str, str]] = {  # name -> (usage, what it does)
     "top-k": ("top-k 40", "keep only the k likeliest tokens; 0 = off"),
     "adaptive": ("adaptive on|off", "entropy-adaptive temperature"),
     "mode": ("mode call|accompany|solo|off", "how the agent plays; off = silent until another mode"),
-    "tempo": ("tempo 96 | tempo follow|clock|fixed", "tempo in bpm, or where it comes from"),
+    "tempo": ("tempo 96 | tempo follow|clock|fixed|link", "tempo in bpm, or where it comes from"),
     "key": ("key D minor|auto|none", "keep the agent in a key, estimate it, or not"),
     "length": ("length 4 bars|same", "length of an answer; same = as long as your phrase"),
     "silence": ("silence 1.5 beats|600 ms", "the pause that ends your phrase"),

@@ -37,7 +37,7 @@ def tempo_source(engine) -> str:
     st = engine.tempo_status()
     if st["tempo_source"] == "player":
         return f"followed, confidence {st['tempo_confidence']:.2f}"
-    return {"clock": "MIDI clock", "fixed": "set"}[st["tempo_source"]]
+    return {"clock": "MIDI clock", "fixed": "set", "link": "Ableton Link"}[st["tempo_source"]]
 
 
 def over_budget(engine, step_ms: float | None) -> str:
