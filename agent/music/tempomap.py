@@ -146,6 +146,13 @@ class TempoMap:
         for fn in list(self.listeners):  # the recorder's bar lines begin again here too
             fn(self.bpm, float(at_s))
 
+    def locate(self, beat: float, at_s: float, bar_beat: float = 0.0) -> None:
+        """Beat `beat` is at at_s, bar lines from `bar_beat` (MIDI clock continue or song position)."""
+        with self._lock:
+            self._anchor_s, self._anchor_beat, self.bar_beat = float(at_s), float(beat), float(bar_beat)
+        for fn in list(self.listeners):
+            fn(self.bpm, float(at_s))
+
     def next_bar(self, t_s: float) -> float:
         """The time of the first bar line at or after t_s (seconds)."""
         with self._lock:  # one tempo for both conversions
