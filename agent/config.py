@@ -133,6 +133,7 @@ class RecordConfig:
 @dataclass(frozen=True)
 class SyncConfig:
     link: bool = _f(False)  # join an Ableton Link session (the [link] extra): publish the tempo, or follow it
+    clock_out: str = _f("")  # send 24 ppq MIDI clock: "" = off, "virtual" = a port "<virtual_name> Clock", else a port name
 
 
 @dataclass(frozen=True)
