@@ -25,6 +25,7 @@ from agent.midi.ports import port_part
 from agent.midi.tee import Tee
 from agent.midi.watch import PortWatcher
 from agent.live.scheduler import Scheduler
+from agent.live.sync import start_sync, stop_sync
 from agent.music.beat import BeatTracker, TempoFollower
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Engine:
         self.loading: str | None = None  # a model loading in the background
         self.recorder = recorder  # a session recorder: attached when the threads exist, final files written at stop
         self.recorded: list[Path] = []  # the files the last recording wrote
+        self.synced: list = []  # Link, the state out ([sync], [osc]; agent/live/sync.py): stopped first
 
     # -- wiring --------------------------------------------------------------
     def start(self) -> "Engine":
@@ -114,6 +116,7 @@ class Engine:
         self.listener.start()
         if not self.virtual_input or self.output_name:  # ours cannot go away
             self._watch()
+        self.synced = start_sync(self, cfg)
 
     def set_main_output(self, port) -> None:
         """Swap the output the agent plays on (the port watcher: lost, then back)."""
@@ -126,6 +129,7 @@ class Engine:
         closed: list[int] = []
         with self._port_lock:
             self._closing = True
+        stop_sync(self.synced)
         self.controls.pending.stop()
         if self.listener is not None:
             self.listener.stop()

@@ -199,6 +199,7 @@ def run(args) -> int:
     from agent.music.tempomap import RealClock
     from agent.live.engine import Engine
     from agent.midi.ports import Ports
+    from agent.ui.osc import osc_control
 
     cfg = configure(args)
     rec_path = record_path(cfg, args.record)  # an unwritable folder fails here, before anything starts
@@ -221,8 +222,12 @@ def run(args) -> int:
     engine.start()
     note = ""
     try:
+        osc = osc_control(engine)  # [osc] port: every REPL command as an OSC address (agent/ui/osc.py)
+        if osc is not None:
+            engine.synced.append(osc)  # stopped with the engine
+            note += f" OSC control on {osc.address[0]}:{osc.address[1]}."
         if rec_path is not None:
-            note = f" Recording to {start_recording(engine, rec_path)} (saved every {cfg.record.flush_s:g} s)."
+            note += f" Recording to {start_recording(engine, rec_path)} (saved every {cfg.record.flush_s:g} s)."
         if fed is not None:
             keyboard = ports.open_output(inp or "keyboard")
             feed(keyboard.send, fed, RealClock().now() + 0.2, RealClock())
