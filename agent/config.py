@@ -97,6 +97,8 @@ class JamConfig:
     context_tokens: int = _f(512, min=16, max=100000)
     reprime_tokens: int = _f(1024, min=0, max=1000000)  # re-prime the state from the context this often; 0 = never
     held_note_timeout_s: float = _f(10.0, min=0.5, max=3600.0)  # a player's note held longer leaves the context
+    echo: float = _f(0.0, min=0.0, max=1.0)  # how much an answer takes from the session memory; 0 = off
+    form: str = _f("continue", choices=["continue", "echo", "vary", "contrast"])  # what it makes of the call
 
 
 @dataclass(frozen=True)
