@@ -1,4 +1,4 @@
-"""A trained model's folder: models/<name>/{model.onnx, checkpoint.pt, vocab.json, card.json}."""
+"""A trained model's folder: models/<name>/{model.onnx, checkpoint.pt, vocab.json, card.json, phrase_end.json}."""
 from __future__ import annotations
 
 import json
@@ -51,6 +51,12 @@ class ModelDir:
     @property
     def card_path(self) -> Path:
         return self.path / "card.json"
+
+    @property
+    def phrase_end(self) -> Path:
+        """The phrase-end classifier's weights (agent/music/phrase_end.py); optional: without it the
+        jam's turn-taking goes by the model turn's rule (agent/live/jam/turn.py)."""
+        return self.path / "phrase_end.json"
 
     def require(self, f: Path) -> Path:
         if not f.exists():

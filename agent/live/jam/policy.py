@@ -19,9 +19,10 @@ Modes:
 - call: when the turn policy (turn.py: `jam.turn`) says the phrase has
   ended (no key or pedal held), or the end-of-phrase CC is pressed, the
   agent answers. Its first note lands on the next grid point
-  (`jam.align`: beat, bar, none) at least `lead_ms` after it was sampled.
-  Rests it samples before its first note are fed but take no time. It
-  lasts `response_bars`, or as long as the call. A player note-on during
+  (`jam.align`: the next phrase slot, bar line or beat, or none; turn.py
+  `place`) at least `lead_ms` after it was sampled. Rests it samples before
+  its first note are fed but take no time. It lasts `response_bars`, or as
+  long as the call (in whole bars where it comes in at a phrase slot). A player note-on during
   the answer stops it at once (barge-in), closing its notes; one before, or
   within WENT_ON_BEATS of, its first note withdraws it: the phrase goes on.
 - accompany: the agent plays while the player plays, sampling at most
@@ -38,14 +39,16 @@ import time
 from collections import deque
 
 from agent.live.jam.limits import IDLE_MARGIN_S, REPRIME_SLICE, Limits
+from agent.live.jam.memory import SessionMemory
 from agent.live.jam.phrases import Generation, Opening, Phrase, summarise
 from agent.live.jam.stream import Stream
 from agent.live.jam.swap import Swap
-from agent.live.jam.turn import align_of, make_turn
+from agent.live.jam.turn import align_of, answer_bars, make_turn
 from agent.live.jam.voice import Voice
 from agent.music.tokens import Vocab
 
 WENT_ON_BEATS = 0.5  # a player note this soon after the answer's first note means the phrase was not over
+BEAT_TRUST = 0.5  # the tempo follower's confidence from which bars and phrase slots are counted on its beat
 SYNC_STEPS = 64  # at a swap's take-over in solo: steps the new model may still take to catch up at once
 HISTORY = 10_000  # responses and resample times kept for reports (a long session must not grow without bound)
 
@@ -61,9 +64,11 @@ class Jam:
         self.lead_s = lead_s  # seconds between sampling a note and its earliest due time
         self.report = report or (lambda line: None)
         self.stream = Stream(predictor, vocab, tempo, clock.now())
+        self.memory = SessionMemory(vocab)  # this session's material, for jam.echo (memory.py)
         self._tell_sampler()
         self.limits = Limits(predictor, controls, tempo, vocab.resolution)
         self.voice = Voice(self.stream, scheduler, self.limits, controls, clock, tempo, lead_s=lead_s, channel=channel)
+        self.voice.trusted = self.beat_trusted
         self.mode = controls.cfg.jam.mode
         self.phrase: Phrase | None = None
         self.gen: Generation | None = None
@@ -99,7 +104,7 @@ class Jam:
         """The sampler (a device backend's too) tells the player's notes from the agent's by the stream."""
         sampler = getattr(self.stream.predictor, "sampler", None)
         if sampler is not None:
-            sampler.parts = self.stream
+            sampler.parts, sampler.memory = self.stream, self.memory
             sampler.hear_key()
 
     @property
@@ -166,6 +171,14 @@ class Jam:
         j = self.controls.cfg.jam
         return j.silence_beats * self.tempo.seconds_per_beat() if j.silence_beats > 0 else j.silence_ms / 1000.0
 
+    def beat_trusted(self) -> bool:
+        """Whether bars and phrase slots may be counted on the tempo map's beat: always for a clock,
+        Link or a set tempo; for the player's beat once the follower is confident (BEAT_TRUST)."""
+        tracker = getattr(self.follow, "tracker", None)
+        if self.controls.cfg.timing.source != "player" or tracker is None:
+            return True
+        return tracker.confidence >= BEAT_TRUST
+
     # -- player input --------------------------------------------------------
     def player_note(self, pitch: int, velocity: int, on: bool, t_s: float) -> None:
         now = self.clock.now()
@@ -194,17 +207,23 @@ class Jam:
                 self.rollbacks += 1
                 self._resample_from = time.perf_counter()
         s = self.stream
-        if self.phrase is None and on:
+        fresh = self.phrase is None and on
+        if fresh:
             self.phrases += 1
             s.catch_up(t_s)
             tick = max(s.enc.tick, s.tick_at(t_s))
-            self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick, first_beat=self.tempo.beat(t_s))
+            first_beat = self.tempo.beat(t_s) if self.beat_trusted() else None  # else counted at the turn
+            self.phrase = Phrase(self.phrases, t_s, tick, t_s, tick, first_beat=first_beat)
         tick = max(s.enc.tick, s.tick_at(t_s))
         if pitch in s.agent_sounding and (on or pitch in s.enc.sounding):
             self.voice.yield_pitch(pitch, tick, now)
         s.feed(s.enc.note_on(pitch, velocity, tick) if on else s.enc.note_off(pitch, tick))
+        if on:
+            self.memory.hear(pitch, tick, velocity, "player")
         if self.phrase is not None:
             self._heard(self.phrase, on, t_s, tick)
+            if self.mode == "call":
+                self.turn().heard(pitch, on, t_s, fresh)
         if on and self.gen is None and self.mode == "accompany":
             self.gen = Generation("accompany", started=True, t0=now + self.lead_s)
         if self.gen is not None and self.gen.kind != "call" and s.front_s() < floor:
@@ -301,6 +320,8 @@ class Jam:
         res = self.vocab.resolution
         if j.response_bars > 0:
             length = round(j.response_bars * self.tempo.beats_per_bar * res)
+        elif align_of(j) == "phrase":
+            length = answer_bars(self.tempo, p, target) * self.tempo.beats_per_bar * res
         else:
             length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
         base = (self.predictor.snapshot(), self.stream.frontier())

@@ -1,15 +1,16 @@
 """Turn-taking: when has the player's phrase ended, and when does the answer come in.
 
-Two policies with one method, `end_time(phrase, now) -> seconds`: the
+Three policies with one method, `end_time(phrase, now) -> seconds`: the
 moment the agent may take its turn (the answer's first note then goes on the
-next grid point at or after it, see `place`).
+next grid point at or after it, see `place`), and one hook, `heard`, for every
+note the player plays in call mode.
 
 - `SilenceTurn` ("silence"): the plain rule. The phrase has ended after the
   silence threshold (`jam.silence_beats` of the followed tempo, or
   `jam.silence_ms` when silence_beats is 0), or when the end-of-phrase CC
   was pressed.
-- `ModelTurn` ("model", the default): when the player's last notes have been
-  released it weighs what it knows at that moment:
+- `ModelTurn` ("model"): when the player's last notes have been released it
+  weighs what it knows at that moment:
     * the model's own prediction: the probability it gives to the player
       resting for a beat or more before the next note (`p_rest`, summed over
       the time-shift tokens of at least a beat, against all note-ons and
@@ -18,19 +19,43 @@ next grid point at or after it, see `place`).
       phrase's usual inter-onset interval (and at least `LONG_NOTE_BEATS`)
       is what a cadence sounds like; a breath is a note cut short;
     * the beat position of the last onset (cadences land on the beat).
-  If the evidence says the phrase is over, the answer comes in on the next
-  beat after the release (no sooner than `MIN_GAP_BEATS`); if not, it waits
-  for the silence threshold as SilenceTurn does, so a breath inside a phrase
-  is heard out and the player's next note (the phrase going on) cancels the
-  prepared answer.
+  If the evidence says the phrase is over, the turn is the release (no sooner
+  than `MIN_GAP_BEATS`); if not, it waits for the silence threshold as
+  SilenceTurn does, so a breath inside a phrase is heard out and the
+  player's next note (the phrase going on) cancels the prepared answer.
+- `PhraseTurn` ("phrase", the default): ModelTurn, and the phrase-end
+  classifier (agent/music/phrase_end.py, the model folder's phrase_end.json)
+  fed every note of the call as it is played, on the player's bar grid. At the
+  release of the melody's last note its note-off head says whether the phrase
+  ended there: a chorale's fermata quarter, a reel's last eighth, a short note
+  on a strong beat, which neither the held-note rule nor the silence sees in
+  time. Either saying so ends the phrase at the release; the answer then
+  comes in at the next phrase slot. Without the file (or with one that cannot
+  be read) it is ModelTurn.
+
+Where the answer comes in (`place`, jam.align): "phrase" (default) the next
+phrase slot, the call's first beat + k whole bars (the downbeat after the
+call when it began on a downbeat; the pickup's place in the bar when it began
+on a pickup), never more than a bar after the call's end, else the next beat;
+"bar" the next bar line of the tempo map (the player's tracked downbeat, the
+MIDI clock's or Link's bars); "beat" the next beat; "none" at once. Bars and
+slots need a beat to count on: while the tempo follower is unsure of the
+player's beat (`trusted` False) "phrase" and "bar" come in on the next beat.
+Bars are `timing.beats_per_bar` beats: the tracked metre is not used (it is
+right in ~90 % of 4/4 runs but 61 % of 3/4 and 39 % of 6/8 ones, bench_beat),
+and 4 felt beats are whole bars in 4/4, 2/4, 6/8 and 12/8 alike; a player in
+3/4 or 9/8 sets 3.
 
 Beat figures use the jam's tempo map (followed from the player by default).
 """
 from __future__ import annotations
 
+import math
 from statistics import median
 
+from agent.model.folder import ModelDir, ModelDirError
 from agent.model.sampler import SamplingControls
+from agent.music.phrase_end import Grid, PhraseModelError, PhraseTracker, load_model
 
 LONG_NOTE_BEATS = 1.6  # a final note at least this long (and longer than the phrase's usual IOI) is a cadence
 MIN_ONSETS = 4  # a phrase of fewer onsets is not over however long its note (a long first note is no cadence)
@@ -39,6 +64,7 @@ MIN_GAP_BEATS = 0.05  # the answer never starts sooner than this after the relea
 END_SCORE = 0.6  # evidence needed to answer on the next beat
 W_LONG, W_ON_BEAT, W_MODEL = 0.45, 0.15, 1.0
 NEUTRAL = SamplingControls()  # the model's own distribution: the user's sampling controls don't apply
+EPS_S = 1e-9
 
 
 def rest_probability(predictor, vocab) -> float:
@@ -53,19 +79,52 @@ def rest_probability(predictor, vocab) -> float:
 
 
 def align_of(jam_cfg) -> str:
-    """The grid an answer comes in on: jam.align ("beat" | "bar" | "none")."""
+    """The grid an answer comes in on: jam.align ("phrase" | "beat" | "bar" | "none")."""
     return jam_cfg.align
 
 
-def place(tempo, t_s: float, align: str, phrase_beat: float | None = None) -> float:
-    """The first grid point at or after t_s: a beat, a bar line (bars counted from the phrase's
-    first beat), or t_s itself ("none")."""
-    if align == "beat":
-        return tempo.next_beat(t_s)
-    if align == "bar":
-        origin = round(phrase_beat) if phrase_beat is not None else 0.0
-        return tempo.next_beat(t_s, every=float(tempo.beats_per_bar), origin=origin)
-    return t_s
+def call_first_beat(tempo, phrase) -> int:
+    """The call's first beat on the tempo map: its first onset to the nearest beat (a pickup of less
+    than half a beat belongs to the beat after it). The beat counted when it was played where that
+    was trusted (`phrase.first_beat`), else its place on the map as it is now."""
+    b = phrase.first_beat if phrase.first_beat is not None else tempo.beat(phrase.first_t)
+    return math.floor(b + 0.5)
+
+
+def latest_s(tempo, phrase) -> float:
+    """The latest an answer may come in (seconds): one bar after the call's last release."""
+    return phrase.last_t + tempo.beats_per_bar * tempo.seconds_per_beat()
+
+
+def phrase_slot(tempo, t_s: float, phrase) -> float | None:
+    """The next phrase slot at or after t_s (seconds): the call's first beat + k whole bars (the
+    point that completes its period); None when that is more than a bar after the call's end."""
+    slot = tempo.next_beat(t_s, every=float(tempo.beats_per_bar), origin=call_first_beat(tempo, phrase))
+    return slot if slot <= latest_s(tempo, phrase) + EPS_S else None
+
+
+def place(tempo, t_s: float, align: str, phrase=None, trusted: bool = True) -> float:
+    """The first grid point (jam.align) at or after t_s (seconds): the call's next phrase slot, the
+    tempo map's next bar line, the next beat, or t_s itself ("none"). A slot or bar line more than a
+    bar after the call's end, or while the beat is not `trusted`, gives way to the next beat."""
+    if align == "none":
+        return t_s
+    if trusted and phrase is not None and align == "phrase":
+        slot = phrase_slot(tempo, t_s, phrase)
+        if slot is not None:
+            return slot
+    elif trusted and align == "bar":
+        bar = tempo.next_bar(t_s)
+        if phrase is None or bar <= latest_s(tempo, phrase) + EPS_S:
+            return bar
+    return tempo.next_beat(t_s)
+
+
+def answer_bars(tempo, phrase, target_s: float) -> int:
+    """The call's length in whole bars, for an answer as long as it (phrase alignment): bars from
+    its first beat to where the answer comes in, at least one."""
+    beats = tempo.beat(target_s) - call_first_beat(tempo, phrase)
+    return max(1, math.floor(beats / tempo.beats_per_bar + 0.5))
 
 
 class SilenceTurn:
@@ -73,6 +132,9 @@ class SilenceTurn:
 
     def __init__(self, jam) -> None:
         self.jam = jam
+
+    def heard(self, pitch: int, on: bool, t_s: float, fresh: bool) -> None:
+        """A note of the call (fresh: its first). The silence rule needs nothing but the phrase's times."""
 
     def end_time(self, p, now: float) -> float:
         return p.forced_t if p.forced_t is not None else p.last_t + self.jam.silence_s()
@@ -93,11 +155,15 @@ class ModelTurn(SilenceTurn):
         key = (p.index, p.last_t)
         if key != self._seen:  # the release just happened: weigh it once
             self._seen = key
-            self._early = self.evidence(p) >= END_SCORE
+            self._early = self.decide(p)
         late = p.last_t + self.jam.silence_s()
         if self._early:
             return min(p.last_t + MIN_GAP_BEATS * self.jam.tempo.seconds_per_beat(), late)
         return late
+
+    def decide(self, p) -> bool:
+        """Whether the phrase ended at its last release (else the silence decides)."""
+        return self.evidence(p) >= END_SCORE
 
     def evidence(self, p) -> float:
         tempo = self.jam.tempo
@@ -115,7 +181,63 @@ class ModelTurn(SilenceTurn):
         return score
 
 
-POLICIES = {"silence": SilenceTurn, "model": ModelTurn}
+def load_phrase_model(model_path, report=None):
+    """The model folder's phrase-end classifier (phrase_end.json), or None: no folder, no file, or a
+    file that cannot be used (said through `report`, one line)."""
+    try:
+        f = ModelDir.resolve(model_path).phrase_end
+    except ModelDirError:
+        return None
+    if not f.exists():
+        return None
+    try:
+        return load_model(f)
+    except PhraseModelError as e:
+        if report is not None:
+            report(f"{e}; phrase ends are heard by the model turn's rule")
+        return None
+
+
+class PhraseTurn(ModelTurn):
+    name = "phrase"
+
+    def __init__(self, jam, model=None) -> None:
+        super().__init__(jam)
+        if model is None:
+            model = load_phrase_model(jam.controls.cfg.model.path, jam.report)
+        self.tracker = PhraseTracker(model) if model is not None else None
+        self._release: tuple[float, float] | None = None  # (t_s, p) at the melody's last release
+
+    def grid(self) -> Grid:
+        """The player's beat and bar line for the classifier: the tempo map's (the tracked downbeat),
+        or, while the beat is not trusted, bars from the call's first beat."""
+        tempo, p = self.jam.tempo, self.jam.phrase
+        bar = tempo.bar_beat if self.jam.beat_trusted() or p is None else call_first_beat(tempo, p)
+        return Grid(tempo.seconds_per_beat(), tempo.time(bar), tempo.beats_per_bar)
+
+    def heard(self, pitch: int, on: bool, t_s: float, fresh: bool) -> None:
+        if self.tracker is None:
+            return
+        if fresh:
+            self.tracker.new_phrase()
+            self._release = None
+        if on:
+            self.tracker.note_on(t_s, pitch, self.grid())
+            return
+        p_end = self.tracker.note_off(t_s, pitch, self.grid())
+        if p_end is not None:
+            self._release = (t_s, p_end)
+
+    def decide(self, p) -> bool:
+        model = super().decide(p)
+        rel = self._release
+        p_end = rel[1] if rel is not None and p.last_on_t <= rel[0] <= p.last_t else None
+        ended = p_end is not None and self.tracker.is_end("note_off", p_end)
+        self.last.update(p_end=p_end, phrase_end=ended, early=model or ended)
+        return model or ended
+
+
+POLICIES = {"silence": SilenceTurn, "model": ModelTurn, "phrase": PhraseTurn}
 
 
 def make_turn(name: str, jam):

@@ -128,17 +128,31 @@ def test_the_silence_rule_counts_beats_of_the_followed_tempo(bpm):
     assert 1.0 <= delay <= 2.0  # a fast player is answered as soon, in beats, as a slow one
 
 
-def test_bar_alignment_counts_bars_from_the_phrases_first_beat():
+def test_phrase_alignment_counts_bars_from_the_phrases_first_beat():
+    """The call begins on a beat and lasts two bars: the answer comes in two bars after its first beat
+    (where the old align = "bar" came in: bars from the phrase's first beat)."""
     bpm = 90.0
-    r = follow_rig(bpm, align="bar")
+    r = follow_rig(bpm, align="phrase")
     t0 = r.clock.now() + 0.4
     perform(r, PHRASE, bpm, t0)
     t1 = t0 + 16 * 60 / bpm
     release = perform(r, PHRASE, bpm, t1)
     r.run_until(release + 6 * 60 / bpm)
     first = first_agent_on(r, release)
-    beats = (first - t1) / (60 / bpm)
-    assert abs(beats - round(beats)) < 0.01 and round(beats) % 4 == 0
+    assert (first - t1) / (60 / bpm) == pytest.approx(8.0, abs=0.01)
+
+
+def test_bar_alignment_comes_in_on_the_tempo_maps_bar_line():
+    """align = "bar": the bar line the tempo map carries (the player's tracked downbeat), not the call's."""
+    bpm = 90.0
+    r = follow_rig(bpm, align="bar")
+    t0 = r.clock.now() + 0.4
+    perform(r, PHRASE, bpm, t0)
+    release = perform(r, PHRASE, bpm, t0 + 16 * 60 / bpm)
+    r.run_until(release + 6 * 60 / bpm)
+    first = first_agent_on(r, release)
+    pos = r.tempo.bar_position(first)
+    assert min(pos, r.tempo.beats_per_bar - pos) == pytest.approx(0.0, abs=0.01)
 
 
 def test_fixed_source_ignores_the_players_tempo():
