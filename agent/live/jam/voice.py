@@ -35,6 +35,7 @@ class Voice:
         self.channel = channel  # 0-15
         self.vocab = stream.vocab
         self.shaping = Shaping(stream.vocab)
+        self.trusted = lambda: True  # whether bars and phrase slots may be counted on the beat (Jam.beat_trusted)
 
     def lookahead_s(self) -> float:
         return self.controls.cfg.jam.lookahead_ms / 1000.0
@@ -45,10 +46,9 @@ class Voice:
         return self.shaping.controls(self.controls.sampling, self.controls.cfg.jam.grid_strength, lead, grid)
 
     def place(self, t_s: float, phrase) -> float:
-        """An answer's first-note time (seconds): the first grid point (jam.align) at or after t_s;
-        bars count from the `phrase`'s first beat."""
-        first_beat = phrase.first_beat if phrase is not None else None
-        return place(self.tempo, t_s, align_of(self.controls.cfg.jam), first_beat)
+        """An answer's first-note time (seconds): the first grid point (jam.align) at or after t_s; a
+        phrase slot counts from the call `phrase`'s first beat (turn.py `place`)."""
+        return place(self.tempo, t_s, align_of(self.controls.cfg.jam), phrase, self.trusted())
 
     def _grid_offset(self, g: Generation) -> int | None:
         """Ticks the stream's frontier is past the player's eighth grid (None: no grid to keep)."""
