@@ -21,6 +21,8 @@ from agent.live.controls import LiveControls
 from agent.live.figures import Figures
 from agent.live.jam.policy import Jam
 from agent.live.listener import EchoFilter, Listener
+from agent.midi.clockin import ClockSync
+from agent.midi.clockout import start_clock_out
 from agent.midi.ports import port_part
 from agent.midi.tee import Tee
 from agent.midi.watch import PortWatcher
@@ -62,6 +64,7 @@ class Engine:
         self.jam: Jam | None = None
         self.tempo = TempoMap(cfg.timing.bpm, self.clock.now(), cfg.timing.beats_per_bar)
         self.beat = BeatTracker(cfg.timing.bpm)  # the player's tempo (timing.source = "player")
+        self.clock_sync = ClockSync(self.tempo, self._follows_clock)  # MIDI clock in ("clock"), and out ([sync])
         self.controls = LiveControls(cfg, clock=self.clock, tempo=self.tempo, apply=self._on_control_change)
         self.controls.pending.on_error = lambda label, exc: self.report(f"pending '{label}' not applied: {exc}")
         self.figures: Figures | None = None  # see measure()
@@ -102,9 +105,11 @@ class Engine:
         echo = EchoFilter(cfg.midi.echo_window_ms / 1000) if cfg.midi.echo_filter else None
         if echo:
             self.scheduler.sending_hooks.append(echo.sending)
+        self.clock_sync.on_stop = self.jam.cut  # a DAW's stop cuts the agent's notes (on the listener thread)
         self.listener = Listener(self.jam, self.clock, echo=echo, end_phrase_cc=cfg.jam.end_phrase_cc,
                                  on_control=self._on_cc, on_tempo=self._on_midi_tempo,
                                  on_transport=self._on_transport, on_error=self._fail,
+                                 on_pulse=self.clock_sync.pulse, midi_clock=self.clock_sync.clock_in,
                                  on_fault=lambda exc: self.report(f"error, notes cut, playing on: {type(exc).__name__}: {exc}"))
         if self.recorder is not None:
             self.recorder.attach(self)
@@ -116,6 +121,8 @@ class Engine:
         self.listener.start()
         if not self.virtual_input or self.output_name:  # ours cannot go away
             self._watch()
+        if cfg.sync.clock_out:
+            self.clock_sync.out = start_clock_out(self, cfg)
         self.synced = start_sync(self, cfg)
 
     def set_main_output(self, port) -> None:
@@ -140,6 +147,8 @@ class Engine:
                     log.error("while stopping: %s", exc)
         if self.scheduler is not None:
             closed += self.scheduler.stop()  # its last note-offs reach the recorder too
+        if self.clock_sync.out is not None:
+            self.clock_sync.out.close()  # Stop sent, its port closed
         for port in (self.input, self.output):
             if port is not None:
                 try:
@@ -202,16 +211,10 @@ class Engine:
         return self.controls.cfg.timing.source == "clock"
 
     def _on_midi_tempo(self, bpm: float, t_s: float) -> None:
-        if self._follows_clock():
-            self.tempo.set_bpm(min(max(bpm, 20.0), 400.0), t_s)
+        self.clock_sync.tempo_in(bpm, t_s)
 
     def _on_transport(self, kind: str, t_s: float) -> None:
-        if not self._follows_clock():
-            return
-        if kind == "start":
-            self.tempo.restart(t_s)
-        elif kind == "stop" and self.jam is not None:
-            self.jam.cut(t_s)  # on the listener thread: the jam's owner
+        self.clock_sync.transport(kind, t_s)  # start, continue, song position, stop (agent/midi/clockin.py)
 
     def _on_control_change(self, key: str, value, at: float) -> None:
         """A live setting changed at `at` (seconds: now, or the line it was pending for): what the jam

@@ -10,9 +10,11 @@ messages off the queue and turns them into calls on the jam policy:
   until the pedal comes up) and the echo filter (our own output coming back
   through a MIDI loop is not the player's);
 - the end-of-phrase CC -> `jam.phrase_end(t_s)`; the temperature CC ->
-  `on_control`; MIDI clock (0xF8, 24 ppq), start and stop -> tempo;
-- everything else (active sensing, sysex, aftertouch, program changes, song
-  position...) is ignored on purpose and counted, never raised.
+  `on_control`; MIDI clock (0xF8, 24 ppq) -> `on_tempo` when its tempo moves and
+  `on_pulse(song beat, t_s)` while the sender runs; start, continue, stop and
+  song position -> the clock in (agent/midi/clockin.py), then `on_transport`;
+- everything else (active sensing, sysex, aftertouch, program changes...) is
+  ignored on purpose and counted, never raised.
 
 Between messages the thread wakes at the time the jam policy asks for
 (`jam.tick(now)` returns its next deadline), so a phrase end is detected
@@ -107,6 +109,7 @@ class Listener:
                  on_control: Callable[[int, int, float], None] | None = None,
                  on_tempo: Callable[[float, float], None] | None = None,
                  on_transport: Callable[[str, float], None] | None = None,
+                 on_pulse: Callable[[float, float], None] | None = None, midi_clock: MidiClockIn | None = None,
                  on_error: Callable[[Exception], None] | None = None,
                  on_fault: Callable[[Exception], None] | None = None) -> None:
         self.jam = jam
@@ -116,6 +119,7 @@ class Listener:
         self.on_control = on_control
         self.on_tempo = on_tempo
         self.on_transport = on_transport
+        self.on_pulse = on_pulse  # (the pulse's song position in beats, t_s), while the clock's sender runs
         self.on_error = on_error  # the engine thread gave up (the error kept coming back)
         self.on_fault = on_fault  # an error the thread survived (notes cut, model re-primed)
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_MAX)
@@ -124,7 +128,7 @@ class Listener:
         self._spill_lock = threading.Lock()
         self.faults = 0
         self.fuse = Fuse()
-        self.midi_clock = MidiClockIn()
+        self.midi_clock = midi_clock or MidiClockIn()
         self.pedal_down = False
         self.held_by_pedal: set[int] = set()
         self.ignored: Counter[str] = Counter()
@@ -215,11 +219,10 @@ class Listener:
             bpm = self.midi_clock.pulse(t_s)
             if bpm is not None and self.on_tempo:
                 self.on_tempo(bpm, t_s)
-        elif kind in ("start", "continue", "stop"):
-            if kind == "stop":
-                self.midi_clock.stop()
-            else:
-                self.midi_clock.start()
+            if self.midi_clock.beat is not None and self.on_pulse:
+                self.on_pulse(self.midi_clock.beat, t_s)
+        elif kind in ("start", "continue", "stop", "songpos"):
+            self.midi_clock.transport(kind, getattr(msg, "pos", 0))
             if self.on_transport:
                 self.on_transport(kind, t_s)
         else:
