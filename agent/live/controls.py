@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # what may change while playing; the rest (ports, model, vocabulary) needs a restart
 LIVE_SECTIONS = {"sampling", "jam"}
 LIVE_KEYS = {"timing.bpm", "timing.beats_per_bar", "timing.source", "midi.velocity_scale", "midi.channel"}
+SAMPLED_JAM_KEYS = {"jam.echo", "jam.form"}  # jam settings the sampler reads (in LiveControls.sampling)
 TEMPERATURE_CC_RANGE = (0.1, 2.0)  # CC value 0..127 maps linearly onto this temperature range
 
 
@@ -185,7 +186,7 @@ class LiveControls:
     def __init__(self, cfg: Config, *, clock=None, tempo=None,
                  apply: Callable[[str, object, float], None] | None = None) -> None:
         self.cfg = cfg
-        self.sampling = SamplingControls.from_config(cfg.sampling)
+        self.sampling = SamplingControls.from_config(cfg.sampling, cfg.jam)  # with jam.echo and jam.form
         self.clock = clock or RealClock()
         self.tempo = tempo  # a TempoMap: where the beat and bar lines fall
         self.apply = apply
@@ -218,8 +219,9 @@ class LiveControls:
                 if isinstance(value, str):
                     value = parse_value(value)
                 new = set_value(new, sec, name, value, source="live")
-            sampling = (SamplingControls.from_config(new.sampling)
-                        if any(k.startswith("sampling.") for k in changes) else self.sampling)
+            sampling = (SamplingControls.from_config(new.sampling, new.jam)
+                        if any(k.startswith("sampling.") or k in SAMPLED_JAM_KEYS for k in changes)
+                        else self.sampling)
             self.cfg, self.sampling = new, sampling
             at = self.clock.now() if at_s is None else at_s
             for key in changes:

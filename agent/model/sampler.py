@@ -27,6 +27,7 @@ from typing import AbstractSet, Sequence
 import numpy as np
 
 from agent.errors import AntiphonError
+from agent.model.echo import FORMS, EchoBias, keep_group_mass
 from agent.music.keys import KEYS, KeyNameError, estimate_key, parse_key, scale_pitch_classes
 from agent.music.tokens import Vocab
 
@@ -60,6 +61,8 @@ class SamplingControls:
     repeat_window: int = 16  # recent note-ons the penalty looks at
     rest_bias: float = 0.0  # added to SHIFTs of a beat or more; < 0 = fewer long rests
     token_bias: tuple[tuple[int, float], ...] = ()
+    echo: float = 0.0  # 0..1: how much the answer takes from the session memory (config jam.echo; 0 = off)
+    form: str = "continue"  # what it takes (jam.form): continue | echo | vary | contrast (model/echo.py)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> SamplingError:
@@ -91,15 +94,23 @@ class SamplingControls:
             raise bad("repeat_penalty", "must be >= 0")
         if self.repeat_window < 1:
             raise bad("repeat_window", "must be >= 1")
+        if not 0 <= self.echo <= 1:
+            raise bad("echo", "must be in 0..1 (0 = off)")
+        if self.form not in FORMS:
+            raise bad("form", f"must be one of {', '.join(FORMS)}")
         for pair in self.token_bias:
             if len(pair) != 2 or not math.isfinite(pair[1]):
                 raise bad("token_bias", "must be (token id, finite logit offset) pairs")
 
     @classmethod
-    def from_config(cls, sampling) -> "SamplingControls":
-        """From a config.SamplingConfig (its `seed` belongs to the Sampler, not here)."""
+    def from_config(cls, sampling, jam=None) -> "SamplingControls":
+        """From a config.SamplingConfig (its `seed` belongs to the Sampler, not here), and the
+        config.JamConfig's echo and form when `jam` is given."""
         names = {f.name for f in fields(cls)}
-        return cls(**{f.name: getattr(sampling, f.name) for f in fields(sampling) if f.name in names})
+        given = {f.name: getattr(sampling, f.name) for f in fields(sampling) if f.name in names}
+        if jam is not None:
+            given.update(echo=jam.echo, form=jam.form)
+        return cls(**given)
 
     def replace(self, **changes) -> "SamplingControls":
         """A copy with some controls changed, validated; unknown names are errors."""
@@ -152,6 +163,11 @@ class Sampler:
         # key is then estimated from the player's notes alone (`hear_key`, at each note the player
         # plays) and the polyphony cap counts the agent's notes alone. None (offline): anyone's.
         self.parts = None
+        # Live, the session memory (live/jam/memory.py: `expect(form, tick)`, `hear(...)`): with
+        # controls.echo > 0 its expectation is mixed in (model/echo.py); it hears the agent's note-ons
+        # as they are drawn here. None (offline, or echo never used): today's sampling exactly.
+        self.memory = None
+        self._echo: EchoBias | None = None
 
     # -- bias ----------------------------------------------------------------
     def _static_bias(self, c: SamplingControls) -> np.ndarray:
@@ -194,7 +210,30 @@ class Sampler:
         return np.where(self._off_key[key], -np.inf if strength >= HARD else -strength, 0.0)
 
     def bias(self, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
-        """Additive logit bias [vocab] (float64, -inf = masked) for these controls and context."""
+        """Additive logit bias [vocab] (float64, -inf = masked) for these controls and context; with
+        echo, the session memory's offset added as it is (a device backend draws from this; the host's
+        draw also keeps each group's mass, see `_weights`)."""
+        b = self._bias(c, ctx)
+        echo = self._echo_offset(c)
+        if echo is not None:
+            b += echo[0]
+        return b
+
+    def _echo_offset(self, c: SamplingControls):
+        """(offset [vocab], groups) from the session memory at the stream's frontier, or None (echo 0,
+        offline, nothing heard yet)."""
+        if c.echo <= 0 or self.memory is None or self.parts is None:
+            return None
+        e = self.memory.expect(c.form, self.parts.enc.tick)
+        if e is None:
+            return None
+        if self._echo is None:
+            self._echo = EchoBias(self.vocab)
+        v = self.vocab
+        follow_register = c.pitch_min <= v.pitch_lo and c.pitch_max >= v.pitch_hi  # a range set is kept
+        return self._echo.bias(e, c.echo, follow_register)
+
+    def _bias(self, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
         v = self.vocab
         b = self._static_bias(c).copy()
         auto_key = self._auto_key and c.key_strength > 0
@@ -256,7 +295,10 @@ class Sampler:
 
     def _weights(self, logits, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
         """Unnormalised probabilities [vocab] (float64) after every control."""
-        z = self.bias(c, ctx) + np.asarray(logits).reshape(-1)  # float64: the bias is
+        z = self._bias(c, ctx) + np.asarray(logits).reshape(-1)  # float64: the bias is
+        echo = self._echo_offset(c)
+        if echo is not None:  # the memory moves mass within a group, the model's total for it kept
+            keep_group_mass(z, *echo)
         top = z.max()
         if top == -np.inf:  # everything masked: cannot happen (SHIFTs never are), but be safe
             z = np.asarray(logits, dtype=np.float64).reshape(-1)
@@ -286,5 +328,14 @@ class Sampler:
     def choose(self, logits, c: SamplingControls, ctx: SamplingContext = SamplingContext()) -> int:
         """One token id drawn from `distribution` with the seeded generator."""
         cs = np.cumsum(self._weights(logits, c, ctx))
-        i = int(np.searchsorted(cs, self.rng.random() * cs[-1], side="right"))
-        return min(i, cs.size - 1)
+        i = min(int(np.searchsorted(cs, self.rng.random() * cs[-1], side="right")), cs.size - 1)
+        v = self.vocab
+        if self.memory is not None and self.parts is not None and v.note_on_base <= i < v.note_off_base:
+            self.hear_own(i)
+        return i
+
+    def hear_own(self, token: int) -> None:
+        """The session memory hears a note-on the agent drew, at the stream's frontier."""
+        v, enc = self.vocab, self.parts.enc
+        vel = v.bin_velocity(enc.velocity_bin) if enc.velocity_bin is not None else 64
+        self.memory.hear(token - v.note_on_base + v.pitch_lo, enc.tick, vel, "agent")
