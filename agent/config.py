@@ -86,8 +86,8 @@ class JamConfig:
     silence_ms: float = _f(600.0, min=10.0, max=60000.0)
     silence_beats: float = _f(1.5, min=0.0, max=64.0)  # >0 overrides silence_ms
     response_bars: float = _f(0.0, min=0.0, max=64.0)  # 0 = as long as the call
-    align: str = _f("beat", choices=["beat", "bar", "none"])  # where an answer's first note lands
-    turn: str = _f("model", choices=["model", "silence"])  # how the end of a phrase is decided
+    align: str = _f("phrase", choices=["phrase", "beat", "bar", "none"])  # where an answer's first note lands
+    turn: str = _f("phrase", choices=["phrase", "model", "silence"])  # how the end of a phrase is decided
     grid_strength: float = _f(3.0, min=0.0, max=100.0)  # logit penalty on time shifts off the player's eighth grid
     lookahead_ms: float = _f(200.0, min=0.0, max=5000.0)
     prepare_ms: float = _f(50.0, min=0.0, max=5000.0)  # compose an answer's start this long before the pause ends
