@@ -1,6 +1,6 @@
 """Soak: the live engine for M minutes over real JACK ports with randomised players.
 
-    python scripts/soak.py --minutes 10 [--json OUT] [--model DIR] [--seed N] [--jack-period 64]
+    python scripts/soak.py --minutes 60 --record [FILE.mid] [--json OUT] [--jack-period 64] [--segments 6]
 
 The command only: the work is in agent/bench/soak.py.
 """

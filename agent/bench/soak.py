@@ -1,6 +1,7 @@
 """Soak: the live engine for M minutes over real JACK ports with randomised players.
 
-    python scripts/soak.py --minutes 10 [--json OUT] [--model DIR] [--seed N] [--jack-period 64]
+    python scripts/soak.py --minutes 60 --record [FILE.mid] [--json OUT] [--model DIR] [--seed N]
+                           [--jack-period 64] [--segments 6] [--no-repl]
 
 Three processes on a JACK dummy server of its own (JACK_DEFAULT_SERVER):
 the engine (the same Engine `antiphon play` runs, with the port watcher, in
@@ -24,24 +25,33 @@ engine survived, crashes (the engine process dying, or its error), resident
 memory of the engine process at the start and the end, the longest agent
 note (beats at the engine's tempo when it began: it follows the player), and latency at the reader (received minus due, paired by
 identity).
+
+With `--record` the engine records as `antiphon play --record` does; a REPL session is open on it
+(prompt_toolkit, as bench_repl runs it) with a typist at 10 keys a second (REPL_SCRIPT: status,
+help, settings, panic). The run is cut into `--segments` (6: ten minutes of an hour); per segment
+(agent/bench/soakfigures.py): the scheduling error p99 at the reader, the engine thread's model
+step p99, the recorder's flush time, the engine's memory and the machine's load; last over first
+for each timing. At the end the recording is read back with mido and music21 and its note-ons
+compared with the reader's (the agent's) and the engine's (the player's heard).
 """
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent.config import ROOT
 
 from agent.bench import realtime as br  # JackServer, the reader role, pairing, sounding
+from agent.bench import soakfigures as sf
+from agent.bench.soakengine import BPM, TEMPERATURE_CC, role_engine
 
-BPM = 100.0
-TEMPERATURE_CC = 21
 MODES = ("call", "accompany", "solo")
 
 
@@ -110,77 +120,32 @@ def role_player(name: str) -> None:
 
 
 # -- the engine ----------------------------------------------------------------------
-def rss_mb(pid: int | None = None) -> float:
-    try:
-        with open(f"/proc/{pid or os.getpid()}/status") as f:
-            return next(int(x.split()[1]) for x in f if x.startswith("VmRSS")) / 1024
-    except (OSError, StopIteration):
-        return float("nan")
-
-
-def role_engine(spec: str) -> None:
-    """The engine on `transport` ports; stdin: 'set KEY VALUE' | 'stats' | 'quit'."""
-    transport, model = spec.split(",", 1)
-    from agent.config import load_config
-    from agent.live.engine import Engine
-    from agent.midi.ports import Ports
-    from agent.model.predictor import Predictor
-
-    cfg = load_config(overrides=[f"timing.bpm={BPM}", f"jam.temperature_cc={TEMPERATURE_CC}", 'jam.mode="call"',
-                                 "midi.port_check_s=0.5", f'model.path="{model}"', "jam.held_note_timeout_s=10.0"])
-    lines: list[str] = []
-    eng = Engine(cfg, Predictor.from_config(cfg), ports=Ports(transport), input_name="SoakKeys",
-                 virtual_name="SoakOut", report=lines.append)
-    sends: list = []
-    eng.start()
-    # each note message with the engine's beat length then (it follows the player's tempo, not BPM)
-    eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s, eng.tempo.seconds_per_beat()))
-                               if m.type.startswith("note") else None)
-    print("ready", flush=True)
-
-    def stats() -> dict:
-        st = eng.stats()
-        s, li, j = eng.scheduler, eng.listener, eng.jam
-        st.update(rss_mb=rss_mb(), faults=li.faults + s.faults, overflow=li.overflow, late=s.late,
-                  notes_limited=j.notes_limited, held_released=j.held_released, reprimes=j.reprimes,
-                  losses=eng.watcher.losses, reconnects=eng.watcher.reconnects, note_messages_sent=len(sends),
-                  stopped=eng.stopped.is_set(), error=repr(eng.error) if eng.error else None,
-                  dropped_polyphony=s.dropped_polyphony, unclosed=s.unclosed, limited_by_scheduler=s.limited, lines=lines[-5:],
-                  received=li.received, queued=li.inbox.qsize(), idle=j.gen is None)
-        return st
-
-    for line in sys.stdin:
-        cmd = line.split(maxsplit=2)
-        if cmd[0] == "set":
-            try:
-                eng.controls.set(cmd[1], cmd[2].strip())
-            except Exception as exc:  # a bad command never stops the music
-                lines.append(f"set failed: {exc}")
-            print(json.dumps(stats()), flush=True)
-        elif cmd[0] == "stats":
-            print(json.dumps(stats()), flush=True)
-        elif cmd[0] == "quit":
-            t = time.perf_counter()
-            closed = eng.stop()
-            st = stats()
-            st.update(closed_at_stop=len(closed), stop_s=time.perf_counter() - t, all_lines=lines,
-                      sends=[(list(b), d, s_, spb) for b, d, s_, spb in sends])
-            print(json.dumps(st), flush=True)
-            return
-
-
 class Proc(br.Child):
-    """A role of this script in its own process, spoken to line by line."""
+    """A role of this script in its own process, spoken to line by line. The engine's answers hand
+    over what it sent, its step and flush times: kept here (sends, steps, flushes, rss)."""
 
     def __init__(self, role: str, arg: str, env: dict) -> None:
         super().__init__(role, arg, env, module=__name__)
+        self.sends: list = []
+        self.steps: list = []
+        self.flushes: list = []
+        self.rss: list = []
+        self.load: list = []
 
     def ask(self, text: str):
         self.say(text)
         line = self.p.stdout.readline()
         if not line:
             raise RuntimeError(f"the process ended (exit status {self.p.wait()})")
-        return json.loads(line)
+        res = json.loads(line)
+        if isinstance(res, dict):
+            now = time.perf_counter()
+            self.sends += res.pop("sends", [])
+            self.steps += res.pop("steps", [])
+            self.flushes += res.pop("flushes", [])
+            self.rss.append((now, res["rss_mb"]))
+            self.load.append((now, os.getloadavg()[0]))
+        return res
 
 
 # -- the run -------------------------------------------------------------------------
@@ -194,6 +159,7 @@ class Tally:
     mode_changes: int = 0
     segments: dict = field(default_factory=dict)  # segments played, by kind
     lost_by_kind: dict = field(default_factory=dict)  # messages the player sent that never reached the engine
+    sends: list = field(default_factory=list)  # the engine's note messages: (bytes, due_s, sent_s, seconds per beat)
 
 
 def start_jack(period: int) -> br.JackServer:
@@ -247,33 +213,37 @@ def stop_engine(engine: Proc, reader: br.Child) -> tuple[dict, int, dict, list]:
         time.sleep(0.5)
     time.sleep(1.0)
     mid = engine.ask("stats")
-    reader.say(f"mark {mid['note_messages_sent']}")
+    reader.say(f"mark {len(engine.sends)}")
     before_stop = reader.result()
     final = engine.ask("quit")
-    reader.say(f"stop {len(final['sends'])}")
+    engine.rss.pop(), engine.load.pop()  # after stop(): the final files' writing is not the session's
+    reader.say(f"stop {len(engine.sends)}")
     return mid, before_stop, final, reader.result()
 
 
-def soak(minutes: float, model: str, seed: int, period: int = 64) -> dict:
-    """The whole soak (module docstring): the figures `figures` reports, with the run's settings."""
+def soak(minutes: float, model: str, seed: int, period: int = 64, record: str | None = None, repl: bool = True,
+         n_segments: int = 6) -> dict:
+    """The whole soak (module docstring): the figures `figures` reports, per segment too, with the
+    run's settings; the recording (record: a .mid path, or None) read back."""
     rng = random.Random(seed)
     server = start_jack(period)
     env = {**server.env, "MIDO_BACKEND": br.JACK_BACKEND}
     res: dict = {"minutes": minutes, "transport": "jack", "jack_period": period, "model": model, "seed": seed,
-                 "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+                 "record": record, "repl_typist": repl, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     engine = player = None
     tally = Tally()
     try:
         player = Proc("player", "SoakKeys", env)
-        engine = Proc("engine", f"jack,{model}", env)
+        engine = Proc("engine", f"jack,{record or ''},{int(repl)},{model}", env)
         reader = br.Child("reader", "SoakOut", env)
         time.sleep(1.0)
         tally.player_sent = player.ask(f"play phrase {rng.randrange(1 << 30)}")  # warm up: the model's first steps allocate
         time.sleep(2.0)
         rss0 = engine.ask("stats")["rss_mb"]
+        start_s = time.perf_counter()
         play_segments(engine, player, rng, minutes, tally)
         mid, before_stop, final, got = stop_engine(engine, reader)
-        if engine.p.wait(timeout=30) != 0 or final.get("error"):
+        if engine.p.wait(timeout=60) != 0 or final.get("error"):
             tally.crashes += 1
     finally:
         for proc in (player, engine):
@@ -284,61 +254,24 @@ def soak(minutes: float, model: str, seed: int, period: int = 64) -> dict:
                     pass
                 proc.p.kill()
         server.stop()
-    res.update(figures(tally, rss0, mid, final, got, before_stop), jack_xruns=server.xruns())
+    tally.sends, final_heard = engine.sends, final["heard_ons"]
+    whole, errors = sf.figures(tally, rss0, mid, final, got, before_stop)
+    segs = sf.segments(start_s, minutes * 60 / n_segments, n_segments, errors, engine.steps, engine.flushes,
+                       engine.rss, engine.load)
+    res.update(whole, jack_xruns=server.xruns(), per_segment=segs, last_over_first=sf.flat(segs))
+    if record:
+        res["recording"] = rec = sf.read_recording(record)
+        ons = rec.get("mido_note_ons", {})
+        res["recording_agent_missing"] = res["output_notes"] - ons.get("agent", 0)  # note-ons at the reader, not in the file
+        res["recording_human_missing"] = final_heard - ons.get("human", 0)  # heard by the jam, not in the file
     return res
 
 
-# -- the figures ---------------------------------------------------------------------
-def note_lengths(events, beat_at: list[tuple[float, float]]) -> list[tuple[float, int, float]]:
-    """[(t, bytes)] -> [(beats, pitch, start_s)], longest first. A note's beats are at the engine's
-    tempo when it began: beat_at is [(send_s, seconds per beat)] by time, the last send before it."""
-    def spb_at(t: float) -> float:
-        i = bisect.bisect_right(beat_at, (t, float("inf"))) - 1
-        return beat_at[max(0, i)][1] if beat_at else 60.0 / BPM
-
-    open_: dict[tuple[int, int], float] = {}
-    out = []
-    for t, b in events:
-        key = (b[0] & 0x0F, b[1])
-        if b[0] & 0xF0 == 0x90 and b[2] > 0:
-            open_[key] = t
-        elif key in open_:
-            t0 = open_.pop(key)
-            out.append(((t - t0) / spb_at(t0), b[1], t0))
-    return sorted(out, reverse=True)
-
-
-def figures(tally: Tally, rss0: float, mid: dict, final: dict, got: list, before_stop: int) -> dict:
-    """The soak's figures (module docstring) from its tally, the engine's stats before stop (mid) and
-    at the end (final, with every note message it sent), and what the reader got."""
-    notes_got = [g for g in got if g[1][0] & 0xF0 in (0x80, 0x90)]
-    sends = [(tuple(b), d, s_) for b, d, s_, _ in final["sends"]]
-    beat_at = [(s_, spb) for _, _, s_, spb in final["sends"]]  # the engine's seconds per beat, by send time
-    pairs, lost_out = br.pair_by_identity(sends, notes_got, window_s=1.0)
-    err_ms = sorted((g[0] - s[1]) * 1e3 for s, g in pairs)
-    lost_in = tally.player_sent - final["received"] - final["overflow"]
-    at_reader = note_lengths(notes_got, beat_at)
-    as_sent = note_lengths([(s_, b) for b, _, s_ in sends], beat_at)  # when the engine sent them: the transport left out
-    stuck = sorted(br.sounding(got[:before_stop]))
-    return dict(
-        input_events=tally.player_sent, output_notes=sum(1 for _, b in notes_got if b[0] & 0xF0 == 0x90 and b[2] > 0),
-        stuck_notes=len(stuck), left_open_after_stop=len(br.sounding(got)),
-        lost_events=max(0, lost_in) + lost_out, lost_in=lost_in, lost_out=lost_out, inbox_overflow=final["overflow"],
-        late_messages=final["late"] + final["dropped_late"], dropped_late=final["dropped_late"],
-        lost_in_by_segment=tally.lost_by_kind, faults_survived=final["faults"], crashes=tally.crashes,
-        port_removals=tally.removals, reconnects=final["reconnects"],
-        mode_changes=tally.mode_changes, segments=tally.segments, answers=final["answers"], phrases=final["phrases"],
-        rss_start_mb=round(rss0, 1), rss_end_mb=round(mid["rss_mb"], 1),  # before stop() frees anything
-        rss_growth_mb=round(mid["rss_mb"] - rss0, 1), longest_note_beats=round(at_reader[0][0] if at_reader else 0.0, 2),
-        longest_note_beats_as_sent=round(as_sent[0][0], 2) if as_sent else 0.0,
-        longest_notes_at_reader=[(round(x, 2), p, round(t, 2)) for x, p, t in at_reader[:3]],
-        stuck_detail=stuck,
-        notes_limited=final["notes_limited"], limited_by_scheduler=final["limited_by_scheduler"],
-        held_released=final["held_released"], reprimes=final["reprimes"],
-        dropped_polyphony=final["dropped_polyphony"], stop_s=round(final["stop_s"], 3),
-        latency_p50_ms=br.pct(err_ms, 50), latency_p99_ms=br.pct(err_ms, 99),
-        latency_max_ms=max(err_ms, default=None), report_lines=[x for x in final["all_lines"] if "port" in x][:6],
-        loadavg=os.getloadavg())
+KEYS = ["minutes", "input_events", "output_notes", "stuck_notes", "left_open_after_stop", "lost_events", "jack_xruns",
+        "inbox_overflow", "late_messages", "faults_survived", "crashes", "port_removals", "reconnects", "mode_changes",
+        "repl_keys", "rss_start_mb", "rss_end_mb", "rss_growth_mb", "longest_note_beats", "longest_note_beats_as_sent",
+        "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "stop_s", "recording_agent_missing",
+        "recording_human_missing"]
 
 
 def main(argv=None) -> int:
@@ -348,19 +281,23 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(ROOT / "models" / "default"))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jack-period", type=int, default=64, help="frames per JACK cycle at 48 kHz (default 64)")
+    ap.add_argument("--record", nargs="?", const="", metavar="FILE.mid",
+                    help="record the session as `antiphon play --record` does (default file: in a new temporary folder)")
+    ap.add_argument("--segments", type=int, default=6, help="segments the run is cut into (default 6: 10 minutes of an hour)")
+    ap.add_argument("--no-repl", action="store_true", help="no REPL typist on the engine")
     br.add_role_args(ap)
     a = ap.parse_args(argv)
     if br.run_role(a, {"player": role_player, "engine": role_engine, "reader": br.role_reader}):
         return 0
-    res = soak(a.minutes, a.model, a.seed, a.jack_period)
-    keys = ["minutes", "input_events", "output_notes", "stuck_notes", "left_open_after_stop", "lost_events",
-            "jack_xruns", "inbox_overflow", "late_messages", "faults_survived", "crashes", "port_removals", "reconnects",
-            "mode_changes", "rss_start_mb", "rss_end_mb", "rss_growth_mb", "longest_note_beats",
-            "longest_note_beats_as_sent", "latency_p50_ms",
-            "latency_p99_ms", "latency_max_ms", "stop_s"]
-    for k in keys:
-        v = res[k]
-        print(f"  {k:22} {v:.3f}" if isinstance(v, float) else f"  {k:22} {v}")
+    record = None if a.record is None else str(Path(a.record or Path(tempfile.mkdtemp(prefix="antiphon-soak-")) /
+                                                    "session.mid").resolve())
+    res = soak(a.minutes, a.model, a.seed, a.jack_period, record, not a.no_repl, a.segments)
+    for k in KEYS:
+        v = res.get(k)
+        print(f"  {k:26} {v:.3f}" if isinstance(v, float) else f"  {k:26} {v}")
+    if "recording" in res:
+        print(f"  recording: {json.dumps(res['recording'])}")
+    sf.print_segments(res["per_segment"], res["last_over_first"])
     br.write_results(res, a.json)
     return 0 if res["stuck_notes"] == 0 and res["crashes"] == 0 else 1
 
