@@ -94,10 +94,10 @@ class SamplingControls:
             raise bad("repeat_penalty", "must be >= 0")
         if self.repeat_window < 1:
             raise bad("repeat_window", "must be >= 1")
-        if not 0 <= self.echo <= 1:
-            raise bad("echo", "must be in 0..1 (0 = off)")
+        if not 0 <= self.echo <= 1:  # set as jam.echo and jam.form
+            raise SamplingError(f"jam.echo = {self.echo!r}: must be in 0..1 (0 = off)")
         if self.form not in FORMS:
-            raise bad("form", f"must be one of {', '.join(FORMS)}")
+            raise SamplingError(f"jam.form = {self.form!r}: must be one of {', '.join(FORMS)}")
         for pair in self.token_bias:
             if len(pair) != 2 or not math.isfinite(pair[1]):
                 raise bad("token_bias", "must be (token id, finite logit offset) pairs")

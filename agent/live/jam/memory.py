@@ -43,6 +43,7 @@ KEEP = 2048  # onsets kept per part; past it the older half goes (and the index 
 CALL_NOTES = 32  # the most onsets a call holds (its last ones)
 CALL_GAP_BEATS = 8.0  # a pause this long between the player's onsets starts a new call
 CANDIDATES = 16  # the most recent matches of a context that vote for the next unit
+START = {0: 1.0, 12: 0.6, -12: 0.6, 7: 0.4, -5: 0.4, 5: 0.3, -7: 0.3}  # echo: where the motif may start again
 NEIGHBOUR = {0: 1.0, 1: 0.35, -1: 0.35, 2: 0.1, -2: 0.1}  # echo: semitones off the call's interval -> weight
 
 
@@ -162,8 +163,11 @@ class SessionMemory:
             waits = frozenset(b.tick - a.tick for a, b in zip(call, call[1:]) if b.tick > a.tick)
             return Expectation(register=register, contrast=True, avoid_waits=waits, elapsed_ticks=elapsed)
         vel = self.vocab.velocity_bin(call[min(len(ans), len(call) - 1)].velocity)
-        if not ans:  # the answer's first note: its time is the jam's, its pitch the model's, in the call's register
-            pitches = self._continue(call, ans)[0] if form == "continue" else None
+        if not ans:  # the answer's first note: its time is the jam's; its pitch goes on from the call (continue),
+            # starts the motif again on the call's first pitch, an octave or a fifth away (echo: the key bias
+            # picks the one that keeps it in key), or is the model's
+            pitches = (self._continue(call, ans)[0] if form == "continue" else
+                       {call[0].pitch + d: w for d, w in START.items()} if form == "echo" else None)
             return Expectation(pitches=pitches, register=register, velocity_bin=vel)
         if form == "continue":
             pitches, ioi = self._continue(call, ans)

@@ -26,6 +26,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from agent.config import ROOT
 from agent.live.controls import live_keys
 from agent.ui.repl.commands import Commands
+from agent.model.echo import FORMS
 from agent.ui.repl.parse import ALIASES, HELP, KEYS, MODES, TEMPO_SOURCES
 from agent.ui.repl.toolbar import toolbar_text
 
@@ -68,6 +69,8 @@ class ReplCompleter(Completer):
         settings = sorted(ALIASES) + live_keys()
         if cmd == "mode" and n == 1:
             return MODES
+        if cmd == "form" and n == 1:
+            return list(FORMS)
         if cmd == "adaptive" and n == 1:
             return ["on", "off"]
         if cmd == "tempo" and n == 1:

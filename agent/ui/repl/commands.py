@@ -84,7 +84,7 @@ class Commands:
             controls.set_many(changes)
             self.say(", ".join(f"{k} = {controls.get(k)!r}" for k in changes))
             return
-        early = all(k.startswith("sampling.") or k == "timing.bpm" for k in changes)
+        early = all(k.startswith("sampling.") or k in ("timing.bpm", "jam.echo", "jam.form") for k in changes)
         t = controls.at(at, lambda line_s: controls.set_many(changes, at_s=line_s), what, early=early,
                         replaces=tuple(sorted(changes)))  # a later change of these settings on this line wins
         self.say(f"at the next {at} (in {1e3 * (t - controls.clock.now()):.0f} ms): {what}")

@@ -18,7 +18,7 @@ ALIASES = {
     "tempo": "timing.bpm", "velocity": "midi.velocity_scale", "channel": "midi.channel",
     "silence": "jam.silence_ms", "length": "jam.response_bars", "lookahead": "jam.lookahead_ms",
     "key-strength": "sampling.key_strength", "repeat-penalty": "sampling.repeat_penalty",
-    "rest-bias": "sampling.rest_bias",
+    "rest-bias": "sampling.rest_bias", "echo": "jam.echo", "form": "jam.form",
 }
 MODES = ["call", "accompany", "solo", "off"]
 TEMPO_SOURCES = {"follow": "player", "clock": "clock", "fixed": "fixed", "link": "link"}
@@ -38,6 +38,8 @@ HELP: dict[str, tuple[str, str]] = {  # name -> (usage, what it does)
     "range": ("range 48 84", "the agent's lowest and highest MIDI note"),
     "channel": ("channel 2", "the agent's output channel (1..16)"),
     "velocity": ("velocity 0.8", "scale the agent's velocities"),
+    "echo": ("echo 0.6", "how much answers build on what you played (0 = off, 1 = most)"),
+    "form": ("form continue|echo|vary|contrast", "what an answer makes of your call (with echo above 0)"),
     "set": ("set section.key value", "any live setting of config.toml"),
     "cc": ("cc [NAME CC [LO HI] | learn NAME [LO HI] | off CC]",
            "map a controller to a live setting; learn: the next CC moved; no arguments: list"),
@@ -55,7 +57,7 @@ HELP: dict[str, tuple[str, str]] = {  # name -> (usage, what it does)
 }
 NO_ARGS = {"ports", "panic", "reset", "status", "quit"}  # a word after these is a mistake, never dropped
 AT_ALLOWED = {"temp", "top-p", "top-k", "adaptive", "mode", "tempo", "key", "length", "silence", "range",
-              "channel", "velocity", "set", "panic", "reset"}
+              "channel", "velocity", "echo", "form", "set", "panic", "reset"}
 
 
 class CommandError(AntiphonError):
@@ -158,6 +160,17 @@ def cmd_velocity(args, what):
     return one(args, what, "midi.velocity_scale")
 
 
+def cmd_echo(args, what):
+    return one(args, what, "jam.echo")
+
+
+def cmd_form(args, what):
+    forms = field_of("jam.form")[0].metadata["choices"]
+    if len(args) != 1 or args[0] not in forms:
+        raise CommandError(f"{what}: {' '.join(args)!r} is not an answer form (allowed: one of {', '.join(forms)})")
+    return {"jam.form": args[0]}
+
+
 def cmd_channel(args, what):
     return one(args, what, "midi.channel", integer=True)
 
@@ -223,4 +236,5 @@ def cmd_set(args, what):
 
 SETTINGS = {"temp": cmd_temp, "top-p": cmd_top_p, "top-k": cmd_top_k, "velocity": cmd_velocity,
             "channel": cmd_channel, "adaptive": cmd_adaptive, "tempo": cmd_tempo, "key": cmd_key,
-            "length": cmd_length, "silence": cmd_silence, "range": cmd_range, "set": cmd_set}  # command -> parser
+            "length": cmd_length, "silence": cmd_silence, "range": cmd_range, "set": cmd_set,
+            "echo": cmd_echo, "form": cmd_form}  # command -> parser

@@ -40,6 +40,14 @@ def tempo_source(engine) -> str:
     return {"clock": "MIDI clock", "fixed": "set", "link": "Ableton Link"}[st["tempo_source"]]
 
 
+def echo_text(engine) -> str:
+    """"echo 0.6 vary, related 0.82": the echo, the answer form, and how related the last answer was (the
+    cosine of its pitch classes with its call's, the session memory's figure; "-" before any answer)."""
+    j = engine.controls.cfg.jam
+    related = getattr(getattr(engine.jam, "memory", None), "related", None)
+    return f"echo {j.echo:g} {j.form}, related " + (f"{related:.2f}" if related is not None else "-")
+
+
 def over_budget(engine, step_ms: float | None) -> str:
     """" (over the 2 ms budget)" when a model step's p99 (ms) does not fit latency.step_budget_ms, else ""."""
     budget = engine.controls.cfg.latency.step_budget_ms
@@ -57,7 +65,7 @@ def status_lines(engine) -> list[str]:
              f"tempo {engine.tempo.bpm:g} bpm ({tempo_source(engine)}), {engine.tempo.beats_per_bar} beats a bar; "
              f"silence {f'{j.silence_beats:g} beats' if j.silence_beats > 0 else f'{j.silence_ms:g} ms'}; "
              f"length {f'{j.response_bars:g} bars' if j.response_bars > 0 else 'same'}; "
-             f"channel {c.midi.channel}, velocity x{c.midi.velocity_scale:g}"]
+             f"channel {c.midi.channel}, velocity x{c.midi.velocity_scale:g}; {echo_text(engine)}"]
     if engine.input is not None and engine.output is not None:
         lines.append(f"listening on {engine.input.name!r}, playing on {engine.output.name!r}")
     now, ccmap = engine.clock.now(), engine.controls.ccmap
@@ -88,6 +96,8 @@ def toolbar_text(engine) -> str:
     temp = f"temp {c.sampling.temperature:.2f}" + (f" (used {used:.2f})" if c.sampling.adaptive and used else "")
     parts = [f"{mode}: {state_of(engine)}", temp, f"{engine.tempo.bpm:g} bpm ({tempo_source(engine)})",
              f"key {key_text(engine)}"]
+    if c.jam.echo > 0:
+        parts.append(echo_text(engine))
     f = engine.figures
     if f is not None:
         onset = f.onset_ms  # the last answer's, published by the jam's observer: no walk over its answers
