@@ -34,6 +34,7 @@ import time
 # JackServer, Child and the role plumbing live in harness; they are named here too, as the
 # benchmarks, scripts and realmidi tests have always called them (realtime.JackServer, ...).
 from agent.bench.harness import JACK_BACKEND, Child, JackServer, add_role_args, run_role, write_results
+from agent.bench.oscflood import OscFlood
 from agent.live.figures import pct  # the nearest-rank percentile the live figures use
 BPM, SILENCE_MS, BEATS = 200.0, 300.0, 4  # fast phrases keep 50 of them under three minutes
 PHRASE_PERIOD_BEATS = 12  # a 1-bar phrase, the pause, a 1-bar answer, and room to spare
@@ -153,26 +154,28 @@ def pair_by_identity(sent, got, window_s: float | None = None) -> tuple[list, in
     return pairs, lost + sum(len(q) for q in waiting.values())
 
 
-def start_engine(cfg, pred, ports, input_name: str, sends: list):
+def start_engine(cfg, pred, ports, input_name: str, sends: list, on_start=None):
     """The engine listening to input_name, on virtual output "Antiphon"; every message its scheduler
     sends is logged into sends as (bytes, due_s, sent_s). Engine is looked up when called, so a
-    caller may wrap it (scripts/bench_repl.py does)."""
+    caller may wrap it (scripts/bench_repl.py does). `on_start(engine)`: e.g. an OSC flood."""
     from agent.live.engine import Engine
 
     eng = Engine(cfg, pred, ports=ports, input_name=input_name, virtual_name="Antiphon", report=lambda s: None)
     eng.start()
     eng.scheduler.hooks.append(lambda m, d, s: sends.append((m.bytes(), d, s)))
+    if on_start is not None:
+        on_start(eng)
     return eng
 
 
-def run_jack(cfg, pred, n: int, env: dict, sends: list) -> tuple:
+def run_jack(cfg, pred, n: int, env: dict, sends: list, on_start=None) -> tuple:
     """n phrases from a player process, heard by a reader process, over JACK:
     (engine, played, got, messages got before stop(), notes stop() closed)."""
     from agent.midi.ports import Ports
 
     os.environ.update(env)
     player = Child("player", "BenchKeyboard", env)
-    eng = start_engine(cfg, pred, Ports("jack"), "BenchKeyboard", sends)
+    eng = start_engine(cfg, pred, Ports("jack"), "BenchKeyboard", sends, on_start)
     reader = Child("reader", "Antiphon", env)
     player.say(f"{time.perf_counter() + 0.5} {n}")
     played = player.result()
@@ -188,14 +191,14 @@ def run_jack(cfg, pred, n: int, env: dict, sends: list) -> tuple:
     return eng, played, got, before_stop, closed
 
 
-def run_loopback(cfg, pred, n: int, env: dict, sends: list) -> tuple:
+def run_loopback(cfg, pred, n: int, env: dict, sends: list, on_start=None) -> tuple:
     """The same as run_jack on in-process loopback ports, player and reader in this process."""
     import mido
 
     from agent.midi.ports import Loopback, Ports
 
     ports = Ports("loopback", loop=Loopback())
-    eng = start_engine(cfg, pred, ports, "keyboard", sends)
+    eng = start_engine(cfg, pred, ports, "keyboard", sends, on_start)
     got: list = []
     ports.open_input("Antiphon", lambda m, t: got.append((time.perf_counter(), m.bytes())))
     kbd = ports.open_output("keyboard")
@@ -248,8 +251,9 @@ def figures(mode: str, n: int, eng, sends, played, got, before_stop: int, closed
     return out
 
 
-def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = ()) -> dict:
-    """One run of n phrases in mode over transport ("jack" | "loopback"): the figures of `figures`."""
+def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = (), flood=None) -> dict:
+    """One run of n phrases in mode over transport ("jack" | "loopback"): the figures of `figures`
+    (and with `flood`, an agent.bench.oscflood.OscFlood, the OSC flood's)."""
     from agent.config import load_config
     from agent.model.predictor import Predictor
 
@@ -258,8 +262,10 @@ def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: lis
                                  f'model.path="{model}"', *sets])
     sends: list = []  # (msg, due_s, sent_s) from the scheduler
     run = run_jack if transport == "jack" else run_loopback
-    eng, played, got, before_stop, closed = run(cfg, Predictor.from_config(cfg), n, env, sends)
-    return figures(mode, n, eng, sends, played, got, before_stop, closed)
+    eng, played, got, before_stop, closed = run(cfg, Predictor.from_config(cfg), n, env, sends,
+                                                 flood.start if flood else None)
+    out = figures(mode, n, eng, sends, played, got, before_stop, closed)
+    return {**out, **flood.figures()} if flood else out
 
 
 def main(argv=None) -> int:
@@ -272,6 +278,10 @@ def main(argv=None) -> int:
     ap.add_argument("--jack-server", help="use this running JACK server instead of starting one")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="config override for the engine (repeatable), e.g. scheduler.spin_ms=2")
+    ap.add_argument("--osc-flood", type=float, default=0, metavar="RATE",
+                    help="the call run also serves OSC and takes RATE /antiphon/temp messages a second "
+                         "for its first --osc-flood-s seconds (agent/bench/oscflood.py)")
+    ap.add_argument("--osc-flood-s", type=float, default=10.0, metavar="S", help="how long the flood lasts")
     add_role_args(ap)
     a = ap.parse_args(argv)
     if run_role(a, {"player": role_player, "reader": role_reader}):
@@ -290,7 +300,8 @@ def main(argv=None) -> int:
             env = {**server.env, "MIDO_BACKEND": JACK_BACKEND}
         env = {**os.environ, **env}
     try:
-        call = run_once(transport, "call", n, a.model, env, a.sets)
+        flood = OscFlood(a.osc_flood, a.osc_flood_s) if a.osc_flood else None
+        call = run_once(transport, "call", n, a.model, env, a.sets, flood)
         acc = run_once(transport, "accompany", max(2, n // 5), a.model, env, a.sets)
     finally:
         if server:
@@ -307,6 +318,9 @@ def main(argv=None) -> int:
         print(f"  {k:<20} {fmt(call[k]):>10}   accompany {fmt(acc[k]):>10}")
     for k in ("rollback_fraction", "resample_p50_ms", "resample_p99_ms"):
         print(f"  {k:<20} {fmt(acc[k]):>10}")
+    for k in ("osc_flood_rate", "osc_sent", "osc_handled", "osc_superseded", "osc_refused", "osc_sender_late_max_ms"):
+        if k in call:  # --osc-flood
+            print(f"  {k:<20} {fmt(call[k]):>10}")
     write_results(res, a.json)
     return 0
 

@@ -18,14 +18,18 @@ For buttons and toggles (TouchOSC, Open Stage Control send 1 on press, 0
 on release): a command that takes no argument runs on a non-zero number
 and ignores 0; `adaptive` takes a number or a boolean as on/off.
 
-One thread of its own serves the port (python-osc's blocking UDP server):
-a command is parsed and validated there, and what touches the model is
-posted to the engine thread as the REPL's commands are; nothing here waits
-on the engine thread or the output thread.
+One thread of its own serves the port: it takes every datagram waiting
+(python-osc parses them), and a setting that a later message in the same
+batch sets again with the same words (a fader's flood) is dropped,
+unanswered (`superseded`); the rest run in order. A command is parsed and
+validated on this thread, and what touches the model is posted to the
+engine thread as the REPL's commands are; nothing here waits on the engine
+thread or the output thread.
 """
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 import threading
 
@@ -33,10 +37,11 @@ from agent.errors import AntiphonError
 from agent.live.controls import live_keys
 from agent.live.state_out import jam_state
 from agent.ui.repl.commands import Commands
-from agent.ui.repl.parse import NO_ARGS
+from agent.ui.repl.parse import NO_ARGS, SETTINGS
 
 log = logging.getLogger(__name__)
 PREFIX = "/antiphon"
+BATCH_S = 0.002  # the most often the server wakes (seconds): a message waits at most this long
 TOGGLES = {"adaptive"}  # on/off commands a toggle's 1/0 (or T/F) drives
 
 
@@ -74,6 +79,21 @@ def line_of(address: str, args) -> str | None:
     return " ".join(words + [word(a, toggle=name in TOGGLES) for a in args])
 
 
+def coalesce(batch: list) -> tuple[list, int]:
+    """(client, address, args) in order, less each setting that a later one sets again with the same
+    address and words (only its numbers differ): (what to run, how many were dropped)."""
+    def key(item):
+        client, address, args = item
+        words = [w for w in address[len(PREFIX):].split("/") if w]
+        if len(words) != 1 or words[0].lower() not in SETTINGS:
+            return None  # an action, `at`, a query: each one runs
+        return client, address, len(args), tuple(a for a in args if isinstance(a, str))
+
+    last = {key(item): i for i, item in enumerate(batch)}
+    keep = [item for i, item in enumerate(batch) if key(item) is None or last[key(item)] == i]
+    return keep, len(batch) - len(keep)
+
+
 def osc_value(value):
     """A setting as an OSC argument (python-osc sends bool, int, float and str as they are)."""
     return value if isinstance(value, (bool, int, float, str)) else str(value)
@@ -83,39 +103,77 @@ class OscControl:
     """Serves `[osc] port` on `[osc] host`: each message is one REPL line run against `engine`."""
 
     def __init__(self, engine, host: str, port: int) -> None:
-        from pythonosc.dispatcher import Dispatcher
-        from pythonosc.osc_server import BlockingOSCUDPServer
-
         self.engine = engine
-        self.received = 0
-        self.refused = 0
-        dispatcher = Dispatcher()
-        dispatcher.set_default_handler(self._on_message, needs_reply_address=True)
+        self.received = self.refused = self.superseded = 0  # messages: all, refused, dropped by coalesce
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            self.server = BlockingOSCUDPServer((host, port), dispatcher)
+            self.sock.bind((host, port))
         except OSError as exc:
+            self.sock.close()
             raise AntiphonError(f"[osc] cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.address = self.server.server_address[:2]  # (host, port): the port chosen where 0 was asked
+        self.sock.settimeout(0.1)
+        self.address = self.sock.getsockname()[:2]  # (host, port): the port chosen where 0 was asked
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "OscControl":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="antiphon-osc", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="antiphon-osc", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self.server.shutdown()
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
-        self.server.server_close()
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self.sock.recvfrom(65536)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:  # closed under us: stopping
+                return
+            batch, dropped = coalesce(self._parse([first, *self._waiting()]))
+            self.superseded += dropped
+            for client, address, args in batch:
+                self._on_message(client, address, *args)
+            self._stop.wait(BATCH_S)  # what comes meanwhile is one batch: a flood costs a wake-up a batch
+
+    def _waiting(self, most: int = 100_000) -> list:
+        """Every datagram already waiting (up to `most`), without blocking."""
+        out = []
+        self.sock.setblocking(False)
+        try:
+            while len(out) < most:
+                out.append(self.sock.recvfrom(65536))
+        except (BlockingIOError, InterruptedError):
+            pass
+        finally:
+            self.sock.settimeout(0.1)
+        return out
+
+    def _parse(self, datagrams: list) -> list:
+        """(client, address, args) for each message in the datagrams (bundles opened, python-osc's parser)."""
+        from pythonosc.osc_packet import OscPacket, ParseError
+
+        out = []
+        for data, client in datagrams:
+            try:
+                out += [(client, m.message.address, tuple(m.message.params)) for m in OscPacket(data).messages]
+            except ParseError:
+                self.received += 1
+                self.say_to(client)(f"error: a datagram of {len(data)} bytes that is not OSC; nothing done")
+        self.received += len(out)
+        return out
 
     # -- one message -------------------------------------------------------------------
     def reply(self, to, address: str, *args) -> None:
         from pythonosc.osc_message_builder import build_msg
 
         try:
-            self.server.socket.sendto(build_msg(address, list(args)).dgram, to)
+            self.sock.sendto(build_msg(address, list(args)).dgram, to)
         except OSError as exc:  # the sender is gone: nothing to tell
             log.debug("OSC reply to %s: %s", to, exc)
 
@@ -131,7 +189,6 @@ class OscControl:
         return say
 
     def _on_message(self, client, address: str, *args) -> None:
-        self.received += 1
         say = self.say_to(client)
         try:
             line = line_of(address, args)

@@ -1,7 +1,7 @@
 """A python-osc client in a process of its own, for the OSC tests: `python osc_peer.py`.
 
 Reads one JSON request a line on stdin, {"port": P, "address": "/antiphon/temp", "args": [0.8]},
-sends it to 127.0.0.1:P,
+sends it to 127.0.0.1:P ({"port": P, "many": [[address, args], ...]}: each, back to back),
 then `/antiphon/ping` as a fence (the server answers in order), then `/antiphon/status`;
 prints one JSON line: {"replies": [[address, args...], ...] (what the command answered),
 "settings": {key: value}, "state": STATE, "status": the status lines}.
@@ -29,7 +29,8 @@ def until(client, last: str) -> list[list]:
 
 
 def request(client, req: dict) -> dict:
-    client.send_message(req["address"], req.get("args", []))
+    for address, args in req.get("many") or [(req["address"], req.get("args", []))]:
+        client.send_message(address, args)
     client.send_message("/antiphon/ping", [])
     replies = until(client, "/antiphon/pong")[:-1]
     client.send_message("/antiphon/status", [])

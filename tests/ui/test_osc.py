@@ -18,7 +18,7 @@ from scripted import ScriptedPredictor  # noqa: E402
 from agent.config import load_config
 from agent.live.engine import Engine
 from agent.midi.ports import Loopback, Ports
-from agent.ui.osc import OscControl, line_of, word
+from agent.ui.osc import OscControl, coalesce, line_of, word
 
 def close_to(value):
     """A number within float32's precision (OSC sends floats as float32), anything else as it is."""
@@ -32,8 +32,9 @@ PEER = Path(__file__).resolve().parents[1] / "support" / "osc_peer.py"
 def peer():
     proc = subprocess.Popen([sys.executable, str(PEER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def ask(osc: OscControl, address: str, *args) -> dict:
-        proc.stdin.write(json.dumps({"port": osc.address[1], "address": address, "args": list(args)}) + "\n")
+    def ask(osc: OscControl, address: str = "", *args, many=None) -> dict:
+        req = {"port": osc.address[1], "address": address, "args": list(args), "many": many}
+        proc.stdin.write(json.dumps(req) + "\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
         assert line, f"the OSC peer died (exit {proc.poll()})"
@@ -177,3 +178,46 @@ def test_a_port_in_use_is_a_one_line_error(engine):
 
     with pytest.raises(AntiphonError, match=rf"\[osc\] cannot listen on 127.0.0.1:{engine.osc.address[1]}: "):
         OscControl(engine, "127.0.0.1", engine.osc.address[1])
+
+
+def test_a_burst_of_one_fader_ends_on_its_last_value_and_each_message_is_run_or_superseded(engine, peer):
+    values = [round(0.5 + (i % 150) / 100, 2) for i in range(100)]  # few enough that UDP drops none
+    got = peer(engine.osc, many=[["/antiphon/temp", [v]] for v in values])
+    assert got["settings"]["sampling.temperature"] == pytest.approx(values[-1], rel=1e-6)
+    osc = engine.osc
+    assert osc.received == 100 + 2  # the burst, the fence and the status request
+    assert len([r for r in got["replies"] if r[0] == "/antiphon/reply"]) == 100 - osc.superseded
+
+
+def test_coalesce_keeps_the_last_of_each_setting_and_every_action():
+    a, b = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    batch = [(a, "/antiphon/temp", (0.5,)), (a, "/antiphon/panic", (1.0,)), (a, "/antiphon/temp", (0.7,)),
+             (b, "/antiphon/temp", (0.9,)), (a, "/antiphon/set", ("sampling.top_p", 0.9)),
+             (a, "/antiphon/set", ("jam.lookahead_ms", 150)), (a, "/antiphon/set", ("sampling.top_p", 0.8)),
+             (a, "/antiphon/panic", (0.0,)), (a, "/antiphon/at/bar/temp", (1.0,)), (a, "/antiphon/at/bar/temp", (1.2,))]
+    keep, dropped = coalesce(batch)
+    assert keep == [batch[i] for i in (1, 2, 3, 5, 6, 7, 8, 9)] and dropped == 2
+
+
+def test_a_datagram_that_is_not_osc_is_answered_with_an_error(engine):
+    import socket
+
+    from pythonosc.osc_message import OscMessage
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.sendto(b"hello", tuple(engine.osc.address))
+        reply = OscMessage(s.recv(4096))
+    assert (reply.address, reply.params) == ("/antiphon/error", ["a datagram of 5 bytes that is not OSC; nothing done"])
+
+
+def test_the_benchmarks_flood_sender_is_taken_whole_and_changes_nothing(engine):
+    from agent.bench.oscflood import OscFlood
+
+    flood = OscFlood(1000, 0.5)  # bench_realtime --osc-flood 1000 --osc-flood-s 0.5
+    engine.synced.remove(engine.osc)
+    engine.osc.stop()
+    flood.start(engine)
+    got = flood.figures()
+    assert got["osc_sent"] == 500 and got["osc_handled"] == 500 and got["osc_refused"] == 0
+    assert engine.controls.get("sampling.temperature") == pytest.approx(1.0)
