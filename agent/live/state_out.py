@@ -4,13 +4,17 @@
 every `interval_s` (attribute reads: the jam's answer in progress, the tempo
 map, the key the sampler heard) and sends what changed:
 
-    /antiphon/state STATE            silent | listening | answering | accompanying | solo
-    /antiphon/tempo BPM CONFIDENCE SOURCE   the tempo in use (confidence -1 unless followed from the player)
-    /antiphon/key NAME               the key in use or heard ("D minor"; "none" before one is heard)
-    /antiphon/answer/start BEAT IN_S the first note of an answer (or a run): its beat in the tempo map, and
-                                     in how many seconds it sounds (negative: it already did)
-    /antiphon/answer/end BEAT IN_S NOTES HOW   an answer finished ("done", "barged": the player came in,
-                                     "stopped": cut by a mode change or panic)
+    /antiphon/state STATE                  silent | listening | answering | accompanying | solo
+    /antiphon/state/tempo BPM CONFIDENCE SOURCE   the tempo in use (confidence -1 unless followed
+                                           from the player; SOURCE as timing.source)
+    /antiphon/state/key NAME               the key in use or heard ("D minor"; "none" before one is)
+    /antiphon/state/answer/start BEAT IN_S the first note of an answer (or a run): its beat in the
+                                           tempo map, and in how many seconds it sounds (< 0: it did)
+    /antiphon/state/answer/end BEAT IN_S NOTES HOW   an answer finished ("done", "barged": the player
+                                           came in, "stopped": cut by a mode change or panic)
+
+(under /antiphon/state, so a control surface's widget for /antiphon/tempo or /antiphon/key, which
+set them, is not moved by what the agent reports)
 
 and, with `[osc] state_cc` >= 0, the state as that CC (value = its index in STATES) on
 `[osc] state_channel`, queued on the scheduler like any other message. Nothing here
@@ -125,16 +129,16 @@ class StateOut:
         conf = st["tempo_confidence"]
         tempo = (round(st["bpm"], 1), -1.0 if conf is None else round(conf, 2), st["tempo_source"])
         if self._changed("tempo", tempo):
-            self._send("/antiphon/tempo", *tempo)
+            self._send("/antiphon/state/tempo", *tempo)
         key = key_in_use(eng)
         if self._changed("key", key):
-            self._send("/antiphon/key", key)
+            self._send("/antiphon/state/key", key)
         self._answers(now)
 
     def _start(self, first_s: float, now: float) -> None:
         if first_s != self._started:
             self._started = first_s
-            self._send("/antiphon/answer/start", self.engine.tempo.beat(first_s), first_s - now)
+            self._send("/antiphon/state/answer/start", self.engine.tempo.beat(first_s), first_s - now)
 
     def _answers(self, now: float) -> None:
         g = self.engine.jam.gen if self.engine.jam is not None else None
@@ -148,4 +152,5 @@ class StateOut:
                 continue  # nothing sounded: there was no answer to end
             self._start(first_s, now)  # one that began and ended between two looks still has a start
             how = "barged" if rec.get("barged") else "stopped" if rec.get("stopped") else "done"
-            self._send("/antiphon/answer/end", self.engine.tempo.beat(end_s), end_s - now, int(rec.get("notes", 0)), how)
+            self._send("/antiphon/state/answer/end", self.engine.tempo.beat(end_s), end_s - now,
+                       int(rec.get("notes", 0)), how)

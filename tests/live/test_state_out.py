@@ -51,15 +51,15 @@ def test_a_phrase_answered_is_told_as_states_an_answers_start_and_end_tempo_key_
         eng.stop()
     states = [args[0] for a, args in got if a == "/antiphon/state"]
     assert states[:3] == ["listening", "answering", "listening"]
-    starts = [args for a, args in got if a == "/antiphon/answer/start"]
-    ends = [args for a, args in got if a == "/antiphon/answer/end"]
+    starts = [args for a, args in got if a == "/antiphon/state/answer/start"]
+    ends = [args for a, args in got if a == "/antiphon/state/answer/end"]
     rec = eng.jam.responses[0]
     assert len(starts) == 1 and len(ends) == 1
     assert starts[0][0] == pytest.approx(eng.tempo.beat(rec["first_note_t"]), abs=1e-3)  # float32 beats
     assert ends[0][0] == pytest.approx(eng.tempo.beat(rec["end_t"]), abs=1e-3)
     assert ends[0][2:] == (rec["notes"], "done") and rec["notes"] > 0
-    assert [args[0] for a, args in got if a == "/antiphon/key"] == ["D minor"]
-    tempo = [args for a, args in got if a == "/antiphon/tempo"]
+    assert [args[0] for a, args in got if a == "/antiphon/state/key"] == ["D minor"]
+    tempo = [args for a, args in got if a == "/antiphon/state/tempo"]
     assert tempo[0][2] == "player" and tempo[0][0] == pytest.approx(240.0, abs=0.05)
     ccs = [m.value for m in heard if m.type == "control_change" and m.control == 20 and m.channel == 15]
     assert ccs[:3] == [STATES.index("listening"), STATES.index("answering"), STATES.index("listening")]
