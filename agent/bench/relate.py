@@ -1,6 +1,6 @@
 """Relatedness benchmark: do the agent's answers build on their calls? (issue 22, items 1-3)
 
-    python scripts/bench_relate.py [--quick] [--json OUT] [--seed N] [--model DIR]
+    python scripts/bench_relate.py [--quick] [--json OUT] [--seed N] [--model DIR] [--forms echo,vary] [--echoes 0.5,1]
 
 On a fake clock (no ports, no sleeping), the jam as the engine wires it over
 the real default model answers real tunes from music21's corpus
@@ -266,9 +266,9 @@ def pct(xs, q) -> float:
     return round(float(np.percentile(xs, q)), 1) if xs else math.nan
 
 
-def run(tunes: list[dict], seed: int, model: Path) -> dict:
+def run(tunes: list[dict], seed: int, model: Path, forms=FORMS, echoes=ECHOES) -> dict:
     rows = {}
-    for echo, form in [(0.0, "continue")] + [(e, f) for f in FORMS for e in ECHOES]:
+    for echo, form in [(0.0, "continue")] + [(e, f) for f in forms for e in echoes]:
         name = "echo 0 (today)" if echo == 0 else f"{form} {echo:g}"
         costs: dict = {}
         pairs = []
@@ -290,10 +290,19 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_TUNES} tune a metre instead of {TUNES_PER_METRE}")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--forms", default=",".join(FORMS), help="answer forms to run, comma-separated")
+    ap.add_argument("--echoes", default=",".join(f"{e:g}" for e in ECHOES), help="echo values above 0 to run")
     ap.add_argument("--json", type=Path, help="write the results here")
     a = ap.parse_args(argv)
+    forms = [f for f in a.forms.split(",") if f]
+    bad = [f for f in forms if f not in FORMS]
+    if bad:
+        ap.error(f"--forms: {', '.join(bad)} not an answer form (one of {', '.join(FORMS)})")
+    echoes = [float(e) for e in a.echoes.split(",") if e]
+    if any(not 0 < e <= 1 for e in echoes):
+        ap.error(f"--echoes: {a.echoes} must be values in (0, 1] (echo 0 is always the first row)")
     tunes = pick_tunes(QUICK_TUNES if a.quick else TUNES_PER_METRE)
-    rows = run(tunes, a.seed, a.model)
+    rows = run(tunes, a.seed, a.model, forms, echoes)
     out = {"tunes": [t["name"] + " " + t["metre"] for t in tunes], "rows": rows}
     print(json.dumps(out, indent=1))
     print(f"\n{'row':<16}" + "".join(f"{c:>16}" for c in COLUMNS))

@@ -68,23 +68,35 @@ class EchoBias:
         self._pitches = np.arange(v.pitch_lo, v.pitch_hi + 1)
         self._bins = np.arange(v.velocity_bins)
         self._ks = np.arange(1, v.max_shift + 1)
+        self._registers: dict[tuple, np.ndarray] = {}  # (low, high, contrast) -> weights over pitches
+
+    def _register(self, lo: int, hi: int, contrast: bool) -> np.ndarray:
+        """Weights over the pitches for keeping to (contrast: leaving) the range lo..hi; cached (a call's
+        register is the same for the whole answer)."""
+        r = self._registers.get((lo, hi, contrast))
+        if r is None:
+            p = self._pitches
+            if contrast:
+                r = np.where((p >= lo) & (p <= hi), AVOID, 1.0)
+            else:
+                r = np.exp(-np.maximum(np.maximum(lo - REGISTER_SLACK - p, p - hi - REGISTER_SLACK), 0) / REGISTER_FALL)
+            if len(self._registers) > 256:
+                self._registers.clear()
+            self._registers[(lo, hi, contrast)] = r
+        return r
 
     def _pitch_weights(self, e: Expectation, follow_register: bool) -> np.ndarray | None:
         w = None
         if e.pitches:
             w = np.zeros(self._pitches.size)
+            lo, n = self.vocab.pitch_lo, self._pitches.size
             for p, x in e.pitches.items():
-                if self.vocab.in_range(p):
-                    w[p - self.vocab.pitch_lo] += x
-            w = w / w.max() if w.max() > 0 else None  # the likeliest pitch 1; the register may lower it
+                if 0 <= p - lo < n:
+                    w[p - lo] += x
+            top = w.max()
+            w = w / top if top > 0 else None  # the likeliest pitch 1; the register may lower it
         if e.register is not None and (follow_register or e.contrast):
-            lo, hi = e.register
-            p = self._pitches
-            if e.contrast:
-                r = np.where((p >= lo) & (p <= hi), AVOID, 1.0)
-            else:
-                out = np.maximum(lo - REGISTER_SLACK - p, p - hi - REGISTER_SLACK).clip(min=0)
-                r = np.exp(-out / REGISTER_FALL)
+            r = self._register(*e.register, e.contrast)
             w = r if w is None else w * r
         return w
 

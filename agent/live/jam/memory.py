@@ -203,7 +203,8 @@ class SessionMemory:
         last = line[-1].pitch
         for n, (di, ioi) in enumerate(units):
             w = 1.0 + n / len(units)  # the more recent, the more it counts
-            votes[last + di] += w
+            for d, x in NEIGHBOUR.items():  # a semitone off weighs less: the key may pick it (a transposed line)
+                votes[last + di + d] += w * x
             iois[ioi] += w
         return dict(votes), iois.most_common(1)[0][0]
 
