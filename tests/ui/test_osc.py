@@ -221,3 +221,27 @@ def test_the_benchmarks_flood_sender_is_taken_whole_and_changes_nothing(engine):
     got = flood.figures()
     assert got["osc_sent"] == 500 and got["osc_handled"] == 500 and got["osc_refused"] == 0
     assert engine.controls.get("sampling.temperature") == pytest.approx(1.0)
+
+
+def layout_messages() -> list[tuple[str, list]]:
+    """What each control of examples/antiphon-open-stage-control.json sends (its preArgs, then its
+    first value: a dropdown's first entry, a fader's top, a button's press)."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "antiphon-open-stage-control.json"
+    layout = json.loads(path.read_text())
+    out = []
+    for w in layout["content"]["widgets"]:
+        if w["type"] == "text":
+            continue
+        value = {"dropdown": lambda: list(w["values"].values())[0], "fader": lambda: w["range"]["max"],
+                 "button": lambda: w["on"]}[w["type"]]()
+        out.append((w["address"], [*w["preArgs"], value] if w.get("preArgs") else [value]))
+    return out
+
+
+def test_every_control_of_the_example_layout_is_a_command_the_agent_takes(engine, peer):
+    sent = layout_messages()
+    assert len(sent) == 12
+    got = peer(engine.osc, many=[[a, args] for a, args in sent])
+    assert [r for r in got["replies"] if r[0] == "/antiphon/error"] == []
+    assert got["settings"]["sampling.top_p"] == pytest.approx(1.0) and got["settings"]["jam.response_bars"] == 8.0
+    assert got["settings"]["timing.bpm"] == 240.0 and got["state"] == "silent"  # panic was pressed
