@@ -29,17 +29,19 @@ class TimedNote:
 class FollowedBeats:
     """The engine's tempo map as it was followed: its beat sampled at clock times (at attach, at
     each tempo change, each time the recorder takes its inbox), beats between samples in a straight
-    line. A restart (MIDI clock start: beat 0 again) goes on from the next whole bar. `grid(t0, ...)`
-    gives the score's grid: beat 0 is the followed bar line at or before the recording's time 0."""
+    line, and its bar line (`bar_beat`: the player's downbeat) there. A restart (MIDI clock start:
+    beat 0 again) goes on from the next whole bar. `grid(t0, ...)` gives the score's grid: beat 0 is
+    the followed bar line at or before the recording's time 0."""
 
     def __init__(self, beats_per_bar: int) -> None:
         self.beats_per_bar = beats_per_bar
         self.times: list[float] = []  # clock seconds, rising
         self.beats: list[float] = []  # the map's beat there, made monotonic across restarts
         self.bpms: list[float] = []  # the map's tempo there (beyond the samples, beats go on at it)
+        self.bar_beats: list[float] = []  # the beat number of a bar line there (restarts counted in)
         self._offset = 0.0
 
-    def add(self, t_s: float, beat: float, bpm: float) -> None:
+    def add(self, t_s: float, beat: float, bpm: float, bar_beat: float = 0.0) -> None:
         if self.times and t_s <= self.times[-1]:
             return
         beat += self._offset
@@ -55,6 +57,7 @@ class FollowedBeats:
         self.times.append(t_s)
         self.beats.append(beat)
         self.bpms.append(bpm)
+        self.bar_beats.append(bar_beat + self._offset)
 
     def beat(self, t_s: float) -> float:
         ts, bs = self.times, self.beats
@@ -65,9 +68,24 @@ class FollowedBeats:
         i = bisect.bisect_right(ts, t_s) - 1
         return bs[i] + (t_s - ts[i]) * (bs[i + 1] - bs[i]) / (ts[i + 1] - ts[i])
 
+    def bar_before(self, t_s: float) -> float:
+        """The beat of the followed bar line at or before t_s (the bar line of the sample before it)."""
+        i = max(0, bisect.bisect_right(self.times, t_s) - 1)
+        bar, bpb = self.bar_beats[i], self.beats_per_bar
+        return bar + math.floor((self.beat(t_s) - bar) / bpb + 1e-9) * bpb
+
+    def time(self, beat: float) -> float:
+        """The clock time (seconds) of a followed beat: beat() inverted (the beats only rise)."""
+        ts, bs = self.times, self.beats
+        if beat <= bs[0]:
+            return ts[0] - (bs[0] - beat) * 60 / self.bpms[0]
+        if beat >= bs[-1]:
+            return ts[-1] + (beat - bs[-1]) * 60 / self.bpms[-1]
+        i = bisect.bisect_right(bs, beat) - 1
+        return ts[i] + (beat - bs[i]) * (ts[i + 1] - ts[i]) / (bs[i + 1] - bs[i])
+
     def grid(self, t0: float, ticks_per_beat: int) -> "_Grid":
-        origin = math.floor(self.beat(t0) / self.beats_per_bar + 1e-9) * self.beats_per_bar
-        return _Grid(self, t0, origin, ticks_per_beat)
+        return _Grid(self, t0, self.bar_before(t0), ticks_per_beat)
 
 
 @dataclass(frozen=True)

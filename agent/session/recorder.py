@@ -5,6 +5,10 @@ notes as the listener hands them on (after the sustain pedal and the echo
 filter, velocities kept), the agent's notes as the scheduler sent them, the
 tempo map's changes and the jam's phrase/answer reports. Times are the
 clock's seconds, kept exactly; beats come from the recorded tempo changes.
+Attached to an engine, the recording starts on the followed bar line at or
+before its first note (the tempo map's beat and `bar_beat` as they were
+followed then): the .mid's tick 0, the score's bar 1 and the piano roll's
+first bar line are that bar line, so all three put bars where the player's were.
 
 Outputs:
 - a type-1 MIDI file: a tempo track (tempo changes, time signature,
@@ -72,7 +76,9 @@ class Recorder:
     def __init__(self, bpm: float, *, beats_per_bar: int = 4, resolution: int = 12, clock=None,
                  flush_s: float = 5.0, ticks_per_beat: int = 480, report=None) -> None:
         self.clock = clock or RealClock()
-        self.t0 = self.clock.now()  # the recording's time 0 (clock seconds); may be moved before the first event
+        self.t0 = self.clock.now()  # the recording's time 0 (clock seconds): attached to an engine, the
+        # followed bar line at or before the first note (set when that note is taken)
+        self._origin_open = False  # attached, no note yet: t0 is still to be put on the followed bar line
         self.beats_per_bar = beats_per_bar
         self.resolution = resolution
         self.flush_s = flush_s
@@ -124,7 +130,7 @@ class Recorder:
         if self._end_s is None:
             self._inbox.append((t_s, TEMPO, float(bpm), None, None))
             if self._map is not None:  # where the followed beat is at the change (on the setter's thread)
-                self._inbox.append((t_s, BEAT, self._map.beat(t_s), self._map.bpm, None))
+                self._inbox.append(self._beat_sample(t_s))
 
     def on_jam(self, kind: str, t_s: float | None, info: dict) -> None:
         """jam.observers: kind "phrase" (t_s: its first note) or "answer" (t_s: its first note)."""
@@ -145,10 +151,15 @@ class Recorder:
             lst.append(fn)
         self._detach = hooks
         self._map, self._followed = engine.tempo, FollowedBeats(engine.tempo.beats_per_bar)
-        now = self.clock.now()
-        self._inbox.append((now, BEAT, engine.tempo.beat(now), engine.tempo.bpm, None))
+        self._origin_open = not any(self._tracks[p].note_ons for p in PARTS)
+        self._inbox.append(self._beat_sample(self.clock.now()))
         if engine.tempo.bpm != self._tempo[-1][1]:
             self.on_tempo(engine.tempo.bpm, self.clock.now())
+
+    def _beat_sample(self, t_s: float) -> tuple:
+        """Where the followed beat and bar line are at t_s, for FollowedBeats."""
+        m = self._map
+        return (t_s, BEAT, m.beat(t_s), m.bpm, m.bar_beat)
 
     def detach(self) -> None:
         for lst, fn in self._detach:
@@ -159,8 +170,7 @@ class Recorder:
     # -- taking what the hooks handed over (_take_lock held) ------------------------------
     def _take(self) -> None:
         if self._map is not None and self._end_s is None:  # the followed beat now, as this batch ends
-            now = self.clock.now()
-            self._inbox.append((now, BEAT, self._map.beat(now), self._map.bpm, None))
+            self._inbox.append(self._beat_sample(self.clock.now()))
         batch = []
         try:
             while True:
@@ -168,10 +178,16 @@ class Recorder:
         except IndexError:
             pass
         batch.sort(key=lambda e: e[0])  # this batch only; stable: one instant keeps its order
+        for t_s, kind, a, b, c in batch:
+            if kind == BEAT:
+                self._followed.add(t_s, a, b, c)
+        if self._origin_open:
+            first = next((e[0] for e in batch if e[1] == NOTE), None)
+            if first is not None:
+                self._move_origin(self._followed.time(self._followed.bar_before(first)))
         end = self._end_s
         for t_s, kind, a, b, c in batch:
             if kind == BEAT:
-                self._followed.add(t_s, a, b)
                 continue
             t = max(0.0, t_s - self.t0)
             if end is not None and t > end:
@@ -186,10 +202,24 @@ class Recorder:
                 self._done_s = max(self._done_s, t)
             elif kind == TEMPO:
                 t = max(t, self._done_s)  # the notes already encoded keep their ticks
-                self._tempo.insert(bisect.bisect_right(self._tempo, t, key=lambda e: e[0]), (t, a))
+                if t <= 0.0:  # at (or before) the start: the recording's first tempo, not a second one
+                    self._tempo = [(0.0, a)] + [x for x in self._tempo if x[0] > 0.0]
+                else:
+                    self._tempo.insert(bisect.bisect_right(self._tempo, t, key=lambda e: e[0]), (t, a))
                 self._ticks = TickMap(self._tempo, self.ticks_per_beat)
             else:
                 self._markers.insert(bisect.bisect_right(self._markers, t, key=lambda e: e[0]), (t, a, b))
+
+    def _move_origin(self, t0: float) -> None:
+        """The recording's time 0 is now t0 (clock seconds; no note is recorded yet): the tempo
+        changes and markers so far move with it, those before it folded into time 0."""
+        d, self.t0, self._origin_open = self.t0 - t0, t0, False
+        before = [bpm for t, bpm in self._tempo if t + d <= 0]
+        self._tempo = [(0.0, before[-1] if before else self._tempo[0][1])] + [
+            (t + d, bpm) for t, bpm in self._tempo if t + d > 0]
+        self._markers = [(max(0.0, t + d), k, x) for t, k, x in self._markers]
+        self._ticks = TickMap(self._tempo, self.ticks_per_beat)
+        self._saved_s = max(0.0, self._saved_s + d)
 
     # -- the session as data --------------------------------------------------------
     def snapshot(self, end_s: float | None = None):

@@ -337,3 +337,64 @@ def test_after_a_midi_clock_restart_the_bars_go_on_from_the_next_whole_bar(tmp_p
     rec.stop()
     starts = [a for _, a, _, _ in rec.grid_notes()[0]["agent"]]
     assert starts == [0.0, 4.0, 8.0, 12.0]
+
+
+def test_a_live_recording_starts_on_the_followed_bar_line_in_the_mid_and_the_score(tmp_path):
+    """The followed map's bar lines are at beats 1, 5, 9... (the player's downbeat, bar_beat 1); the
+    recorder is attached mid-bar, the first note is on beat 3 of a bar, the next on the next bar's
+    beat 1. The .mid starts at the bar line before the first note: the notes read back at ticks
+    960 and 1920 (480 a beat), and the score's grid has them at beats 2 and 4."""
+    clock = FakeClock(T0)
+    tempo = TempoMap(120.0, T0 - 0.8)  # beat 0 at T0 - 0.8 s; the recorder comes at beat 1.6
+    tempo.align(120.0, T0 - 0.8, downbeat_s=T0 - 0.3)  # a bar line at beat 1
+    assert tempo.bar_beat == 1.0
+    rec = Recorder(120.0, clock=clock, flush_s=0)
+    rec.attach(_engine_with(tempo))
+    rec.start(tmp_path / "take.mid")
+    for beat in (7.0, 9.0):  # beat 3 of the bar from beat 5; beat 1 of the next
+        t = tempo.time(beat)
+        clock.set(t)
+        rec.note("human", 60, 80, t)
+        rec.note("human", 60, 0, t + 0.25)
+        clock.set(t + 0.4)
+        rec.flush()
+    rec.stop()
+    tick, ons = 0, []
+    for msg in mido.MidiFile(tmp_path / "take.mid").tracks[1]:
+        tick += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            ons.append(tick)
+    assert ons == [960, 1920]
+    starts = [a for _, a, _, _ in rec.grid_notes()[0]["human"]]
+    assert starts == [2.0, 4.0]
+
+
+def test_a_tempo_change_before_the_first_note_is_the_recordings_tempo_at_tick_0(tmp_path):
+    """The REPL sets 90 bpm before the player's first note, which is on a bar line of the map: the
+    .mid starts there at 90 bpm (one tempo event, at tick 0) with the note at tick 0."""
+    clock = FakeClock(T0)
+    tempo = TempoMap(120.0, T0)
+    rec = Recorder(120.0, clock=clock, flush_s=0)
+    rec.attach(_engine_with(tempo))
+    rec.start(tmp_path / "take.mid")
+    clock.set(T0 + 1.0)
+    tempo.set_bpm(90.0, T0 + 1.0)  # beat 2 at T0 + 1 s; then 90 bpm: bar 1 (beat 4) at T0 + 1 + 2 * 2/3 s
+    t = tempo.time(8.0)  # bar 2's downbeat
+    clock.set(t)
+    rec.note("human", 60, 80, t)
+    rec.note("human", 60, 0, t + 0.5)
+    clock.set(t + 1.0)
+    rec.stop()
+    tempos, ons, tick = [], [], 0
+    mid = mido.MidiFile(tmp_path / "take.mid")
+    for msg in mid.tracks[0]:
+        tick += msg.time
+        if msg.type == "set_tempo":
+            tempos.append((tick, round(mido.tempo2bpm(msg.tempo), 3)))
+    tick = 0
+    for msg in mid.tracks[1]:
+        tick += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            ons.append(tick)
+    assert tempos == [(0, 90.0)]
+    assert ons == [0]

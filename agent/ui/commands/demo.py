@@ -82,7 +82,7 @@ def run(args) -> int:
     recorder.start(out / "session.mid")
     ends: list[float] = []
     try:
-        play_for_answers(engine, recorder, phrases, 60.0 / cfg.timing.bpm, ends)
+        play_for_answers(engine, phrases, 60.0 / cfg.timing.bpm, ends)
     except KeyboardInterrupt:
         print("interrupted")
     finally:
@@ -99,14 +99,13 @@ def run(args) -> int:
     return 0 if len(engine.jam.responses) >= len(phrases) else 1
 
 
-def play_for_answers(engine, recorder, phrases, spb: float, ends: list[float]) -> None:
+def play_for_answers(engine, phrases, spb: float, ends: list[float]) -> None:
     """Play each phrase (at `spb` seconds a beat) and wait for its answer to end; the next phrase comes
     in GAP_BEATS later on the player's own beat. Appends each phrase's last note-off time (seconds) to
     `ends`; stops early if the engine stops or an answer does not come within a minute."""
     clock, jam = RealClock(), engine.jam
     res = jam.vocab.resolution
     origin = start = jam.stream.first_heard_alike(clock.now() + 0.3)  # the player's beat grid from here on
-    recorder.t0 = start - spb  # the files start a beat before the first note
     for i, phrase in enumerate(phrases):
         ends.append(play_on_grid(engine.listener, phrase, start, spb, res, clock))
         deadline = clock.now() + 60.0  # wait for the answer to finish playing (or the engine to fail)
