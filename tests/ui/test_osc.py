@@ -120,6 +120,9 @@ def test_cc_mapping_reset_and_at_bar_reach_the_engine(engine, peer):
     got = peer(engine.osc, "/antiphon/cc", "temp", 74)
     assert "cc: CC74 -> sampling.temperature [0.1 2]" in got["status"]
     assert engine.controls.ccmap.maps[74].key == "sampling.temperature"
+    assert "cc: learning midi.velocity_scale" in peer(engine.osc, "/antiphon/cc/learn", "velocity")["status"]
+    peer(engine.osc, "/antiphon/cc/off", 74)
+    assert 74 not in engine.controls.ccmap.maps
     assert peer(engine.osc, "/antiphon/reset")["replies"] == [["/antiphon/reply", "model state cleared"]]
     engine.controls.set("timing.bpm", 30.0)  # a bar of 8 s: still pending when status is read
     got = peer(engine.osc, "/antiphon/at/bar/temp", 1.5)
