@@ -21,6 +21,8 @@ Per row, over the answers (the agent's notes between a call's end and the next c
   transposition-invariant) found in its call; longest_run: the longest run of intervals it shares
   with its call (mean);
 - in_key: the fraction of the answer's notes in its call's key (music/keys.py's estimate);
+- in_register: the fraction of the answer's notes within its call's range (2 semitones either side);
+  velocity_gap: |the answer's mean velocity - its call's| (the player plays a soft call, then a loud one);
 - notes: the answer's notes (mean); answered: the fraction of calls answered with 2+ notes.
 Cost (the memory on the engine thread, measured inside these runs): hear_us (one onset into the
 memory) and echo_us (one sampling step's expectation and logit offset), p50/p99 in microseconds, and
@@ -55,6 +57,7 @@ CALL_BARS, REST_BARS = 2, 3
 HOLD = 0.9  # a note sounds this much of its written length
 FORMS = ("continue", "echo", "vary", "contrast")
 ECHOES = (0.5, 1.0)
+VELOCITIES = (52, 100)  # the player's velocity: a soft call, then a loud one
 RIG = ['jam.turn="silence"', 'jam.align="beat"', "jam.silence_beats=1.0", "jam.response_bars=0.0"]
 
 
@@ -101,9 +104,9 @@ class Rig:
                 return
         raise AssertionError("the jam never let time reach its target (a hang)")
 
-    def note(self, pitch: int, on: bool, t_s: float) -> None:
+    def note(self, pitch: int, on: bool, t_s: float, velocity: int = 80) -> None:
         self.run_until(t_s)
-        self.jam.player_note(pitch, 80 if on else 0, on, t_s)
+        self.jam.player_note(pitch, velocity if on else 0, on, t_s)
         self.wake = self.jam.tick(self.clock.now())
 
 
@@ -222,16 +225,18 @@ def run_tune(t: dict, echo: float, form: str, seed: int, model: Path, costs: dic
         for on_b, length, pitch in call:
             events.append((t0 + (start + on_b) * spb, 1, pitch))
             events.append((t0 + (start + on_b + max(length * HOLD, 0.05)) * spb, 0, pitch))
+        velocity = VELOCITIES[j % len(VELOCITIES)]
         for when, on, pitch in sorted(events):
-            rig.note(pitch, bool(on), when)
-        calls.append([(round((start + on_b) * 12), p) for on_b, _, p in call])
+            rig.note(pitch, bool(on), when, velocity)
+        calls.append(([(round((start + on_b) * 12), p) for on_b, _, p in call], velocity))
         windows.append((t0 + (start + CALL_BARS * bar) * spb, t0 + (start + (CALL_BARS + REST_BARS) * bar) * spb))
     rig.run_until(windows[-1][1])
-    sent = [(tm, m.note) for tm, m in rig.out.sent if m.type == "note_on" and m.velocity > 0]
+    sent = [(tm, m.note, m.velocity) for tm, m in rig.out.sent if m.type == "note_on" and m.velocity > 0]
     out = []
-    for call, (lo, hi) in zip(calls, windows):
-        answer = [(round((tm - t0) / spb * 12), p) for tm, p in sent if lo - 0.25 * spb <= tm < hi]
-        out.append({"call": call, "answer": answer})
+    for (call, velocity), (lo, hi) in zip(calls, windows):
+        mine = [(tm, p, v) for tm, p, v in sent if lo - 0.25 * spb <= tm < hi]
+        out.append({"call": call, "call_velocity": velocity, "answer_velocities": [v for _, _, v in mine],
+                    "answer": [(round((tm - t0) / spb * 12), p) for tm, p, _ in mine]})
     return out
 
 
@@ -240,7 +245,7 @@ def score(pairs: list[dict]) -> dict:
     pcs = [pc_hist(p for _, p in x["call"]) for x in pairs]
     iois = [ioi_hist([t for t, _ in x["call"]]) for x in pairs]
     rows = {"pc_related": [], "rhythm_related": [], "interval_3gram": [], "longest_run": [], "in_key": [],
-            "notes": []}
+            "in_register": [], "velocity_gap": [], "notes": []}
     answered = 0
     for i, x in enumerate(pairs):
         ans = x["answer"]
@@ -255,6 +260,9 @@ def score(pairs: list[dict]) -> dict:
         rows["interval_3gram"].append(ngram_overlap(intervals(ap), intervals(cp)))
         rows["longest_run"].append(longest_run(intervals(ap), intervals(cp)))
         rows["in_key"].append(in_key(ap, cp))
+        lo, hi = min(cp) - 2, max(cp) + 2
+        rows["in_register"].append(sum(lo <= p <= hi for p in ap) / len(ap))
+        rows["velocity_gap"].append(abs(float(np.mean(x["answer_velocities"])) - x["call_velocity"]))
     out = {k: round(float(np.mean([v for v in vs if v is not None])), 3) if any(v is not None for v in vs)
            else math.nan for k, vs in rows.items()}
     out["answered"] = round(answered / len(pairs), 3)
@@ -281,7 +289,8 @@ def run(tunes: list[dict], seed: int, model: Path, forms=FORMS, echoes=ECHOES) -
     return rows
 
 
-COLUMNS = ("pc_related", "rhythm_related", "interval_3gram", "longest_run", "in_key", "notes", "answered",
+COLUMNS = ("pc_related", "rhythm_related", "interval_3gram", "longest_run", "in_key", "in_register", "velocity_gap",
+           "notes", "answered",
            "hear_us_p99", "echo_us_p50", "echo_us_p99", "sample_us_p50", "sample_us_p99")
 
 

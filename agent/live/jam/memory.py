@@ -179,8 +179,10 @@ class SessionMemory:
     def _aligned(self, call: list[Onset], ans: list[Onset], form: str) -> tuple[dict | None, int | None]:
         """echo / vary: the call's unit that leads to its onset number len(ans) (wrapping round)."""
         k = len(ans) % len(call)
-        if k == 0:
-            return None, None  # round again: the model picks where the motif starts anew
+        if k == 0:  # round again, after the call's most common inter-onset time: echo starts the motif anew
+            ioi = Counter(b.tick - a.tick for a, b in zip(call, call[1:])).most_common(1)
+            ioi = min(max(ioi[0][0], 1), self.cap) if ioi else None
+            return ({call[0].pitch + d: w for d, w in START.items()} if form == "echo" else None), ioi
         di, ioi = _unit(call[k - 1], call[k], self.cap)
         last = ans[-1].pitch
         if form == "echo":
