@@ -1,6 +1,6 @@
 """Interaction benchmark: does the agent answer in the player's time, on the player's beat?
 
-    python scripts/bench_interaction.py [--json OUT] [--quick] [--model DIR] [--tempos 60,80,...]
+    python scripts/bench_interaction.py [--quick] [--json OUT] [--per-group N] [--calls N] [--rows ...] [--serial]
 
 The command only: the work is in agent/bench/interaction.py.
 """
