@@ -65,6 +65,7 @@ class Trace:
 def run(args) -> int:
     from agent.live.engine import Engine
     from agent.midi.ports import Loopback, Ports
+    from agent.ui.osc import osc_control
 
     if not use_repl(args) and not args.seconds:
         raise AntiphonError("antiphon repl needs a terminal (or --seconds N, to run with no prompt)")
@@ -75,6 +76,13 @@ def run(args) -> int:
     engine = Engine(cfg, predictor, ports=ports, input_name="keyboard", virtual_name="Antiphon",
                     report=lambda line: print(line, flush=True))
     engine.start()
+    try:
+        osc = osc_control(engine)  # [osc] port: the OSC addresses, tried with no keyboard
+    except BaseException:
+        engine.stop()
+        raise
+    if osc is not None:
+        engine.synced.append(osc)  # stopped with the engine
     trace = Trace(engine) if args.trace else None
     if trace:
         ports.open_input("Antiphon", trace.on_output)
@@ -83,7 +91,8 @@ def run(args) -> int:
         keyboard = ports.open_output("keyboard")
         player = ScriptedPlayer(keyboard.send, lambda: engine.tempo.bpm, args.gap_beats, args.phrases).start()
     banner = (f"antiphon repl: loopback ports, {'no player' if player is None else 'a scripted player'}; "
-              f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm, model {cfg.model_dir()}.")
+              f"mode {cfg.jam.mode}, {cfg.timing.bpm:g} bpm, model {cfg.model_dir()}."
+              + (f" OSC control on {osc.address[0]}:{osc.address[1]}." if osc is not None else ""))
     try:
         if use_repl(args):
             return run_with_repl(engine, banner, args.seconds)
