@@ -7,12 +7,16 @@ beat followed from the player, from incoming MIDI clock, or given).
 
 Timing: pulse n of a run that began on beat b0 is due when the map says beat
 b0 + n/24 falls. Each pulse is planned from the one before at the map's
-current tempo (a tempo change reaches the clock at the next pulse), plus a
-phase correction towards the map's beat of at most SLEW of a pulse interval:
-when the follower moves the beat (by up to half a beat) the clock catches up
-smoothly rather than jumping, and its tempo is never more than SLEW off the
-map's. The thread sleeps to absolute targets (a condition wait, so a command
-wakes it), then spins the last `spin_s` (as the scheduler does); a pulse sent
+current tempo (a tempo change reaches the clock at the next pulse, the one
+in flight included), plus a phase correction towards the map's beat that
+keeps the interval within SLEW of the map's tempo, or, for two beats after the
+follower changed the tempo by a ratio R, within R of the new tempo and of the
+interval before: when the follower moves the beat (by up to half a beat,
+mostly as the tempo changes) the clock catches up rather than jumping, within
+two beats after a change, and no interval jumps further than the follower's
+own change (or SLEW). The thread sleeps to absolute
+targets (a condition wait, so a command or a tempo change wakes it), then
+spins the last `spin_s` (as the scheduler does); a pulse sent
 late is still sent (a receiver counts pulses: skipping one would move its
 beat), and counted in `late`.
 
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 PPQ = 24
 SLEW = 0.01  # the phase correction per pulse, at most this fraction of a pulse interval
 GAIN = 0.5  # of the phase error corrected per pulse, within SLEW (a small error halves at each pulse)
+CATCH_UP_BEATS = 2  # after a tempo change, the phase it moved is caught up within this many beats
 LEAD_S = 0.005  # a start is armed on a beat at least this far ahead (time to plan and send)
 LATE_S = 0.002  # a pulse sent this much after it was due is counted late
 CLOCK, START, CONTINUE, STOP = (mido.Message(k) for k in ("clock", "start", "continue", "stop"))
@@ -72,6 +77,9 @@ class ClockOut:
         self._armed: float | None = None  # the song position (beats) of a start waiting for its beat
         self._b0, self._n = 0.0, 0  # the map's beat of pulse 0 of this run; pulses sent in it
         self._last_due = 0.0  # when the last pulse was due
+        self._interval = 0.0  # the last interval between pulses
+        self._bpm: float | None = None  # the map's tempo at the last plan
+        self._ratio, self._until = 1.0, 0  # the map's last tempo change (a ratio >= 1), caught up until pulse n
         self.pulses = self.late = 0
         self.sent: deque[tuple[float, float, int]] = deque(maxlen=100_000)  # (due_s, sent_s, status byte)
         self.error: Exception | None = None
@@ -110,15 +118,27 @@ class ClockOut:
     def next_due(self) -> float | None:
         """When the next pulse is due, planned from the last one on the map as it is now (None: stopped):
         a start waits for its beat wherever the map puts it; a pulse comes one interval at the map's
-        tempo after the one before, moved towards the map's beat by GAIN of the way, at most SLEW."""
+        tempo after the one before, moved towards the map's beat by GAIN of the way, its interval kept
+        within SLEW of the map's tempo; for CATCH_UP_BEATS after the map's tempo changed by a ratio R,
+        within R of it and of the interval before (so the phase a change moved, up to half a beat, is
+        caught up by then, and no interval jumps further than the follower's own change)."""
         if self._armed is not None:
             return self.tempo.time(self._b0)
         if not self.playing:
             return None
-        interval = 60.0 / (self.tempo.bpm * PPQ)
-        planned = self._last_due + interval
-        error = self.tempo.time(self._b0 + self._n / PPQ) - planned  # > 0: the map's beat comes later
-        return planned + max(-SLEW * interval, min(SLEW * interval, GAIN * error))
+        bpm = self.tempo.bpm
+        if bpm != self._bpm:  # the follower's change (and one still being caught up)
+            change = max(bpm, self._bpm or bpm) / min(bpm, self._bpm or bpm)
+            self._ratio = max(change, self._ratio if self._n < self._until else 1.0)
+            self._until, self._bpm = self._n + CATCH_UP_BEATS * PPQ, bpm
+        nominal = 60.0 / (bpm * PPQ)
+        error = self.tempo.time(self._b0 + self._n / PPQ) - (self._last_due + nominal)  # > 0: the map is later
+        r = 1 + SLEW
+        lo, hi = nominal / r, nominal * r
+        if self._n < self._until:
+            r = max(r, self._ratio)
+            lo, hi = max(nominal / r, self._interval / r), min(nominal * r, self._interval * r)
+        return self._last_due + max(lo, min(max(lo, hi), nominal + GAIN * error))
 
     def _stop(self) -> None:
         if self.playing:
@@ -147,6 +167,7 @@ class ClockOut:
         self._send(CLOCK, due)
         self.pulses += 1
         self._n += 1
+        self._interval = due - self._last_due if self._n > 1 else 60.0 / (self.tempo.bpm * PPQ)
         self._last_due = due
 
     def _send(self, msg: mido.Message, due: float) -> None:

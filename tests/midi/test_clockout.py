@@ -93,6 +93,26 @@ def test_when_the_follower_moves_the_beat_the_clock_catches_up_smoothly():
     assert ts[-1] - tempo.time(4.0 + n / 24) == pytest.approx(0.0, abs=0.0005), moved
 
 
+@pytest.mark.parametrize("shift", [0.3, -0.3])
+def test_a_big_change_of_the_followers_tempo_and_phase_is_caught_up_in_two_beats_and_no_jump_exceeds_it(shift):
+    clock, tempo, out, co = rig(84.0)
+    co.play()
+    run(co, clock, T0 + 5.0)
+    t = clock.now()
+    tempo.align(126.0, t + shift * 60 / 84)  # the player went to 126: the follower's beat 0.3 beat later (earlier)
+    run(co, clock, T0 + 12.0)
+    ts = clocks(co)
+    gaps = [b - a for a, b in zip(ts, ts[1:])]
+    steps = [max(b / a, a / b) for a, b in zip(gaps, gaps[1:])]
+    assert max(steps) <= 126 / 84 * (1 + SLEW) + 1e-9  # no jump larger than the follower's own change
+    after = [(x, n) for n, x in enumerate(ts) if x > t]
+    n0 = after[0][1]
+    off_map = [abs(x - tempo.time(4.0 + n / 24)) for x, n in after]  # 143 or 214 ms at the change
+    assert max(off_map[48:]) == pytest.approx(0.0, abs=0.001)  # two beats after the change, and on
+    assert max(off_map[72:]) == pytest.approx(0.0, abs=0.00005)
+    assert gaps[n0 + 48:] == pytest.approx([60 / 126 / 24] * len(gaps[n0 + 48:]), rel=SLEW + 1e-6)
+
+
 def test_a_jump_sends_stop_then_the_song_position_and_continue_on_the_next_beat():
     clock, tempo, out, co = rig(120.0)
     co.play()
