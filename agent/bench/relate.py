@@ -291,7 +291,7 @@ def run(tunes: list[dict], seed: int, model: Path, forms=FORMS, echoes=ECHOES) -
 
 COLUMNS = ("pc_related", "rhythm_related", "interval_3gram", "longest_run", "in_key", "in_register", "velocity_gap",
            "notes", "answered",
-           "hear_us_p99", "echo_us_p50", "echo_us_p99", "sample_us_p50", "sample_us_p99")
+           "hear_us_p50", "hear_us_p99", "echo_us_p50", "echo_us_p99", "sample_us_p50", "sample_us_p99")
 
 
 def main(argv=None) -> int:

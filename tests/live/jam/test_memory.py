@@ -111,3 +111,17 @@ def test_no_call_no_expectation_and_a_bad_form_or_part_is_named():
         m.expect("mirror", 0)
     with pytest.raises(ValueError, match="part 'drums'"):
         m.hear(60, 0, 80, "drums")
+
+
+def test_related_is_one_on_the_calls_pitch_classes_and_zero_on_pitch_classes_it_never_played(call):
+    m = heard(call)
+    end = call[-1][0] + 24
+    for k, (_, pitch) in enumerate(call):
+        m.hear(pitch + 12, end + 6 * k, 80, "agent")  # the call an octave up
+    assert m.related == pytest.approx(1.0, abs=1e-3)
+    m2 = heard(call)
+    pcs = {p % 12 for _, p in call}
+    off = [p for p in range(60, 72) if p % 12 not in pcs]
+    for k, pitch in enumerate(off):
+        m2.hear(pitch, end + 6 * k, 80, "agent")  # only pitch classes the call never played
+    assert m2.related == pytest.approx(0.0, abs=1e-3)
