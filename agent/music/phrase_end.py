@@ -19,7 +19,7 @@ beats with downbeat 0, so `bar position = beat % beats_per_bar`. A note is
 at the note index `start` (the player's first note after the agent's last turn,
 or after the last phrase end decided).
 
-Live use (not wired yet; the jam's turn-taking would do this):
+Live use (agent/live/jam/turn.py's PhraseTurn does this):
 
     tracker = PhraseTracker(load_model("models/default/phrase_end.json"))
     grid = Grid(period=seconds_per_beat, downbeat=a_downbeat_s, beats_per_bar=bpb)  # from the beat tracker
@@ -27,7 +27,7 @@ Live use (not wired yet; the jam's turn-taking would do this):
     p = tracker.note_off(t_s, pitch, grid)        # each player note-off; None unless it is the melody's note
     if p is not None and tracker.is_end("note_off", p) and no key is held:
         answer at the next phrase slot (the bar line at or after t_s); the silence rule stays the fallback
-    tracker.new_phrase()                          # once the agent takes its turn (or acts on an end)
+    tracker.new_phrase(skip=answer_s)             # the next call's first note, after the agent's answer
 
 numpy only; imports nothing of ours but errors and music.keys (the live side
 imports this without torch).
@@ -280,10 +280,17 @@ class PhraseTracker:
         self.start = 0  # index of the current phrase's first note
         self.last_start: int | None = None  # the phrase before it
 
-    def new_phrase(self) -> None:
-        """The next note starts a phrase (call after the agent's turn, or when an end is acted on)."""
+    def new_phrase(self, skip: float = 0.0) -> None:
+        """The next note starts a phrase (call after the agent's turn, or when an end is acted on).
+
+        `skip`: time (the grid's unit) since the last phrase that was not the player's, the agent's
+        answer: the notes heard before are moved that much later, so the last phrase's length and
+        the gap after it read as if the player had played on (as the classifier was trained)."""
         if self.start < len(self.onsets):
             self.last_start, self.start = self.start, len(self.onsets)
+        if skip > 0:
+            self.onsets = [t + skip for t in self.onsets]
+            self.ends = [None if e is None else e + skip for e in self.ends]
 
     def _p(self, stage: str, grid: Grid) -> float:
         i = len(self.onsets) - 1

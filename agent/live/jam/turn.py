@@ -29,9 +29,9 @@ note the player plays in call mode.
   release of the melody's last note its note-off head says whether the phrase
   ended there: a chorale's fermata quarter, a reel's last eighth, a short note
   on a strong beat, which neither the held-note rule nor the silence sees in
-  time. Either saying so ends the phrase at the release; the answer then
-  comes in at the next phrase slot. Without the file (or with one that cannot
-  be read) it is ModelTurn.
+  time. If it says so the phrase ends at the release and the answer comes in
+  at the next phrase slot; if not, the silence decides. Without the file (or
+  with one that cannot be read) it is ModelTurn.
 
 Where the answer comes in (`place`, jam.align): "phrase" (default) the next
 phrase slot, the call's first beat + k whole bars (the downbeat after the
@@ -209,17 +209,24 @@ class PhraseTurn(ModelTurn):
         self._release: tuple[float, float] | None = None  # (t_s, p) at the melody's last release
 
     def grid(self) -> Grid:
-        """The player's beat and bar line for the classifier: the tempo map's (the tracked downbeat),
-        or, while the beat is not trusted, bars from the call's first beat."""
+        """The player's beat and bar line for the classifier: a MIDI clock's or Link's bars; from the
+        player, the first beat after the call's first onset is taken for a downbeat (the call begins
+        on a pickup of up to a beat). On 40 Bach chorales' phrases (72 bpm, 150 calls after the first)
+        that finds 87 % of the ends at the last release, with a false end inside 9 % of the calls; the
+        tracked downbeat found 60 % (24 %); the true bar line 91 % (15 %)."""
         tempo, p = self.jam.tempo, self.jam.phrase
-        bar = tempo.bar_beat if self.jam.beat_trusted() or p is None else call_first_beat(tempo, p)
+        if p is None or self.jam.controls.cfg.timing.source in ("clock", "link"):
+            bar = tempo.bar_beat
+        else:
+            first = p.first_beat if p.first_beat is not None else tempo.beat(p.first_t)
+            bar = math.floor(first + ON_BEAT_BEATS) + 1
         return Grid(tempo.seconds_per_beat(), tempo.time(bar), tempo.beats_per_bar)
 
     def heard(self, pitch: int, on: bool, t_s: float, fresh: bool) -> None:
         if self.tracker is None:
             return
         if fresh:
-            self.tracker.new_phrase()
+            self.tracker.new_phrase(skip=self._answered_s())
             self._release = None
         if on:
             self.tracker.note_on(t_s, pitch, self.grid())
@@ -228,13 +235,26 @@ class PhraseTurn(ModelTurn):
         if p_end is not None:
             self._release = (t_s, p_end)
 
+    def _answered_s(self) -> float:
+        """How long the agent's last answer sounded (seconds) if it came after the player's last note."""
+        last = self.jam.responses[-1] if self.jam.responses else None
+        heard = self.tracker.onsets[-1] if self.tracker.onsets else None
+        if last is None or heard is None or last.get("first_note_t") is None or last.get("end_t") is None:
+            return 0.0
+        return max(0.0, last["end_t"] - last["first_note_t"]) if last["first_note_t"] > heard else 0.0
+
     def decide(self, p) -> bool:
-        model = super().decide(p)
+        """The classifier's note-off head at the melody's last release decides (the cadence rule's
+        evidence is kept for the report: the classifier weighs held notes itself, and the LSTM's
+        rest probability is no feature of it); without a classifier, ModelTurn's rule."""
+        if self.tracker is None:
+            return super().decide(p)
+        self.evidence(p)
         rel = self._release
         p_end = rel[1] if rel is not None and p.last_on_t <= rel[0] <= p.last_t else None
         ended = p_end is not None and self.tracker.is_end("note_off", p_end)
-        self.last.update(p_end=p_end, phrase_end=ended, early=model or ended)
-        return model or ended
+        self.last.update(p_end=p_end, phrase_end=ended, early=ended)
+        return ended
 
 
 POLICIES = {"silence": SilenceTurn, "model": ModelTurn, "phrase": PhraseTurn}
