@@ -2,8 +2,9 @@
 
 `sent` is ClockOut.sent, [(due_s, sent_s, status byte)]; `got` is a reader's log,
 [(t_s, message bytes)] on the same perf_counter clock (CLOCK_MONOTONIC: the
-processes' stamps compare). The i-th pulse received is paired with the i-th
-sent (pulses are all alike; the counts are reported, so a lost one shows).
+processes' stamps compare). Pulses are paired in order from the last (they
+are all alike; a reader may have joined after the first; the counts are
+reported, so a lost one shows).
 """
 from __future__ import annotations
 
@@ -30,13 +31,41 @@ def clock_figures(sent, got) -> dict:
     late = [(s - d) * 1e3 for d, s, st in sent if st == CLOCK]
     rx = pulses_at(got)
     n = min(len(due), len(rx))
-    jitter = [abs((rx[i + 1] - rx[i]) - (due[i + 1] - due[i])) * 1e3 for i in range(n - 1)]
+    planned, heard = due[len(due) - n:], rx[len(rx) - n:]  # paired from the end: a reader may join late
+    jitter = [abs((heard[i + 1] - heard[i]) - (planned[i + 1] - planned[i])) * 1e3 for i in range(n - 1)]
     transport = [b[0] for _, b in got if b[0] in (START, CONTINUE, STOP)]
     return {"pulses_sent": len(due), "pulses_got": len(rx),
             "clock_jitter_p50_ms": pct(jitter, 50), "clock_jitter_p99_ms": pct(jitter, 99),
             "clock_jitter_max_ms": max(jitter, default=None),
             "clock_send_late_p99_ms": pct(late, 99), "clock_send_late_max_ms": max(late, default=None),
             "clock_first": transport[0] if transport else None, "clock_last": transport[-1] if transport else None}
+
+
+class ClockReader:
+    """bench_realtime --clock-out: reads the engine's clock port ("Antiphon Clock") as a DAW would, in a
+    reader process over JACK (in this process on loopback); `figures()` after the engine has stopped."""
+
+    def __init__(self, env: dict) -> None:
+        self.env, self.child, self.got, self.engine = env, None, [], None
+
+    def start(self, engine) -> None:
+        import time
+
+        from agent.bench.harness import Child
+
+        self.engine = engine
+        port = engine.clock_sync.out.output.name
+        if engine.ports.is_loopback:
+            engine.ports.open_input(port, lambda m, t: self.got.append((time.perf_counter(), m.bytes())))
+        else:
+            self.child = Child("reader", port, self.env)
+
+    def figures(self) -> dict:
+        if self.child is not None:
+            self.child.say("stop 0")
+            self.got = self.child.result()
+            self.child.p.wait(timeout=10)
+        return clock_figures(list(self.engine.clock_sync.out.sent), self.got)
 
 
 # -- a player of real tunes at a tempo it never tells (for tests/realmidi/test_clock_out.py and the bench) ----

@@ -1,6 +1,7 @@
 """Real-time benchmark: scripted phrases into the live engine over JACK (or loopback).
 
     python scripts/bench_realtime.py [--json OUT] [--quick] [--transport jack|loopback] [--model DIR]
+                                     [--clock-out] [--osc-flood RATE]
 
 Over JACK it starts its own dummy server (JACK_DEFAULT_SERVER, so it cannot
 clash with another), and runs three processes: this one runs the engine on
@@ -22,6 +23,9 @@ for minutes is stuck even if stop() ends it), and `left_open_after_stop`;
 lost events (sent by one side, not received by the other);
 (d) accompany mode: fraction of player events that rolled the predictor
 back, and the time to resample up to the lookahead.
+With --clock-out both modes run again with `[sync] clock_out` on, the same
+figures beside those without it, and a reader process on the clock port
+gives the clock's pulse interval jitter (agent/bench/clock.py).
 """
 from __future__ import annotations
 
@@ -253,7 +257,8 @@ def figures(mode: str, n: int, eng, sends, played, got, before_stop: int, closed
 
 def run_once(transport: str, mode: str, n: int, model: str, env: dict, sets: list[str] = (), flood=None) -> dict:
     """One run of n phrases in mode over transport ("jack" | "loopback"): the figures of `figures`
-    (and with `flood`, an agent.bench.oscflood.OscFlood, the OSC flood's)."""
+    (and with `flood`, an agent.bench.oscflood.OscFlood or a clock.ClockReader: started with the
+    engine, its figures too)."""
     from agent.config import load_config
     from agent.model.predictor import Predictor
 
@@ -282,6 +287,9 @@ def main(argv=None) -> int:
                     help="the call run also serves OSC and takes RATE /antiphon/temp messages a second "
                          "for its first --osc-flood-s seconds (agent/bench/oscflood.py)")
     ap.add_argument("--osc-flood-s", type=float, default=10.0, metavar="S", help="how long the flood lasts")
+    ap.add_argument("--clock-out", action="store_true",
+                    help="run both modes again with [sync] clock_out on, a reader process on the clock port: "
+                         "the figures with clock out beside those without, and the clock's jitter")
     add_role_args(ap)
     a = ap.parse_args(argv)
     if run_role(a, {"player": role_player, "reader": role_reader}):
@@ -303,6 +311,7 @@ def main(argv=None) -> int:
         flood = OscFlood(a.osc_flood, a.osc_flood_s) if a.osc_flood else None
         call = run_once(transport, "call", n, a.model, env, a.sets, flood)
         acc = run_once(transport, "accompany", max(2, n // 5), a.model, env, a.sets)
+        clock = clock_out_runs(transport, n, a.model, env, a.sets) if a.clock_out else None
     finally:
         if server:
             server.stop()
@@ -310,19 +319,38 @@ def main(argv=None) -> int:
            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg": os.getloadavg(),
            "silence_ms": SILENCE_MS, "model": a.model, "sets": a.sets, **call,
            "accompany": acc, "rollback_fraction": acc.get("rollback_fraction"),
-           "resample_p50_ms": acc.get("resample_p50_ms"), "resample_p99_ms": acc.get("resample_p99_ms")}
+           "resample_p50_ms": acc.get("resample_p50_ms"), "resample_p99_ms": acc.get("resample_p99_ms"),
+           **({"clock_out": clock} if clock else {})}
+    print_table(transport, n, call, acc, clock)
+    write_results(res, a.json)
+    return 0
+
+
+def print_table(transport: str, n: int, call: dict, acc: dict, clock: dict | None) -> None:
+    """The readable table: call and accompany (and with --clock-out, the same with clock out on)."""
     fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     print(f"transport {transport}; {n} phrases at {BPM:g} bpm, silence {SILENCE_MS:g} ms")
     for k in ("onset_p50_ms", "onset_p99_ms", "onset_max_ms", "sched_err_p50_ms", "sched_err_p99_ms",
               "sched_err_max_ms", "send_err_p99_ms", "delivery_p50_ms", "delivery_p99_ms", "stuck_notes", "lost_events", "answers", "dropped_late"):
-        print(f"  {k:<20} {fmt(call[k]):>10}   accompany {fmt(acc[k]):>10}")
+        print(f"  {k:<20} {fmt(call[k]):>10}   accompany {fmt(acc[k]):>10}" + (
+            f"   clock out on: {fmt(clock['call'][k]):>10}   accompany {fmt(clock['accompany'][k]):>10}" if clock else ""))
     for k in ("rollback_fraction", "resample_p50_ms", "resample_p99_ms"):
         print(f"  {k:<20} {fmt(acc[k]):>10}")
     for k in ("osc_flood_rate", "osc_sent", "osc_handled", "osc_superseded", "osc_refused", "osc_sender_late_max_ms"):
         if k in call:  # --osc-flood
             print(f"  {k:<20} {fmt(call[k]):>10}")
-    write_results(res, a.json)
-    return 0
+    for k in ("pulses_sent", "pulses_got", "clock_jitter_p50_ms", "clock_jitter_p99_ms", "clock_jitter_max_ms",
+              "clock_send_late_p99_ms") if clock else ():
+        print(f"  {k:<20} {fmt(clock['call'][k]):>10}   accompany {fmt(clock['accompany'][k]):>10}")
+
+
+def clock_out_runs(transport: str, n: int, model: str, env: dict, sets) -> dict:
+    """--clock-out: both modes again with [sync] clock_out = "virtual", a reader on the clock port."""
+    from agent.bench.clock import ClockReader
+
+    on = [*sets, 'sync.clock_out="virtual"']
+    return {"call": run_once(transport, "call", n, model, env, on, ClockReader(env)),
+            "accompany": run_once(transport, "accompany", max(2, n // 5), model, env, on, ClockReader(env))}
 
 
 if __name__ == "__main__":

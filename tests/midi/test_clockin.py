@@ -123,3 +123,15 @@ def test_with_another_tempo_source_the_clock_moves_nothing():
     daw.send("stop")
     assert (daw.tempo.bpm, daw.tempo.beat(T0 + 10.0)) == before and daw.cuts == []
     assert daw.sync.clock_in.bpm == pytest.approx(150.0, abs=0.5)  # heard all the same (the toolbar can say so)
+
+
+def test_an_answer_aligned_to_the_bar_comes_in_on_the_daws_bar_line_after_a_mid_song_continue():
+    from agent.live.jam.turn import place
+
+    daw = Daw(100.0, beats_per_bar=3)  # a waltz
+    daw.send("songpos", pos=4 * 13)  # beat 13 of the song: bar 5, beat 2 in 3/4
+    daw.send("continue")
+    daw.run(2.5)  # the call ends in the first beat of bar 6 (song beat 13 + 59/24 = 15.46)
+    t = daw.pulse_times[-1]
+    assert daw.tempo.beat(place(daw.tempo, t, "bar")) == pytest.approx(15.0 + 3.0, abs=1e-6)  # bar 7's downbeat
+    assert daw.tempo.beat(place(daw.tempo, t, "beat")) == pytest.approx(15.0 + 1.0, abs=1e-6)

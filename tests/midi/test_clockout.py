@@ -213,3 +213,17 @@ def test_following_midi_clock_in_the_clock_out_follows_its_start_song_position_a
     assert "start" not in kinds and kinds.count("continue") >= 1  # not from the beginning: where the DAW is
     spp = [m.pos for m in heard if m.type == "songpos"]
     assert spp[0] == 40  # the next whole beat after the DAW's position (beat 9: bar 3, beat 2), in sixteenths
+
+
+def test_the_readers_figures_pair_pulses_from_the_last_and_take_the_planned_intervals_out():
+    from agent.bench.clock import clock_bpm, clock_figures
+
+    due = [10.0 + 0.02 * i + (0.005 if i > 50 else 0.0) for i in range(100)]  # the plan moved 5 ms once
+    sent = [(9.99, 9.99, 0xFA)] + [(d, d, 0xF8) for d in due] + [(12.5, 12.5, 0xFC)]
+    late = {60: 0.0021}  # one pulse heard 2.1 ms late; the reader joined after the first 10
+    got = [(d + 0.001 + late.get(i, 0.0), [0xF8]) for i, d in enumerate(due) if i >= 10] + [(12.501, [0xFC])]
+    fig = clock_figures(sent, got)
+    assert (fig["pulses_sent"], fig["pulses_got"]) == (100, 90)
+    assert fig["clock_jitter_max_ms"] == pytest.approx(2.1, abs=1e-6)  # the moved plan is not jitter
+    assert fig["clock_first"] == 0xFC and fig["clock_last"] == 0xFC  # it never heard the Start
+    assert clock_bpm([0.02 * i for i in range(25)])[0][1] == pytest.approx(125.0, abs=1e-9)
