@@ -42,19 +42,27 @@ class Voice:
 
     def sampling(self, lead: bool = False, grid: int | None = None):
         """The live sampling controls shaped for the stream (shaping.py): no piece boundaries;
-        `lead` no rest before an answer's first note; `grid` ticks off the player's eighth grid."""
-        return self.shaping.controls(self.controls.sampling, self.controls.cfg.jam.grid_strength, lead, grid)
+        `lead` no rest before an answer's first note; `grid` ticks off the player's subdivision grid
+        (eighths, or thirds where the tempo map's division is 3)."""
+        step = self.shaping.grid_step(self.tempo.division)
+        return self.shaping.controls(self.controls.sampling, self.controls.cfg.jam.grid_strength, lead, grid, step)
 
     def place(self, t_s: float, phrase) -> float:
         """An answer's first-note time (seconds): the first grid point (jam.align) at or after t_s; a
         phrase slot counts from the call `phrase`'s first beat (turn.py `place`)."""
         return place(self.tempo, t_s, align_of(self.controls.cfg.jam), phrase, self.trusted())
 
+    def _keeps_grid(self) -> bool:
+        """The agent keeps to the player's grid: jam.grid_strength > 0 and an alignment (jam.align not "none")."""
+        return align_of(self.controls.cfg.jam) != "none" and self.controls.cfg.jam.grid_strength > 0
+
     def _grid_offset(self, g: Generation) -> int | None:
-        """Ticks the stream's frontier is past the player's eighth grid (None: no grid to keep)."""
-        if align_of(self.controls.cfg.jam) == "none" or self.controls.cfg.jam.grid_strength <= 0:
+        """Ticks the stream's frontier is past the player's subdivision grid, in straight ticks (a swung
+        player's eighths are straight in the stream); None: no grid to keep."""
+        if not self._keeps_grid():
             return None
-        return self.shaping.grid_offset(self.tempo, self.stream.front_s()) if g.started else 0
+        s = self.stream
+        return self.shaping.ticks_past(s.beat_of(s.enc.tick), self.tempo.division) if g.started else 0
 
     def _send(self, due_s: float, pitch: int, velocity: int | None = None) -> None:
         """Queue a note-on (with `velocity`) or a note-off (None) on the agent's channel, due at due_s (seconds)."""
@@ -76,6 +84,8 @@ class Voice:
         for _ in range(MAX_TOKENS_PER_TICK):
             if g.done or (g.started and s.front_s() > horizon):
                 break
+            if g.started and self._keeps_grid():
+                s.onto_grid(self.tempo.division)  # an anchor between the player's ticks moves onto the grid
             due = s.front_s() if g.started else None
             g.snaps.append((due, s.predictor.snapshot(), s.frontier()))
             lead = not g.started and not g.opening.onset
