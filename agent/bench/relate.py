@@ -26,7 +26,8 @@ Per row, over the answers (the agent's notes between a call's end and the next c
 - notes: the answer's notes (mean); answered: the fraction of calls answered with 2+ notes.
 Cost (the memory on the engine thread, measured inside these runs): hear_us (one onset into the
 memory) and echo_us (one sampling step's expectation and logit offset), p50/p99 in microseconds, and
-sample_us (a whole sampling step, model included) p50/p99 per row beside echo 0's.
+sample_us (a whole sampling step, model included) p50/p99 per row beside echo 0's; and the same costs
+alone (`step_costs`: no jam, no model), where the jam's threads do not blur them.
 """
 from __future__ import annotations
 
@@ -289,6 +290,47 @@ def run(tunes: list[dict], seed: int, model: Path, forms=FORMS, echoes=ECHOES) -
     return rows
 
 
+def step_costs(tunes: list[dict], reps: int = 2000) -> dict:
+    """The memory's costs alone, microseconds p50/p99 (no jam, no model): one onset heard (the player's,
+    then the agent's), and one sampling step's weights at echo 0 and 0.6 per form (the sampler's numpy
+    over the vocabulary, the expectation and offset included), on this run's calls as one session."""
+    from types import SimpleNamespace
+
+    from agent.live.jam.memory import SessionMemory
+    from agent.model.sampler import Sampler, SamplingContext, SamplingControls
+    from agent.music.tokens import Vocab
+
+    v = Vocab()
+    mem, tick, hear = SessionMemory(v), 0, {"player": [], "agent": []}
+    for t in tunes:
+        for call in tune_calls(t):
+            for b, _, p in call:
+                t0 = time.perf_counter()
+                mem.hear(p, tick + round(b * 12), 80, "player")
+                hear["player"].append((time.perf_counter() - t0) * 1e6)
+            tick += 5 * 48
+            for k, (b, _, p) in enumerate(call):
+                t0 = time.perf_counter()
+                mem.hear(p + 7, tick + round(b * 12), 80, "agent")
+                hear["agent"].append((time.perf_counter() - t0) * 1e6)
+    out = {f"hear_{part}_us": [pct(xs, 50), pct(xs, 99)] for part, xs in hear.items()}
+    s = Sampler(v, 1)
+    s.parts = SimpleNamespace(enc=SimpleNamespace(tick=tick, velocity_bin=8), player_pitches=(), agent_sounding=set())
+    s.memory = mem
+    z = np.random.default_rng(0).normal(0, 2, v.size).astype(np.float32)
+    ctx = SamplingContext((60, 62, 64), frozenset())
+    for echo, form in [(0.0, "continue")] + [(0.6, f) for f in FORMS]:
+        c = SamplingControls(key="auto", key_strength=2.0, echo=echo, form=form)
+        xs = []
+        for i in range(reps):
+            s.parts.enc.tick = tick + i % 12  # time moves on: the wait expected changes every step
+            t0 = time.perf_counter()
+            s._weights(z, c, ctx)
+            xs.append((time.perf_counter() - t0) * 1e6)
+        out[f"weights_{form if echo else 'echo0'}_us"] = [pct(xs, 50), pct(xs, 99)]
+    return out
+
+
 COLUMNS = ("pc_related", "rhythm_related", "interval_3gram", "longest_run", "in_key", "in_register", "velocity_gap",
            "notes", "answered",
            "hear_us_p50", "hear_us_p99", "echo_us_p50", "echo_us_p99", "sample_us_p50", "sample_us_p99")
@@ -312,11 +354,13 @@ def main(argv=None) -> int:
         ap.error(f"--echoes: {a.echoes} must be values in (0, 1] (echo 0 is always the first row)")
     tunes = pick_tunes(QUICK_TUNES if a.quick else TUNES_PER_METRE)
     rows = run(tunes, a.seed, a.model, forms, echoes)
-    out = {"tunes": [t["name"] + " " + t["metre"] for t in tunes], "rows": rows}
+    costs = step_costs(tunes)
+    out = {"tunes": [t["name"] + " " + t["metre"] for t in tunes], "rows": rows, "step_costs_us_p50_p99": costs}
     print(json.dumps(out, indent=1))
     print(f"\n{'row':<16}" + "".join(f"{c:>16}" for c in COLUMNS))
     for name, r in rows.items():
         print(f"{name:<16}" + "".join(f"{r[c]:>16}" for c in COLUMNS))
+    print("\nthe memory alone, us p50 / p99: " + ", ".join(f"{k[:-3]} {a} / {b}" for k, (a, b) in costs.items()))
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
     return 0

@@ -61,10 +61,10 @@ class EchoBias:
 
     def __init__(self, vocab: Vocab) -> None:
         self.vocab = v = vocab
-        self.on = np.arange(v.note_on_base, v.note_off_base)
-        self.shift = np.arange(v.shift_base, v.velocity_base)
-        self.vel = np.arange(v.velocity_base, v.size)
-        self.on_shift = np.concatenate([self.on, self.shift])
+        self.on = slice(v.note_on_base, v.note_off_base)
+        self.shift = slice(v.shift_base, v.velocity_base)
+        self.vel = slice(v.velocity_base, v.size)
+        self._waits: dict[int, np.ndarray] = {}  # ticks to wait -> weights of SHIFT(1..max_shift)
         self._pitches = np.arange(v.pitch_lo, v.pitch_hi + 1)
         self._bins = np.arange(v.velocity_bins)
         self._ks = np.arange(1, v.max_shift + 1)
@@ -104,50 +104,55 @@ class EchoBias:
         """(weight of an onset now, weights of SHIFT(1..max_shift)), or None: no opinion on time."""
         if e.contrast and e.avoid_waits and e.elapsed_ticks is not None:
             now = AVOID if e.elapsed_ticks in e.avoid_waits else 1.0
-            later = np.array([AVOID if e.elapsed_ticks + k in e.avoid_waits else 1.0 for k in self._ks])
+            later = np.where(np.isin(e.elapsed_ticks + self._ks, list(e.avoid_waits)), AVOID, 1.0)
             return now, later
         if e.wait_ticks is None:
             return None
-        if e.wait_ticks <= 0:
-            return 1.0, np.zeros(self._ks.size)
-        target = min(e.wait_ticks, self.vocab.max_shift)
-        later = np.where(self._ks == target, 1.0, np.where(self._ks < target, PARTIAL_SHIFT, 0.0))
-        return 0.0, later
+        target = min(max(e.wait_ticks, 0), self.vocab.max_shift)
+        later = self._waits.get(target)
+        if later is None:  # 0: none (a note now); else the shift that reaches it, or part of the way
+            later = np.where(self._ks == target, 1.0, np.where(self._ks < target, PARTIAL_SHIFT, 0.0))
+            self._waits[target] = later
+        return (1.0 if target == 0 else 0.0), later
 
     def bias(self, e: Expectation, echo: float, follow_register: bool = True,
-             follow_velocity: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(additive logit offset [vocab], the token groups whose total mass the sampler keeps)."""
+             follow_velocity: bool = True) -> tuple[np.ndarray, list[tuple[slice, ...]]]:
+        """(additive logit offset [vocab], the token groups whose total mass the sampler keeps, each a
+        tuple of slices of the vocabulary)."""
         v = self.vocab
         out = np.zeros(v.size)
-        groups: list[np.ndarray] = []
+        groups: list[tuple[slice, ...]] = []
         power = GAIN * echo
         pw = self._pitch_weights(e, follow_register)
         timing = self._timing(e)
         if timing is not None:
             now, later = timing
-            q = np.concatenate([np.broadcast_to(now * (1.0 if pw is None else pw), self.on.size), later])
-            out[self.on_shift] = power * np.log(FLOOR + (1 - FLOOR) * q)
-            groups.append(self.on_shift)
+            out[self.on] = power * np.log(FLOOR + (1 - FLOOR) * (now * (1.0 if pw is None else pw)))
+            out[self.shift] = power * np.log(FLOOR + (1 - FLOOR) * later)
+            groups.append((self.on, self.shift))
         elif pw is not None:
             out[self.on] = power * np.log(FLOOR + (1 - FLOOR) * pw)
-            groups.append(self.on)
+            groups.append((self.on,))
         if e.velocity_bin is not None and follow_velocity and not e.contrast:
             q = np.exp(-np.abs(self._bins - e.velocity_bin) / VELOCITY_WIDTH)
             out[self.vel] = power * np.log(FLOOR + (1 - FLOOR) * q)
-            groups.append(self.vel)
+            groups.append((self.vel,))
         return out, groups
 
 
-def keep_group_mass(z: np.ndarray, offset: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
-    """z + offset, each group shifted so that its total probability is what z gave it (z: logits
-    with the bias, -inf = masked; changed in place and returned)."""
+def keep_group_mass(z: np.ndarray, offset: np.ndarray, groups: list[tuple[slice, ...]]) -> np.ndarray:
+    """z + offset, each group (a tuple of slices) shifted so that its total probability is what z gave
+    it (z: logits with the bias, -inf = masked; changed in place and returned)."""
     for g in groups:
-        before, after = z[g], z[g] + offset[g]
-        top = before.max()
+        top = max(z[s].max() for s in g)
         if top == -math.inf:
             continue
-        lse_before = top + math.log(np.exp(before - top).sum())
-        top2 = after.max()
-        lse_after = top2 + math.log(np.exp(after - top2).sum())
-        z[g] = after + (lse_before - lse_after)
+        before = after = 0.0
+        for s in g:
+            e = np.exp(z[s] - top)
+            before += e.sum()
+            after += np.dot(e, np.exp(offset[s]))
+        shift = math.log(before / after) if after > 0 else 0.0
+        for s in g:
+            z[s] += offset[s] + shift
     return z

@@ -168,6 +168,7 @@ class Sampler:
         # as they are drawn here. None (offline, or echo never used): today's sampling exactly.
         self.memory = None
         self._echo: EchoBias | None = None
+        self._echo_last: tuple | None = None  # (expectation, echo, register followed) -> its offset
 
     # -- bias ----------------------------------------------------------------
     def _static_bias(self, c: SamplingControls) -> np.ndarray:
@@ -231,7 +232,10 @@ class Sampler:
             self._echo = EchoBias(self.vocab)
         v = self.vocab
         follow_register = c.pitch_min <= v.pitch_lo and c.pitch_max >= v.pitch_hi  # a range set is kept
-        return self._echo.bias(e, c.echo, follow_register)
+        key = (e, c.echo, follow_register)
+        if self._echo_last is None or self._echo_last[0] != key:  # a note-off or a velocity: the same again
+            self._echo_last = key, self._echo.bias(e, c.echo, follow_register)
+        return self._echo_last[1]
 
     def _bias(self, c: SamplingControls, ctx: SamplingContext) -> np.ndarray:
         v = self.vocab

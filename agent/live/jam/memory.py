@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.model.echo import FORMS, Expectation
 from agent.music.tokens import Vocab
@@ -79,11 +79,14 @@ class SessionMemory:
         self.intervals: dict[tuple, list[int]] = {}  # the same over intervals alone
         self.call_start = 0  # index in `player` of the call's first onset
         self.related: float | None = None  # the latest answer's pitch-class cosine with its call
+        self._version = 0  # counts changes of the material: `expect` works out each form once per change
+        self._cached: tuple = (None, None)  # ((form, version), what _expect found)
 
     # -- hearing ------------------------------------------------------------------
     def hear(self, pitch: int, tick: int, velocity: int, part: str) -> None:
         """One onset at stream tick `tick`; part "player" or "agent"."""
         o = Onset(int(tick), int(pitch), int(velocity))
+        self._version += 1
         if part == "agent":
             self.forget_after(o.tick)
             self.agent.append(o)
@@ -128,6 +131,7 @@ class SessionMemory:
         """Drop the agent's onsets past `tick` (rolled back: they will not sound)."""
         while self.agent and self.agent[-1].tick > tick:
             self.agent.pop()
+            self._version += 1
 
     # -- what the call and the answer are --------------------------------------------
     def call(self) -> list[Onset]:
@@ -149,32 +153,44 @@ class SessionMemory:
     # -- what comes next ----------------------------------------------------------------
     def expect(self, form: str, tick: int) -> Expectation | None:
         """What the player's material suggests for the agent's next onset at stream tick `tick`; None: nothing
-        to go on (no call yet)."""
+        to go on (no call yet). Worked out once per form and change of the material; each step adds the time."""
         if form not in FORMS:
             raise ValueError(f"answer form {form!r}: one of {', '.join(FORMS)}")
         self.forget_after(tick)
+        key = (form, self._version)
+        if key != self._cached[0]:
+            self._cached = key, self._expect(form)
+        found = self._cached[1]
+        if found is None:
+            return None
+        e, ioi, last_tick = found
+        if last_tick is None:
+            return e
+        if form == "contrast":
+            return replace(e, elapsed_ticks=tick - last_tick)
+        return e if ioi is None else replace(e, wait_ticks=max(ioi - (tick - last_tick), 0))
+
+    def _expect(self, form: str) -> tuple[Expectation, int | None, int | None] | None:
+        """(the expectation but for the time, the inter-onset ticks expected from the agent's last onset,
+        that onset's tick); None: no call yet."""
         call = self.call()
         if not call:
             return None
         ans = self.answer()
         register = (min(o.pitch for o in call), max(o.pitch for o in call))
-        elapsed = tick - ans[-1].tick if ans else None
+        last_tick = ans[-1].tick if ans else None
         if form == "contrast":
             waits = frozenset(b.tick - a.tick for a, b in zip(call, call[1:]) if b.tick > a.tick)
-            return Expectation(register=register, contrast=True, avoid_waits=waits, elapsed_ticks=elapsed)
+            return Expectation(register=register, contrast=True, avoid_waits=waits), None, last_tick
         vel = self.vocab.velocity_bin(call[min(len(ans), len(call) - 1)].velocity)
         if not ans:  # the answer's first note: its time is the jam's; its pitch goes on from the call (continue),
             # starts the motif again on the call's first pitch, an octave or a fifth away (echo: the key bias
             # picks the one that keeps it in key), or is the model's
             pitches = (self._continue(call, ans)[0] if form == "continue" else
                        {call[0].pitch + d: w for d, w in START.items()} if form == "echo" else None)
-            return Expectation(pitches=pitches, register=register, velocity_bin=vel)
-        if form == "continue":
-            pitches, ioi = self._continue(call, ans)
-        else:
-            pitches, ioi = self._aligned(call, ans, form)
-        wait = None if ioi is None else max(ioi - elapsed, 0)
-        return Expectation(pitches=pitches, wait_ticks=wait, register=register, velocity_bin=vel)
+            return Expectation(pitches=pitches, register=register, velocity_bin=vel), None, None
+        pitches, ioi = self._continue(call, ans) if form == "continue" else self._aligned(call, ans, form)
+        return Expectation(pitches=pitches, register=register, velocity_bin=vel), ioi, last_tick
 
     def _aligned(self, call: list[Onset], ans: list[Onset], form: str) -> tuple[dict | None, int | None]:
         """echo / vary: the call's unit that leads to its onset number len(ans) (wrapping round)."""
