@@ -52,6 +52,7 @@ def off_bar_s(t_us: float, bar_us: float, bar_s: float) -> float:
     return wrap((t_us - bar_us) / 1e6, bar_s)
 
 
+@pytest.mark.slow
 def test_a_second_peer_sees_the_followed_tempo_and_the_agents_bar_phase():
     out = in_namespace("player")
     agent, peer = out["agent"], out["peer"]
@@ -62,6 +63,7 @@ def test_a_second_peer_sees_the_followed_tempo_and_the_agents_bar_phase():
     assert agent["published"] >= 1
 
 
+@pytest.mark.slow
 def test_with_source_link_the_agent_follows_the_peers_120_and_answers_on_its_bar_lines():
     out = in_namespace("link")
     agent, peer = out["agent"], out["peer"]
