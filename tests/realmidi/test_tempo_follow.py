@@ -1,7 +1,9 @@
 """Answers on the player's beat over real JACK ports: the agent is never told the tempo.
 
 `antiphon play` (the default config: timing.source = "player", jam.turn =
-"model", jam.align = "beat") listens to a player process playing two
+"phrase", jam.align = "phrase"; each phrase begins on a beat and lasts two
+bars, so its phrase slot is the beat its held last note ends on) listens to
+a player process playing two
 chorale-like phrases at 130 bpm with humanised timing; a reader process
 stamps what it sends. The answer's first note must land on the player's
 beat within 0.06 beat, at most a beat after the phrase's last release, and
