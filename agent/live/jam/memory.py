@@ -44,6 +44,7 @@ CALL_NOTES = 32  # the most onsets a call holds (its last ones)
 CALL_GAP_BEATS = 8.0  # a pause this long between the player's onsets starts a new call
 CANDIDATES = 16  # the most recent matches of a context that vote for the next unit
 START = {0: 1.0, 12: 0.6, -12: 0.6, 7: 0.4, -5: 0.4, 5: 0.3, -7: 0.3}  # echo: where the motif may start again
+ANCHOR = 0.6  # continue: the weight of the pitch class the player played where the line is found
 NEIGHBOUR = {0: 1.0, 1: 0.35, -1: 0.35, 2: 0.1, -2: 0.1}  # echo: semitones off the call's interval -> weight
 
 
@@ -213,16 +214,21 @@ class SessionMemory:
         line = call + ans
         ctx = [_unit(a, b, self.cap) for a, b in zip(line[-MAX_ORDER - 1:], line[-MAX_ORDER:])]
         found = self._match(self.joint, ctx) or self._match(self.intervals, [x for x, _ in ctx])
-        units = [self.units[j] for j in found] if found else [_unit(a, b, self.cap) for a, b in zip(call, call[1:])]
+        if found:  # each match's next unit, and the pitch the player played there
+            units = [(*self.units[j], self.player[j + 1].pitch) for j in found]
+        else:
+            units = [(*_unit(a, b, self.cap), None) for a, b in zip(call, call[1:])]
         if not units:
             return None, None
         votes: Counter = Counter()
         iois: Counter = Counter()
         last = line[-1].pitch
-        for n, (di, ioi) in enumerate(units):
+        for n, (di, ioi, played) in enumerate(units):
             w = 1.0 + n / len(units)  # the more recent, the more it counts
             for d, x in NEIGHBOUR.items():  # a semitone off weighs less: the key may pick it (a transposed line)
                 votes[last + di + d] += w * x
+            if played is not None and (last + di - played) % 12:  # the player's own pitch class, nearest
+                votes[last + di + (played - last - di + 6) % 12 - 6] += w * ANCHOR
             iois[ioi] += w
         return dict(votes), iois.most_common(1)[0][0]
 
