@@ -26,7 +26,7 @@ import numpy as np
 from agent.music.tokens import Vocab
 
 FORMS = ("continue", "echo", "vary", "contrast")  # jam.form: what an answer makes of its call
-GAIN = 2.5  # q ** (GAIN * echo): at echo 1 a token the memory does not expect loses ~10 logits
+GAIN = 3.5  # q ** (GAIN * echo): at echo 1 a token the memory does not expect loses ~13.7 logits, at 0.5 ~6.8
 FLOOR = 0.02  # the least weight q gives any token (log 0.02 ~ -3.9)
 PARTIAL_SHIFT = 0.3  # a shift that stops short of the expected onset (a grid step on the way): this weight
 REGISTER_SLACK = 2  # semitones beyond the call's range that still count as its register
