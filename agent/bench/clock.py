@@ -24,9 +24,10 @@ def clock_bpm(times: list[float], window: int = 24) -> list[tuple[float, float]]
             for i in range(window, len(times)) if times[i] > times[i - window]]
 
 
-def clock_figures(sent, got) -> dict:
+def clock_figures(sent, got, off_beat=()) -> dict:
     """Pulse interval jitter (the interval heard minus the interval planned, ms), the sender's own
-    lateness (sent minus due, ms), the counts, and the first and last transport messages heard."""
+    lateness (sent minus due, ms), the counts, the first and last transport messages heard, and with
+    `off_beat` (ClockOut.off_beat, s) how far the pulses were planned from the followed beat (ms)."""
     due = [d for d, _, s in sent if s == CLOCK]
     late = [(s - d) * 1e3 for d, s, st in sent if st == CLOCK]
     rx = pulses_at(got)
@@ -38,7 +39,9 @@ def clock_figures(sent, got) -> dict:
             "clock_jitter_p50_ms": pct(jitter, 50), "clock_jitter_p99_ms": pct(jitter, 99),
             "clock_jitter_max_ms": max(jitter, default=None),
             "clock_send_late_p99_ms": pct(late, 99), "clock_send_late_max_ms": max(late, default=None),
-            "clock_first": transport[0] if transport else None, "clock_last": transport[-1] if transport else None}
+            "clock_first": transport[0] if transport else None, "clock_last": transport[-1] if transport else None,
+            "clock_off_beat_p50_ms": pct([abs(x) * 1e3 for x in off_beat], 50),
+            "clock_off_beat_p99_ms": pct([abs(x) * 1e3 for x in off_beat], 99)}
 
 
 class ClockReader:
@@ -65,7 +68,8 @@ class ClockReader:
             self.child.say("stop 0")
             self.got = self.child.result()
             self.child.p.wait(timeout=10)
-        return clock_figures(list(self.engine.clock_sync.out.sent), self.got)
+        out = self.engine.clock_sync.out
+        return clock_figures(list(out.sent), self.got, list(out.off_beat))
 
 
 # -- a player of real tunes at a tempo it never tells (for tests/realmidi/test_clock_out.py and the bench) ----

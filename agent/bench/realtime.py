@@ -340,7 +340,7 @@ def print_table(transport: str, n: int, call: dict, acc: dict, clock: dict | Non
         if k in call:  # --osc-flood
             print(f"  {k:<20} {fmt(call[k]):>10}")
     for k in ("pulses_sent", "pulses_got", "clock_jitter_p50_ms", "clock_jitter_p99_ms", "clock_jitter_max_ms",
-              "clock_send_late_p99_ms") if clock else ():
+              "clock_send_late_p99_ms", "clock_off_beat_p50_ms", "clock_off_beat_p99_ms") if clock else ():
         print(f"  {k:<20} {fmt(clock['call'][k]):>10}   accompany {fmt(clock['accompany'][k]):>10}")
 
 

@@ -82,6 +82,7 @@ class ClockOut:
         self._ratio, self._until = 1.0, 0  # the map's last tempo change (a ratio >= 1), caught up until pulse n
         self.pulses = self.late = 0
         self.sent: deque[tuple[float, float, int]] = deque(maxlen=100_000)  # (due_s, sent_s, status byte)
+        self.off_beat: deque[float] = deque(maxlen=100_000)  # each pulse's due time minus its beat's on the map, s
         self.error: Exception | None = None
 
     # -- commands (any thread) ----------------------------------------------------------
@@ -165,6 +166,7 @@ class ClockOut:
                 self._send(CONTINUE, due)
             self._armed, self.playing = None, True
         self._send(CLOCK, due)
+        self.off_beat.append(due - self.tempo.time(self._b0 + self._n / PPQ))
         self.pulses += 1
         self._n += 1
         self._interval = due - self._last_due if self._n > 1 else 60.0 / (self.tempo.bpm * PPQ)

@@ -74,15 +74,15 @@ def play_and_read(bench, env, model_dir):
         reader.say("stop 0")
         got = reader.result()
         player.say("quit")
-    return spans, got, list(eng.clock_sync.out.sent), followed
+    return spans, got, eng.clock_sync.out, followed
 
 
 def test_clock_out_follows_a_player_at_84_then_126_bpm_on_time(bench, jack, jack_env, model_dir):
     from agent.bench.clock import START, STOP, clock_bpm, clock_figures, pulses_at
 
     xruns0 = jack.xruns()
-    spans, got, sent, followed = play_and_read(bench, jack_env, model_dir)
-    fig = clock_figures(sent, got)
+    spans, got, out, followed = play_and_read(bench, jack_env, model_dir)
+    fig = clock_figures(list(out.sent), got, list(out.off_beat))
     fig["jack_xruns"] = jack.xruns() - xruns0
     period_ms = jack.period / jack.rate * 1e3
     assert fig["pulses_got"] == fig["pulses_sent"] > 0, fig
