@@ -60,6 +60,7 @@ def score_call(f: dict, snap: dict, ons: list[float], slack_s: float) -> dict:
          "metre": snap["division"] == f["division"] and (snap["bpb"] == 3) == (f["bpb"] == 3),
          "bpb": snap["bpb"] == f["bpb"], "bpb_est": snap["bpb"], "division_est": snap["division"],
          "downbeat": octave and abs(xb - round(xb)) <= DOWNBEAT_TOL_BEATS and round(xb) % f["bpb"] == 0,
+         "bar_x": round(xb, 3), "end_x": round(beats(f, f["end_s"]), 3),
          "swing_err": abs(snap["swing"] - f["swing"]) if f["swing"] > 1 else None,
          "false": bool(during), "answered": bool(after),
          "grid_on": sum(on_grid(beats(f, t), f["sub"], tol) for t in after), "grid_n": len(after)}
