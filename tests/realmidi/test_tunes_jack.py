@@ -90,3 +90,17 @@ def test_a_6_8_jig_is_answered_on_the_players_bar_line_and_in_thirds(jack, jack_
     run = {"group": "jig 6/8", "tune": C.abc_tune(*JIG), "felt_bpm": 80.0, "rubato": False, "swing": 1.0, "seed": 5}
     calls, out = play_tune(run, "Jig", jack_env, model_dir, jack)
     check(calls, out, jack, xruns0)
+
+
+def test_the_benchmarks_quick_run_plays_scores_and_rates_a_tune(jack, model_dir, tmp_path, capsys):
+    from agent.bench import interaction as inter
+
+    out = tmp_path / "bench.json"
+    assert inter.main(["--quick", "--groups", "polka 2/4", "--model", str(model_dir), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    row = res["rows"]["default"]
+    assert [(c["group"], c["call"]) for c in row["calls"]] == [("polka 2/4", 0), ("polka 2/4", 1)]
+    assert row["summary"]["overall"]["answered"] == 2, row["calls"]
+    assert set(row["targets"]) == {"tempo_octave", "metre", "first_on_beat", "first_on_downbeat", "false_rate",
+                                   "grid_min_group", "delay_p90_beats" if inter.aligns_on_beat([]) else "delay_p90_bars"}
+    assert "targets (issue 20):" in capsys.readouterr().out
