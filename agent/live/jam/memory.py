@@ -8,8 +8,9 @@ time in ticks) from one onset to the next: a variable-order Markov model
 in the player's line they were followed, and what by. A second index over
 intervals alone is the back-off when the agent's rhythm matched nothing.
 
-The *call* is the player's latest run of onsets with no agent onset between
-them (and no pause over CALL_GAP_BEATS), at most CALL_NOTES long; the
+The *call* is the player's latest run of onsets with no answer between them
+(no pause of ANSWERED_GAP_BEATS with agent onsets in it, none over
+CALL_GAP_BEATS), at most CALL_NOTES long; the
 *answer* is the agent's onsets since the player's last. `expect(form, tick)`
 says what the player's material suggests for the agent's next onset at
 stream tick `tick` (agent/model/echo.py turns it into a logit offset):
@@ -42,6 +43,8 @@ MAX_ORDER = 4  # the longest context of units the index matches
 KEEP = 2048  # onsets kept per part; past it the older half goes (and the index is rebuilt)
 CALL_NOTES = 32  # the most onsets a call holds (its last ones)
 CALL_GAP_BEATS = 8.0  # a pause this long between the player's onsets starts a new call
+ANSWERED_GAP_BEATS = 2.0  # and one this long with the agent's onsets in it (an answer; accompanying notes
+# between the player's do not cut the call)
 CANDIDATES = 16  # the most recent matches of a context that vote for the next unit
 START = {0: 1.0, 12: 0.6, -12: 0.6, 7: 0.4, -5: 0.4, 5: 0.3, -7: 0.3}  # echo: where the motif may start again
 ANCHOR = 0.6  # continue: the weight of the pitch class the player played where the line is found
@@ -73,6 +76,7 @@ class SessionMemory:
         self.vocab = vocab
         self.cap = vocab.max_shift  # inter-onset times are capped at the longest shift (4 beats at 12)
         self.gap = round(CALL_GAP_BEATS * vocab.resolution)
+        self.answered_gap = round(ANSWERED_GAP_BEATS * vocab.resolution)
         self.player: list[Onset] = []
         self.agent: list[Onset] = []
         self.units: list[tuple[int, int]] = []  # units[j]: from player[j] to player[j + 1]
@@ -97,7 +101,8 @@ class SessionMemory:
             raise ValueError(f"part {part!r}: must be 'player' or 'agent'")
         prev = self.player[-1] if self.player else None
         self.player.append(o)
-        if prev is not None and (o.tick - prev.tick > self.gap or self._agent_between(prev.tick, o.tick)):
+        if prev is not None and (o.tick - prev.tick > self.gap or (o.tick - prev.tick >= self.answered_gap and
+                                                                  self._agent_between(prev.tick, o.tick))):
             self.call_start = len(self.player) - 1
         if prev is not None:
             self._index(_unit(prev, o, self.cap))

@@ -125,3 +125,12 @@ def test_related_is_one_on_the_calls_pitch_classes_and_zero_on_pitch_classes_it_
     for k, pitch in enumerate(off):
         m2.hear(pitch, end + 6 * k, 80, "agent")  # only pitch classes the call never played
     assert m2.related == pytest.approx(0.0, abs=1e-3)
+
+
+def test_accompanying_notes_between_the_players_do_not_cut_the_call(call):
+    m = SessionMemory(V)
+    for k, (tick, pitch) in enumerate(call):
+        m.hear(pitch, tick, 80, "player")
+        if k + 1 < len(call) and call[k + 1][0] > tick + 1:
+            m.hear(pitch - 12, tick + 1, 80, "agent")  # the agent plays along, a tick after each note
+    assert [o.pitch for o in m.call()] == [p for _, p in call][-32:]
