@@ -62,7 +62,8 @@ def score_call(f: dict, snap: dict, ons: list[float], slack_s: float) -> dict:
          "downbeat": octave and abs(xb - round(xb)) <= DOWNBEAT_TOL_BEATS and round(xb) % f["bpb"] == 0,
          "bar_x": round(xb, 3), "end_x": round(beats(f, f["end_s"]), 3),
          "swing_err": abs(snap["swing"] - f["swing"]) if f["swing"] > 1 else None,
-         "false": bool(during), "answered": bool(after),
+         "false": bool(during), "answered": bool(after), "during_x": [round(beats(f, t), 2) for t in during],
+         "start_x": round(beats(f, f["start_s"]), 3),
          "grid_on": sum(on_grid(beats(f, t), f["sub"], tol) for t in after), "grid_n": len(after)}
     if after:
         x = beats(f, after[0])
