@@ -39,3 +39,10 @@ def test_echo_one_in_the_echo_form_takes_up_the_calls_interval_pattern(tune):
     first = run_tune(tune, 1.0, "echo", 5, DEFAULT_MODEL, {})[0]
     ans, call = [p for _, p in first["answer"]], [p for _, p in first["call"]]
     assert longest_run(intervals(ans), intervals(call)) >= 6  # 8 of the call's 8 intervals in the recorded run
+
+
+def test_echo_one_answers_a_soft_call_softly_and_a_loud_one_loudly(tune):
+    soft, loud = run_tune(tune, 1.0, "continue", 5, DEFAULT_MODEL, {})  # the calls at velocity 52, then 100
+    gap = sum(loud["answer_velocities"]) / len(loud["answer_velocities"]) - sum(
+        soft["answer_velocities"]) / len(soft["answer_velocities"])
+    assert gap >= 20  # 30.7 in the recorded run (at echo 0 the model's own: 1.7)
