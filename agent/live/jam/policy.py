@@ -321,7 +321,7 @@ class Jam:
         if j.response_bars > 0:
             length = round(j.response_bars * self.tempo.beats_per_bar * res)
         elif align_of(j) == "phrase":
-            length = answer_bars(self.tempo, p, target) * self.tempo.beats_per_bar * res
+            length = answer_bars(self.tempo, p) * self.tempo.beats_per_bar * res
         else:
             length = max(p.last_tick - p.first_tick, res)  # as long as the call, at least a beat
         base = (self.predictor.snapshot(), self.stream.frontier())

@@ -64,7 +64,7 @@ MIN_GAP_BEATS = 0.05  # the answer never starts sooner than this after the relea
 END_SCORE = 0.6  # evidence needed to answer on the next beat
 W_LONG, W_ON_BEAT, W_MODEL = 0.45, 0.15, 1.0
 NEUTRAL = SamplingControls()  # the model's own distribution: the user's sampling controls don't apply
-EPS_S = 1e-9
+SLACK_BEATS = 0.01  # rounding room on "no more than a bar after the call's end"
 
 
 def rest_probability(predictor, vocab) -> float:
@@ -91,16 +91,22 @@ def call_first_beat(tempo, phrase) -> int:
     return math.floor(b + 0.5)
 
 
+def written_end_s(tempo, phrase) -> float:
+    """The call's written end (seconds), taken as the first point of the player's subdivision at or
+    after its last release (a breath is taken out of a note's length: the release comes a little early)."""
+    return tempo.next_beat(phrase.last_t - 1e-6, every=1.0 / max(1, tempo.division))
+
+
 def latest_s(tempo, phrase) -> float:
-    """The latest an answer may come in (seconds): one bar after the call's last release."""
-    return phrase.last_t + tempo.beats_per_bar * tempo.seconds_per_beat()
+    """The latest an answer may come in (seconds): one bar after the call's written end."""
+    return written_end_s(tempo, phrase) + (tempo.beats_per_bar + SLACK_BEATS) * tempo.seconds_per_beat()
 
 
 def phrase_slot(tempo, t_s: float, phrase) -> float | None:
     """The next phrase slot at or after t_s (seconds): the call's first beat + k whole bars (the
     point that completes its period); None when that is more than a bar after the call's end."""
     slot = tempo.next_beat(t_s, every=float(tempo.beats_per_bar), origin=call_first_beat(tempo, phrase))
-    return slot if slot <= latest_s(tempo, phrase) + EPS_S else None
+    return slot if slot <= latest_s(tempo, phrase) else None
 
 
 def place(tempo, t_s: float, align: str, phrase=None, trusted: bool = True) -> float:
@@ -115,16 +121,16 @@ def place(tempo, t_s: float, align: str, phrase=None, trusted: bool = True) -> f
             return slot
     elif trusted and align == "bar":
         bar = tempo.next_bar(t_s)
-        if phrase is None or bar <= latest_s(tempo, phrase) + EPS_S:
+        if phrase is None or bar <= latest_s(tempo, phrase):
             return bar
     return tempo.next_beat(t_s)
 
 
-def answer_bars(tempo, phrase, target_s: float) -> int:
-    """The call's length in whole bars, for an answer as long as it (phrase alignment): bars from
-    its first beat to where the answer comes in, at least one."""
-    beats = tempo.beat(target_s) - call_first_beat(tempo, phrase)
-    return max(1, math.floor(beats / tempo.beats_per_bar + 0.5))
+def answer_bars(tempo, phrase) -> int:
+    """The call's length in whole bars, for an answer as long as it (phrase alignment): from its first
+    beat to its written end, a bar begun counted (a tenth of a bar's slack), at least one."""
+    beats = tempo.beat(written_end_s(tempo, phrase)) - call_first_beat(tempo, phrase)
+    return max(1, math.ceil(beats / tempo.beats_per_bar - 0.1))
 
 
 class SilenceTurn:

@@ -108,11 +108,18 @@ def test_the_classifier_decided_the_short_ending(tunes):
     assert out[1][3]["phrase_end"] is True
 
 
-def test_the_silence_rule_answers_the_same_line_two_beats_late(tunes):
-    """Without the classifier the pickup slot (0.1 beat after the release) is missed: the silence's
-    1.5 beats, then the next beat (the slot after it is more than a bar past the call's end)."""
+def test_the_silence_rule_answers_the_same_line_a_bar_late(tunes):
+    """Without the classifier the pickup slot (0.1 beat after the release) is missed: after the
+    silence's 1.5 beats the next slot is the pickup beat a bar on, a bar after the written end (the most
+    the guard allows)."""
     out = jam_calls(rig(turn="silence"), tunes["bwv101.7"], phrase_calls(tunes["bwv101.7"], 3), 80.0)
-    assert out[1][2] - out[1][1] == pytest.approx(2.0, abs=TOL_Q)
+    assert out[1][2] - out[1][1] == pytest.approx(4.0, abs=TOL_Q)
+
+
+def test_an_answer_a_bar_late_lasts_as_many_bars_as_the_call(tunes):
+    r = rig(turn="silence")
+    jam_calls(r, tunes["bwv101.7"], phrase_calls(tunes["bwv101.7"], 3), 80.0)
+    assert r.jam.responses[1]["answer_beats"] == pytest.approx(8.0)  # the call's two bars, pickup to pickup
 
 
 def test_a_chorale_beginning_on_the_downbeat_is_answered_on_the_downbeat_after_it(tunes):
@@ -164,7 +171,7 @@ def test_without_phrase_end_json_the_phrase_turn_is_the_model_turn(tunes, tmp_pa
     r.controls.cfg = dataclasses.replace(r.cfg, model=dataclasses.replace(r.cfg.model, path=str(tmp_path)))
     out = jam_calls(r, tunes["bwv101.7"], phrase_calls(tunes["bwv101.7"], 3), 80.0)
     assert r.jam.turn().tracker is None
-    assert out[1][2] - out[1][1] == pytest.approx(2.0, abs=TOL_Q)  # the silence, as test_the_silence_rule...
+    assert out[1][2] - out[1][1] == pytest.approx(4.0, abs=TOL_Q)  # the silence decides, as with turn = "silence"
 
 
 def test_a_phrase_end_file_that_cannot_be_read_is_reported_in_one_line(tmp_path):
@@ -182,8 +189,8 @@ class Call:
 
 
 def test_a_slot_more_than_a_bar_after_the_calls_end_gives_way_to_the_next_beat():
-    tm = TempoMap(60.0, 0.0)  # a beat a second, bars of 4 from beat 0
-    call = Call(first_t=0.0, last_t=7.2)  # the slot after 9.1 s would be 12 s, 4.8 s after the end
+    tm = TempoMap(60.0, 0.0)  # a beat a second, bars of 4 from beat 0, eighths
+    call = Call(first_t=0.0, last_t=7.2)  # written end 7.5 s; the slot after 9.1 s would be 12 s, 4.5 s after it
     assert turns.place(tm, 9.1, "phrase", call) == pytest.approx(10.0)
 
 
@@ -192,6 +199,12 @@ def test_while_the_beat_is_not_trusted_phrase_and_bar_come_in_on_the_beat():
     call = Call(first_t=3.0, last_t=9.5)
     assert turns.place(tm, 9.6, "phrase", call, trusted=True) == pytest.approx(11.0)  # beat 3 + 2 bars
     assert turns.place(tm, 9.6, "phrase", call, trusted=False) == pytest.approx(10.0)
+
+
+def test_a_slot_exactly_a_bar_after_the_written_end_is_kept():
+    tm = TempoMap(60.0, 0.0)
+    call = Call(first_t=0.0, last_t=7.9)  # released a tenth before its written end, 8 s
+    assert turns.place(tm, 9.4, "phrase", call) == pytest.approx(12.0)
 
 
 def test_align_bar_uses_the_tempo_maps_bar_line():
