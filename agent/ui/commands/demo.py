@@ -30,7 +30,7 @@ from agent.ui.commands.play import configure, load_predictor
 
 HELP = "no keyboard needed: a scripted player and the agent, recorded to MIDI, MusicXML, PNG and WAV"
 DEFAULT_CORPUS = "bach/bwv66.6"
-GAP_BEATS = 1  # between an answer's end and the next phrase
+GAP_BEATS = 1  # at least this between an answer's end and the next phrase (which comes in on a bar line)
 
 
 def add_arguments(p) -> None:
@@ -101,7 +101,8 @@ def run(args) -> int:
 
 def play_for_answers(engine, phrases, spb: float, ends: list[float]) -> None:
     """Play each phrase (at `spb` seconds a beat) and wait for its answer to end; the next phrase comes
-    in GAP_BEATS later on the player's own beat. Appends each phrase's last note-off time (seconds) to
+    in on the player's next bar line at least GAP_BEATS later (a phrase begins a bar, so its answer, in
+    the next phrase slot, begins one too). Appends each phrase's last note-off time (seconds) to
     `ends`; stops early if the engine stops or an answer does not come within a minute."""
     clock, jam = RealClock(), engine.jam
     res = jam.vocab.resolution
@@ -114,6 +115,7 @@ def play_for_answers(engine, phrases, spb: float, ends: list[float]) -> None:
         if engine.stopped.is_set() or len(jam.responses) <= i:
             return
         # the jam is idle (its stream stands still at the answer's end): the next phrase comes in
-        # GAP_BEATS later, on the player's own beat
+        # GAP_BEATS later, on the player's own bar line
+        bpb = engine.tempo.beats_per_bar
         beats = (jam.stream.front_s() - origin) / spb + GAP_BEATS
-        start = origin + math.ceil(beats - 1e-6) * spb
+        start = origin + math.ceil(beats / bpb - 1e-6) * bpb * spb
