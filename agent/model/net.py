@@ -1,6 +1,10 @@
-"""The LSTM language model; training and inference share it. torch is imported only here.
+"""The LSTM (or GRU) language model; training and inference share it. torch is imported only here.
 
-Two kinds share the stacked-LSTM core (`ModelArgs.kind`):
+The recurrent core is a stacked LSTM, or a stacked GRU with `ModelArgs.cell = "gru"`
+(token models only; a checkpoint without `cell` is an LSTM). A state is a tuple of
+[layers, batch, hidden] tensors: (h, c) for the LSTM, (h,) for the GRU.
+
+Two kinds share the recurrent core (`ModelArgs.kind`):
 
 - "token": embedding -> stacked LSTM -> dropout -> linear over the token vocabulary (softmax).
 - "roll": 88-key many-hot frames (float) -> input dropout -> stacked LSTM -> dropout -> a head
@@ -10,7 +14,8 @@ Two kinds share the stacked-LSTM core (`ModelArgs.kind`):
 
 `forward(x, state)` runs a (batch, time) block for teacher-forced training
 with the state carried between chunks; `step(x, h, c)` runs one step for
-inference and is what the ONNX export traces. `score_pieces` is the one
+inference (c is None for the GRU) and is what the LSTM's ONNX export traces
+(the GRU's is `agent/training/export.py` GRUStep over the same weights). `score_pieces` is the one
 teacher-forced token scorer that training, the model card and
 scripts/evaluate.py share; `score_rolls` is its piano-roll counterpart.
 """
@@ -35,9 +40,11 @@ class ModelArgs:
     input_dropout: float = 0.0  # roll: dropout on the input frame
     nade_hidden: int = 0  # roll + nade: NADE hidden units
     weight_drop: float = 0.0  # training only: DropConnect on the recurrent weights (Merity et al. 2018)
+    cell: str = "lstm"  # "lstm" | "gru" (token models only)
 
 
 KINDS = {"token": ("softmax",), "roll": ("sigmoid", "nade")}
+CELLS = ("lstm", "gru")
 
 
 class NadeHead(nn.Module):
@@ -67,7 +74,7 @@ class NadeHead(nn.Module):
         return self.to_bv(s) + (h * self.v).sum(-1)
 
 
-State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [layers, batch, hidden]
+State = tuple[torch.Tensor, ...]  # (h, c) for the LSTM, (h,) for the GRU; each [layers, batch, hidden]
 
 
 class LSTMModel(nn.Module):
@@ -79,7 +86,10 @@ class LSTMModel(nn.Module):
             args = ModelArgs(**{**asdict(args), "head": "sigmoid"})
         if args.head not in KINDS[args.kind]:
             raise ValueError(f"{args.kind} model head {args.head!r}: must be one of {', '.join(KINDS[args.kind])}")
+        if args.cell not in CELLS or (args.cell == "gru" and args.kind != "token"):
+            raise ValueError(f"model cell {args.cell!r}: must be one of {', '.join(CELLS)} (gru: token models only)")
         self.args = args
+        self.gru = args.cell == "gru"
         self.roll = args.kind == "roll"
         if self.roll:  # the frame itself is the input: no embedding
             self.in_drop = nn.Dropout(args.input_dropout)
@@ -87,7 +97,8 @@ class LSTMModel(nn.Module):
         else:
             self.embed = nn.Embedding(args.vocab_size, args.embedding)
             in_size = args.embedding
-        self.lstm = nn.LSTM(
+        # named `lstm` whatever the cell, so the checkpoints' weight names stay as they were
+        self.lstm = (nn.GRU if self.gru else nn.LSTM)(
             in_size, args.hidden, num_layers=args.layers, batch_first=True,
             dropout=args.dropout if args.layers > 1 else 0.0,
         )
@@ -100,8 +111,18 @@ class LSTMModel(nn.Module):
             self.head = nn.Linear(args.hidden, args.vocab_size)
 
     def initial_state(self, batch: int = 1, device=None) -> State:
+        """Zeros: (h, c) for the LSTM, (h,) for the GRU."""
         shape = (self.args.layers, batch, self.args.hidden)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        return tuple(torch.zeros(shape, device=device) for _ in range(1 if self.gru else 2))
+
+    def _core(self, x: torch.Tensor, state: State | None, weights: dict | None = None):
+        """The recurrent layers over x [batch, time, in]: (y, state as a tuple)."""
+        arg = (state[0] if state is not None else None) if self.gru else state
+        if weights:
+            y, out = torch.func.functional_call(self.lstm, weights, (x, arg))
+        else:
+            y, out = self.lstm(x, arg)
+        return y, ((out,) if self.gru else out)
 
     def forward(self, tokens: torch.Tensor, state: State | None = None,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
@@ -117,9 +138,9 @@ class LSTMModel(nn.Module):
             dropped = {f"weight_hh_l{i}": nn.functional.dropout(getattr(self.lstm, f"weight_hh_l{i}"),
                                                                 self.args.weight_drop)
                        for i in range(self.args.layers)}
-            y, state = torch.func.functional_call(self.lstm, dropped, (x, state))
+            y, state = self._core(x, state, dropped)
         else:
-            y, state = self.lstm(x, state)
+            y, state = self._core(x, state)
         return self._head(self.drop(y), targets), state
 
     def _head(self, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
@@ -129,15 +150,21 @@ class LSTMModel(nn.Module):
             return self.head(y, targets)
         return self.head(y)
 
-    def step(self, token: torch.Tensor, h: torch.Tensor, c: torch.Tensor, frame: torch.Tensor | None = None):
-        """token [batch] int64, h/c [layers, batch, hidden] -> logits [batch, vocab], h, c.
+    def step(self, token: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None = None,
+             frame: torch.Tensor | None = None):
+        """token [batch] int64, h/c [layers, batch, hidden] -> logits [batch, vocab], h, c (None: GRU).
 
         Roll: token is a frame [batch, keys] float; nade: `frame` [batch, keys] is the
         (partial) next frame its conditionals are taken on.
         """
         x = token if self.roll else self.embed(token)
-        y, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
-        return self._head(y[:, 0], frame), h, c
+        y, state = self._core(x.unsqueeze(1), (h,) if self.gru else (h, c))
+        return self._head(y[:, 0], frame), state[0], (None if self.gru else state[1])
+
+    def step_state(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One step with the state as a tuple (either cell): (logits [batch, vocab], new state)."""
+        logits, h, c = self.step(token, *state)
+        return logits, ((h,) if self.gru else (h, c))
 
     @torch.no_grad()
     def init_key_bias(self, key_rate: np.ndarray) -> None:
@@ -151,6 +178,26 @@ class LSTMModel(nn.Module):
 
     def model_args(self) -> dict:
         return asdict(self.args)
+
+
+GATES = {"lstm": 4, "gru": 3}  # weight blocks per layer: an LSTM's 4 gates, a GRU's 3
+
+
+def count_params(args: ModelArgs) -> int:
+    """The parameter count of a token model of these arguments (the same as LSTMModel(args).num_params())."""
+    g, h, v, e = GATES[args.cell], args.hidden, args.vocab_size, args.embedding
+    core = sum(g * h * ((e if i == 0 else h) + h) + 2 * g * h for i in range(args.layers))
+    return v * e + core + h * v + v
+
+
+def matched_hidden(args: ModelArgs, cell: str) -> int:
+    """The hidden size for `cell` whose token model has the parameter count nearest to `args`' model
+    (a GRU has 3 weight blocks per layer to the LSTM's 4, so it gets a wider state at equal size)."""
+    if cell not in GATES:
+        raise ValueError(f"model cell {cell!r}: must be one of {', '.join(GATES)}")
+    target = count_params(args)
+    size = lambda h: count_params(ModelArgs(**{**asdict(args), "cell": cell, "hidden": h}))  # noqa: E731
+    return min(range(1, 4 * args.hidden + 1), key=lambda h: (abs(size(h) - target), h))
 
 
 def roll_nll(logits: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

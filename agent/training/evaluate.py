@@ -101,7 +101,7 @@ def sample_plain(model, openings: np.ndarray, length: int, temperature: float, s
     done = torch.zeros(n, dtype=torch.bool)
     ends = torch.full((n,), length)
     with torch.no_grad():
-        logits, (h, c) = model(torch.as_tensor(openings, dtype=torch.long))
+        logits, state = model(torch.as_tensor(openings, dtype=torch.long))
         logits = logits[:, -1]
         for t in range(length):
             probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -112,7 +112,7 @@ def sample_plain(model, openings: np.ndarray, length: int, temperature: float, s
             done |= finished
             if bool(done.all()):
                 break
-            logits, h, c = model.step(tok, h, c)
+            logits, state = model.step_state(tok, state)
     return [out[i, :int(ends[i])].numpy() for i in range(n)]
 
 

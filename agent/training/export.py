@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a checkpoint's LSTM as a single-step ONNX graph for the live agent.
+"""Export a checkpoint's LSTM (or GRU) as a single-step ONNX graph for the live agent.
 
     python scripts/export_onnx.py models/default/checkpoint.pt [--out DIR] [--int8]
 
@@ -17,6 +17,11 @@ tools rely on:
     outputs  logits float32 [1, vocab]
              h_out  float32 [layers, 1, hidden]
              c_out  float32 [layers, 1, hidden]
+
+A GRU model (`ModelArgs.cell = "gru"`) has no c: its graph takes token, h and
+gives logits, h_out; the runtimes tell the kinds apart by these names. Its cell
+is written out as MatMuls (GRUStep): onnxruntime's int8 quantiser has an LSTM
+op but no GRU op, and MatMuls it does quantise, so both kinds go int8.
 
 After writing, the script runs 200 steps with the state carried through both
 torch and onnxruntime and prints the largest logit difference, so a bad
@@ -39,7 +44,14 @@ from agent.model.net import LSTMModel, load_checkpoint
 
 INPUT_NAMES = ["token", "h", "c"]
 OUTPUT_NAMES = ["logits", "h_out", "c_out"]
+GRU_INPUT_NAMES = ["token", "h"]
+GRU_OUTPUT_NAMES = ["logits", "h_out"]
 OPSET = 17
+
+
+def io_names(model: LSTMModel) -> tuple[list[str], list[str]]:
+    """The graph's (inputs, outputs) for the model's cell."""
+    return (GRU_INPUT_NAMES, GRU_OUTPUT_NAMES) if model.gru else (INPUT_NAMES, OUTPUT_NAMES)
 
 
 class _Step(torch.nn.Module):
@@ -53,6 +65,32 @@ class _Step(torch.nn.Module):
         return self.model.step(token, h, c)
 
 
+class GRUStep(torch.nn.Module):
+    """One step of a GRU token model written as MatMuls over nn.GRU's own weights (torch's gate
+    order r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h)."""
+
+    def __init__(self, model: LSTMModel) -> None:
+        super().__init__()
+        self.model = model
+        g = model.lstm
+        for i in range(model.args.layers):
+            for kind in ("ih", "hh"):  # transposed once here, so the graph's MatMuls take them as they are
+                self.register_buffer(f"w_{kind}{i}", getattr(g, f"weight_{kind}_l{i}").detach().t().contiguous())
+                self.register_buffer(f"b_{kind}{i}", getattr(g, f"bias_{kind}_l{i}").detach().clone())
+
+    def forward(self, token, h):
+        x, hidden, out = self.model.embed(token), self.model.args.hidden, []
+        for i in range(self.model.args.layers):
+            gi = x @ getattr(self, f"w_ih{i}") + getattr(self, f"b_ih{i}")
+            gh = h[i] @ getattr(self, f"w_hh{i}") + getattr(self, f"b_hh{i}")
+            r = torch.sigmoid(gi[:, :hidden] + gh[:, :hidden])
+            z = torch.sigmoid(gi[:, hidden:2 * hidden] + gh[:, hidden:2 * hidden])
+            n = torch.tanh(gi[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
+            x = (1 - z) * n + z * h[i]
+            out.append(x)
+        return self.model.head(x), torch.stack(out)
+
+
 def export_model(model: LSTMModel, vocab: Vocab, out_dir: str | Path, *, int8: bool = False) -> Path:
     """Write out_dir/model.onnx (+ model.int8.onnx) and vocab.json; returns the model.onnx path."""
     out = Path(out_dir)
@@ -61,20 +99,20 @@ def export_model(model: LSTMModel, vocab: Vocab, out_dir: str | Path, *, int8: b
     if model.args.vocab_size != vocab.size:
         raise SystemExit(f"model has {model.args.vocab_size} outputs but the vocabulary has {vocab.size} tokens")
     token = torch.zeros(1, dtype=torch.long)
-    h, c = model.initial_state(1)
+    state = model.initial_state(1)
     path = out / "model.onnx"
     # The TorchScript exporter keeps nn.LSTM's between-layer dropout in the graph
     # even in eval mode (logits off by ~1e-2 with 2 layers); at inference dropout
     # is the identity, so export a copy with it set to 0.
     model = copy.deepcopy(model)
     model.lstm.dropout = 0.0
+    step, (ins, outs) = (GRUStep(model) if model.gru else _Step(model)), io_names(model)
     with warnings.catch_warnings():
         # The TorchScript exporter warns about LSTM batch sizes; ours is fixed at 1
         # and h/c are explicit inputs, which is exactly what the warning asks for.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Step(model), (token, h, c), str(path),
-            input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+            step, (token, *state), str(path), input_names=ins, output_names=outs,
             opset_version=OPSET, dynamo=False, do_constant_folding=True,
         )
     _check_single_file(path)
@@ -118,13 +156,14 @@ def parity(model: LSTMModel, onnx_path: str | Path, steps: int = 200, seed: int 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, model.args.vocab_size, size=steps)
-    h, c = model.initial_state(1)
-    hn, cn = h.numpy(), c.numpy()
+    ins, outs = io_names(model)
+    state = model.initial_state(1)
+    state_n = [s.numpy() for s in state]
     worst = 0.0
     with torch.inference_mode():
         for t in tokens:
-            lt, h, c = model.step(torch.tensor([int(t)]), h, c)
-            ln, hn, cn = sess.run(OUTPUT_NAMES, {"token": np.array([t], np.int64), "h": hn, "c": cn})
+            lt, state = model.step_state(torch.tensor([int(t)]), state)
+            ln, *state_n = sess.run(outs, {"token": np.array([t], np.int64), **dict(zip(ins[1:], state_n))})
             worst = max(worst, float(np.abs(lt.numpy() - ln).max()))
     return worst
 

@@ -25,6 +25,7 @@ from agent.music.tokens import Vocab
 from agent.training.humanise import EVAL_SEED, humanised_copy
 from agent.model.net import load_checkpoint
 from agent.training.scoring import piece_nll
+from agent.training.cells import size_match
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
@@ -120,11 +121,13 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
     speeds = [e["tokens_per_s"] for e in epochs]
     card = {
         "name": out_dir.name,
-        "description": (f"{ck['model_args']['layers']}x{ck['model_args']['hidden']} stateful LSTM over Antiphon's "
+        "description": (f"{ck['model_args']['layers']}x{ck['model_args']['hidden']} stateful "
+                        f"{ck['model_args'].get('cell', 'lstm').upper()} over Antiphon's "
                         f"performance tokens, trained on {', '.join(manifest['counts']['sources'])}"),
         "data": data_section(manifest, ck),
         "vocab": ck["vocab"],
         "model_args": ck["model_args"],
+        "cell": ck["model_args"].get("cell", "lstm"),
         "params": model.num_params(),
         "training": training_section(out_dir, ck, metrics, stop_reason),
         "tokens_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
@@ -135,6 +138,9 @@ def write_card(out_dir: str | Path, data_dir: str | Path, stop_reason: str = "")
         "humanised_seed": EVAL_SEED,
         "nll_unit": "nats per token, each piece from a zero state, START excluded as a target",
     }
+    matched = size_match(ck["model_args"], ck.get("config") or {})
+    if matched:
+        card["size_matched_to_lstm"] = matched
     baselines, own = _from_eval(out_dir / "eval.json")
     if baselines:
         card["baselines"] = baselines

@@ -1,4 +1,4 @@
-"""Train the LSTM token model on prepared data: stateful truncated BPTT, every position a target.
+"""Train the LSTM (or --cell gru) token model on prepared data: stateful truncated BPTT, every position a target.
 
     python scripts/train.py --data data/prepared --out models/default --max-minutes 60
     torchrun --nproc_per_node=2 scripts/train.py --data data/prepared --out runs/ddp
@@ -47,6 +47,7 @@ import torch
 from agent.config import ROOT
 from agent.training import data as dataset
 from agent.model.net import LSTMModel, ModelArgs, roll_nll, score_rolls
+from agent.training.cells import model_args_of
 from agent.training.report import plot_losses, write_card
 from agent.training.rollcard import write_roll_card
 from agent.training.scoring import piece_nll
@@ -70,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--nade-hidden", type=int, default=100, help="roll + nade: NADE hidden units")
     ap.add_argument("--out", default=str(ROOT / "models/default"), help="model folder to write")
     ap.add_argument("--run-dir", default=None, help="where last.pt (resume state) goes; default runs/<out name>")
+    ap.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="token: the recurrent cell")
+    ap.add_argument("--match-lstm", action=argparse.BooleanOptionalAction, default=True,
+                    help="gru: --hidden names the LSTM whose parameter count it matches (agent/training/cells.py)")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--embedding", type=int, default=128)
@@ -131,15 +135,6 @@ def load_pieces(args, ranks: Ranks) -> Pieces:
     if not train or not valid:
         sys.exit(f"{args.data}: the train and valid splits must both have pieces")
     return Pieces(vocab, train, valid, valid[ranks.rank::ranks.world], shifts)
-
-
-def model_args_of(args, pieces: Pieces) -> ModelArgs:
-    if args.kind == "roll":
-        return ModelArgs(vocab_size=pieces.train[0].shape[1], embedding=0, hidden=args.hidden, layers=args.layers,
-                         dropout=args.dropout, kind="roll", head=args.head, input_dropout=args.input_dropout,
-                         nade_hidden=args.nade_hidden if args.head == "nade" else 0, weight_drop=args.weight_drop)
-    return ModelArgs(vocab_size=pieces.vocab.size, embedding=args.embedding, hidden=args.hidden,
-                     layers=args.layers, dropout=args.dropout, weight_drop=args.weight_drop)
 
 
 # -----------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Batch 1, one token at a time, so parallelism inside an op buys nothing and
 waking a thread pool costs more than the matmul: one intra-op thread, no
 inter-op pool, sequential execution, no spinning (a spinning pool would steal
 the core the MIDI threads need), full graph optimisation.
+
+The file says its cell by its names: token, h, c -> logits, h_out, c_out is an
+LSTM; token, h -> logits, h_out a GRU. The state is the tuple of the state
+arrays, (h, c) or (h,).
 """
 from __future__ import annotations
 
@@ -15,6 +19,12 @@ from agent.model.runtime.base import Backend, BackendError
 
 INPUTS = ("token", "h", "c")
 OUTPUTS = ("logits", "h_out", "c_out")
+CELLS = {"lstm": (INPUTS, OUTPUTS), "gru": (("token", "h"), ("logits", "h_out"))}
+
+
+def cell_of(inputs, outputs) -> str | None:
+    """"lstm" or "gru" by a graph's input and output names; None for neither."""
+    return next((cell for cell, (i, o) in CELLS.items() if set(inputs) == set(i) and set(outputs) == set(o)), None)
 
 
 def session_options(threads: int = 1):
@@ -48,10 +58,13 @@ class OnnxBackend(Backend):
             raise BackendError(f"{path}: onnxruntime cannot load it: {exc}") from exc
         ins = {i.name: i for i in self.session.get_inputs()}
         outs = [o.name for o in self.session.get_outputs()]
-        if set(ins) != set(INPUTS) or set(outs) != set(OUTPUTS):
-            raise BackendError(f"{path}: inputs {sorted(ins)} / outputs {outs}; expected {INPUTS} / {OUTPUTS}")
-        state = [ins[k].shape for k in ("h", "c")]
-        for k, shape in zip(("h", "c"), state):
+        self.cell = cell_of(ins, outs)
+        if self.cell is None:
+            raise BackendError(f"{path}: inputs {sorted(ins)} / outputs {outs} are neither an LSTM's "
+                               f"(token, h, c -> logits, h_out, c_out) nor a GRU's (token, h -> logits, h_out)")
+        self._names = CELLS[self.cell][0][1:]  # the state inputs, in order
+        state = [ins[k].shape for k in self._names]
+        for k, shape in zip(self._names, state):
             if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape) or shape != state[0]:
                 raise BackendError(f"{path}: state input {k} has shape {shape}; expected [layers, 1, hidden] "
                                    f"in whole numbers, the same for h and c")
@@ -62,18 +75,17 @@ class OnnxBackend(Backend):
         super().__init__(vocab, layers, hidden)
         self.path = path
         self.threads = threads
-        self._outputs = list(OUTPUTS)
+        self._outputs = list(CELLS[self.cell][1])
         self._token = np.zeros(1, np.int64)  # reused: only its value changes
 
     def initial_state(self):
-        z = np.zeros((self.layers, 1, self.hidden), np.float32)
-        return z, z.copy()
+        return tuple(np.zeros((self.layers, 1, self.hidden), np.float32) for _ in self._names)
 
     def step(self, token: int, state):
-        h, c = state
         self._token[0] = token
-        logits, h, c = self.session.run(self._outputs, {"token": self._token, "h": h, "c": c})
-        return logits[0], (h, c)  # fresh arrays every run: old states stay valid
+        feed = {"token": self._token, **dict(zip(self._names, state))}
+        logits, *state = self.session.run(self._outputs, feed)
+        return logits[0], tuple(state)  # fresh arrays every run: old states stay valid
 
     def describe(self) -> dict:
-        return {**super().describe(), "model": self.path.name, "intra_op_threads": self.threads}
+        return {**super().describe(), "cell": self.cell, "model": self.path.name, "intra_op_threads": self.threads}

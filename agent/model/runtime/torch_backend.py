@@ -78,7 +78,7 @@ class TorchBackend(Backend):
         self._bias = torch.zeros(a.vocab_size, device=self.device)
         if self.samples_on_device and cuda_graph:
             self._tok = torch.zeros(1, dtype=torch.long, device=self.device)
-            self._h, self._c = self.model.initial_state(1, self.device)
+            self._state = self.model.initial_state(1, self.device)  # (h, c), or (h,) for a GRU
             self._capture()
 
     # -- CUDA graph ------------------------------------------------------------
@@ -89,11 +89,11 @@ class TorchBackend(Backend):
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
                 for _ in range(3):
-                    self.model.step(self._tok, self._h, self._c)
+                    self.model.step_state(self._tok, self._state)
             torch.cuda.current_stream(self.device).wait_stream(side)
             self._graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self._graph):
-                self._logits, self._h_out, self._c_out = self.model.step(self._tok, self._h, self._c)
+                self._logits, self._state_out = self.model.step_state(self._tok, self._state)
 
     # -- Backend ---------------------------------------------------------------
     def initial_state(self):
@@ -101,20 +101,19 @@ class TorchBackend(Backend):
 
     def step(self, token: int, state):
         torch = self.torch
-        h, c = state
         with torch.inference_mode():
             if self._graph is not None:
                 self._tok.fill_(int(token))  # a kernel argument, not a copy that syncs
-                self._h.copy_(h)
-                self._c.copy_(c)
+                for buf, s in zip(self._state, state):
+                    buf.copy_(s)
                 self._graph.replay()
                 # Static buffers: valid until the next replay; clone_state keeps a copy.
-                return self._logits[0], (self._h_out, self._c_out)
+                return self._logits[0], self._state_out
             tok = torch.tensor([int(token)], device=self.device)
-            logits, h, c = self.model.step(tok, h, c)
+            logits, state = self.model.step_state(tok, state)
         if self.device.type == "cpu":
-            return logits[0].numpy(), (h, c)
-        return logits[0], (h, c)
+            return logits[0].numpy(), state
+        return logits[0], state
 
     def clone_state(self, state):
         if isinstance(state, tuple):
@@ -135,7 +134,8 @@ class TorchBackend(Backend):
         return logits.float().cpu().numpy() if hasattr(logits, "cpu") else logits
 
     def describe(self) -> dict:
-        d = {**super().describe(), "device": str(self.device), "cuda_graph": self._graph is not None}
+        d = {**super().describe(), "cell": self.model.args.cell, "device": str(self.device),
+             "cuda_graph": self._graph is not None}
         if self.device.type == "cpu":
             d["torch_threads"] = self.threads
         return d
