@@ -18,7 +18,8 @@ def export_module():
     return export
 
 
-def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding: int = 16, seed: int = 0):
+def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding: int = 16, seed: int = 0,
+                    cell: str = "lstm"):
     """Write a random-init checkpoint with the configured vocabulary; returns (model, vocab)."""
     import torch
 
@@ -26,7 +27,7 @@ def make_checkpoint(path: Path, *, hidden: int = 32, layers: int = 2, embedding:
 
     vocab = Vocab()  # the default layout (config.toml's [tokens] mirrors it); no config file read here
     torch.manual_seed(seed)
-    model = LSTMModel(ModelArgs(vocab.size, embedding=embedding, hidden=hidden, layers=layers)).eval()
+    model = LSTMModel(ModelArgs(vocab.size, embedding=embedding, hidden=hidden, layers=layers, cell=cell)).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model_args": model.model_args(), "vocab": vocab.to_dict(), "config": {},
                 "model": model.state_dict()}, path)
