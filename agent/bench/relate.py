@@ -19,7 +19,8 @@ Per row, over the answers (the agent's notes between a call's end and the next c
 - rhythm_related: the same over inter-onset histograms (in ticks, 1/12 beat);
 - interval_3gram: the fraction of the answer's interval trigrams (three successive intervals,
   transposition-invariant) found in its call; longest_run: the longest run of intervals it shares
-  with its call (mean);
+  with its call (mean); verbatim: the longest run of notes copied as they were (same pitches, same
+  inter-onset times; mean);
 - in_key: the fraction of the answer's notes in its call's key (music/keys.py's estimate);
 - in_register: the fraction of the answer's notes within its call's range (2 semitones either side);
   velocity_gap: |the answer's mean velocity - its call's| (the player plays a soft call, then a loud one);
@@ -181,6 +182,25 @@ def longest_run(answer: list[int], call: list[int]) -> int:
     return best
 
 
+def verbatim(answer: list[tuple[int, int]], call: list[tuple[int, int]]) -> int:
+    """The longest run of notes the answer copies from the call as they were: the same pitches at the
+    same inter-onset times ((tick, pitch) lists; a single shared note counts 1)."""
+    def steps(notes):
+        return [(p, b[0] - a[0]) for a, b, p in zip(notes, notes[1:], (n[1] for n in notes))]
+
+    a, c = steps(answer), steps(call)
+    best = 1 if {p for _, p in answer} & {p for _, p in call} else 0
+    for i in range(len(a)):
+        for j in range(len(c)):
+            k = 0
+            while i + k < len(a) and j + k < len(c) and a[i + k] == c[j + k]:
+                k += 1
+            if k:  # k steps alike: k notes and the one after the last step, if its pitch is the same too
+                last = i + k < len(answer) and j + k < len(call) and answer[i + k][1] == call[j + k][1]
+                best = max(best, k + last)
+    return best
+
+
 def in_key(answer_pitches, call_pitches) -> float | None:
     key = estimate_key(list(call_pitches))
     if key is None or not answer_pitches:
@@ -245,8 +265,8 @@ def score(pairs: list[dict]) -> dict:
     """The row's figures over every (call, answer) pair of the run (see the module's docstring)."""
     pcs = [pc_hist(p for _, p in x["call"]) for x in pairs]
     iois = [ioi_hist([t for t, _ in x["call"]]) for x in pairs]
-    rows = {"pc_related": [], "rhythm_related": [], "interval_3gram": [], "longest_run": [], "in_key": [],
-            "in_register": [], "velocity_gap": [], "notes": []}
+    rows = {"pc_related": [], "rhythm_related": [], "interval_3gram": [], "longest_run": [], "verbatim": [],
+            "in_key": [], "in_register": [], "velocity_gap": [], "notes": []}
     answered = 0
     for i, x in enumerate(pairs):
         ans = x["answer"]
@@ -260,12 +280,14 @@ def score(pairs: list[dict]) -> dict:
         rows["rhythm_related"].append(related(iois[i], [iois[j] for j in others], ioi_hist([t for t, _ in ans])))
         rows["interval_3gram"].append(ngram_overlap(intervals(ap), intervals(cp)))
         rows["longest_run"].append(longest_run(intervals(ap), intervals(cp)))
+        rows["verbatim"].append(verbatim(ans, x["call"]))
         rows["in_key"].append(in_key(ap, cp))
         lo, hi = min(cp) - 2, max(cp) + 2
         rows["in_register"].append(sum(lo <= p <= hi for p in ap) / len(ap))
         rows["velocity_gap"].append(abs(float(np.mean(x["answer_velocities"])) - x["call_velocity"]))
     out = {k: round(float(np.mean([v for v in vs if v is not None])), 3) if any(v is not None for v in vs)
            else math.nan for k, vs in rows.items()}
+    out["verbatim_p95"] = pct(rows["verbatim"], 95)  # issue 22 item 6 asks <= 4 notes in 95 % of answers
     out["answered"] = round(answered / len(pairs), 3)
     out["calls"] = len(pairs)
     return out
@@ -331,7 +353,8 @@ def step_costs(tunes: list[dict], reps: int = 2000) -> dict:
     return out
 
 
-COLUMNS = ("pc_related", "rhythm_related", "interval_3gram", "longest_run", "in_key", "in_register", "velocity_gap",
+COLUMNS = ("pc_related", "rhythm_related", "interval_3gram", "longest_run", "verbatim", "verbatim_p95",
+           "in_key", "in_register", "velocity_gap",
            "notes", "answered",
            "hear_us_p50", "hear_us_p99", "echo_us_p50", "echo_us_p99", "sample_us_p50", "sample_us_p99")
 

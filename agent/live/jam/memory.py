@@ -47,6 +47,7 @@ ANSWERED_GAP_BEATS = 2.0  # and one this long with the agent's onsets in it (an 
 # between the player's do not cut the call)
 CANDIDATES = 16  # the most recent matches of a context that vote for the next unit
 START = {0: 1.0, 12: 0.6, -12: 0.6, 7: 0.4, -5: 0.4, 5: 0.3, -7: 0.3}  # echo: where the motif may start again
+MAX_VERBATIM = 4  # notes an answer may copy as they were (same pitches and rhythm); the next comes later
 ANCHOR = 0.6  # continue: the weight of the pitch class the player played where the line is found
 NEIGHBOUR = {0: 1.0, 1: 0.35, -1: 0.35, 2: 0.1, -2: 0.1}  # echo: semitones off the call's interval -> weight
 
@@ -196,7 +197,28 @@ class SessionMemory:
                        {call[0].pitch + d: w for d, w in START.items()} if form == "echo" else None)
             return Expectation(pitches=pitches, register=register, velocity_bin=vel), None, None
         pitches, ioi = self._continue(call, ans) if form == "continue" else self._aligned(call, ans, form)
+        copying = self._copy_goes_on(call, ans)
+        if pitches and ioi is not None and copying & {max(pitches, key=pitches.get)}:
+            # MAX_VERBATIM notes copied as they were and the likeliest next note copies one more: the
+            # pitches stay (the player's), the note comes an eighth later (no longer a copy)
+            ioi = min(ioi + self.vocab.resolution // 2, self.cap)
         return Expectation(pitches=pitches, register=register, velocity_bin=vel), ioi, last_tick
+
+    @staticmethod
+    def _copy_goes_on(call: list[Onset], ans: list[Onset]) -> set[int]:
+        """The pitches that would make the answer's last MAX_VERBATIM notes, a copy of the call's as they
+        were (same pitches, same inter-onset times), one note longer."""
+        m = MAX_VERBATIM
+        if len(ans) < m:
+            return set()
+        tail = ans[-m:]
+        steps = [(b.pitch, b.tick - a.tick) for a, b in zip(tail, tail[1:])]
+        out = set()
+        for j in range(m - 1, len(call) - 1):
+            seg = call[j - m + 1:j + 1]
+            if seg[0].pitch == tail[0].pitch and [(b.pitch, b.tick - a.tick) for a, b in zip(seg, seg[1:])] == steps:
+                out.add(call[j + 1].pitch)
+        return out
 
     def _aligned(self, call: list[Onset], ans: list[Onset], form: str) -> tuple[dict | None, int | None]:
         """echo / vary: the call's unit that leads to its onset number len(ans) (wrapping round)."""

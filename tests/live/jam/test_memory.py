@@ -134,3 +134,18 @@ def test_accompanying_notes_between_the_players_do_not_cut_the_call(call):
         if k + 1 < len(call) and call[k + 1][0] > tick + 1:
             m.hear(pitch - 12, tick + 1, 80, "agent")  # the agent plays along, a tick after each note
     assert [o.pitch for o in m.call()] == [p for _, p in call][-32:]
+
+
+def test_after_four_notes_copied_as_they_were_the_next_comes_an_eighth_later(call):
+    m = heard(call)
+    end = call[-1][0] + 24
+    for tick, pitch in call[:4]:  # the call's first four notes, as they were
+        m.hear(pitch, end + tick - call[0][0], 80, "agent")
+    last = end + call[3][0] - call[0][0]
+    e = m.expect("echo", last)
+    assert max(e.pitches, key=e.pitches.get) == call[4][1]  # still the call's pitch
+    assert e.wait_ticks == call[4][0] - call[3][0] + 6  # but not its rhythm: no fifth note copied
+    m2 = heard(call)
+    for tick, pitch in call[:3]:  # three copied: the fourth may be
+        m2.hear(pitch, end + tick - call[0][0], 80, "agent")
+    assert m2.expect("echo", end + call[2][0] - call[0][0]).wait_ticks == call[3][0] - call[2][0]
