@@ -23,7 +23,8 @@ stream tick `tick` (agent/model/echo.py turns it into a logit offset):
 - vary: the call's rhythm and contour (up, down, same) with other intervals;
 - contrast: away from the call's register and inter-onset times.
 Register (the call's range) and dynamics (its velocity at that point) go
-with every form but contrast.
+with every form but contrast. No form copies more than MAX_VERBATIM notes
+of the call as they were: the note that would be one more comes later.
 
 The agent's onsets are heard as they are sampled (a rollback is undone
 lazily: onsets past the stream's frontier, or past an onset heard since,
