@@ -1,75 +1,40 @@
-"""The player's beat, metre, swing and downbeat from onsets: multi-hypothesis tracking with a learnt scorer.
+"""The player's beat, metre, swing and downbeat from onsets: multi-hypothesis tracking with learnt scorers.
 
-The engine's tracker (agent/live/engine.py: BeatTracker, TempoFollower). It
-replaced the IOI-clustering tracker of 4730ef6 (read by scripts/bench_beat.py
-as its baseline) once bench_beat (real corpus tunes in every metre, plain and
-rubato, 56-180 felt bpm; full run 2026-12, late tempo octave plain/rubato,
-baseline -> this) showed it at least as good in every metre: chorale
-.89/.91 -> .94/.92, 4/4 reels .15/.19 -> .95/.93, swung 4/4 .00/.06 ->
-.98/.94, 2/2 .49/.40 -> .85/.73, 2/4 0/0 -> .56/.64 (swung .94/.80), 3/4
-airs .83/.65 -> .91/.66, 6/8 .01/0 -> .65/.62, 9/8 0/0 -> .80/.77, 12/8 0/0
--> 1.0/.94; its confidence means something (right 90 % of the time above
-0.8, the old one 30 %); per onset p50 ~0.5 ms, p99 ~1.6 ms on a loaded
-2-core machine. Still weak: the metre (2 vs 3 beats a bar, a jig's
-division) and the downbeat (right 0.13-0.63), 3/4 airs with rubato.
+The engine's tracker (agent/live/engine.py: BeatTracker, TempoFollower); it replaced the IOI-clustering
+tracker of 4730ef6 (bench_beat's baseline row). Figures: BENCHMARKS.md, "The player's beat in every metre".
+`BeatTracker.onset(t_s, pitch=, velocity=)` takes each note-on (seconds, the clock's scale) and updates the
+estimate at once. Written here because what exists for symbolic onsets imports an audio stack (librosa,
+madmom) or works offline on a whole piece; the live agent needs a small incremental estimator without torch.
 
-`BeatTracker.onset(t_s, pitch=, velocity=)` takes each note-on (seconds, the
-clock's scale) and updates the estimate at once: no waiting for a phrase to
-end. Written here rather than taken from a library because what exists for
-symbolic onsets either imports an audio stack (librosa, madmom) or works
-offline on a whole piece; the live agent needs a small incremental
-estimator without torch.
-
-The method (multi-hypothesis tracking, each hypothesis a small probabilistic
-metre model):
-1. Onsets closer than `chord_s` are one event (a chord, a spread hand); one
-   closer than `grace_s` after the last is that note's grace note or
-   ornament, so the event moves to the main note (its time replaces the
-   grace's).
-2. A bank of agents (pulse.py), as in Dixon's BeatRoot (Dixon 2001, "Automatic
-   extraction of tempo and beat from expressive performances"): every beat
-   period class from 50 to 200 bpm, with duple divisions (an off-beat learnt
-   from the onsets, so straight and swung eighths, ratio 1-2.5) or triple
-   ones (triplets, the compound metres' eighths), and every place the
-   phrase's first onset can take (a pickup starts off the beat).
-3. Each agent quantises each onset to its grid and pays its cost in nats: a
-   Gaussian timing term around its grid line (Cemgil, Kappen, Desain & Barber
-   2000, "On tempo tracking: tempogram representation and Kalman filtering"),
-   and the onset pattern's probability under Temperley's generative metre model
-   (Temperley 2007, "Music and Probability": each slot of a metrical level holds
-   an onset with that level's probability, so an empty beat costs and a beat
-   too fast for the music is paid for in empty slots). Its grid is a
-   recency-weighted least-squares line through its own quantised onsets,
-   which follows rubato and +-10 % drift.
-4. The felt beat is the agent a learnt scorer likes best (a conditional
-   logit over the agents, trained on the corpus' own bar lines by
-   scripts/train_beat.py, tunes split from the benchmark's; weights in
-   beat_weights.json beside this file). Its features (beat_features.py) are
-   the agent's timing and pattern costs, its level onset probabilities, a
-   tempo prior (the tactus preference of Parncutt 1994 and Moelants 2002),
-   and where the accents fall on its grid: long notes, loud ones, low ones,
-   chords on its beats vs off them, syncopation, which inter-onset
-   intervals its levels explain. The softmax over the agents is the
-   posterior; the confidence is the mass of the agents that agree with the
-   winner's beat (period within 7 %, phase within 0.12 beat). The trusted
-   beat is kept unless another is ahead by `HYSTERESIS` logits (no
-   flipping), and below `min_confidence` the last trusted estimate (or the
-   configured tempo) is kept. Without the weights file (learned=False) the
-   hand-set cost and prior of the first version decide.
-5. The metre and downbeat (metre.py): the winner's beats are weighed by
-   accent (an onset on the beat, its length, velocity, a low pitch, a chord)
-   and matched against bars of 2, 3 and 4 beats at each phase, with how the
-   beats' rhythms repeat at each bar length (bars repeat); weighed again at
-   each new beat.
-The swing ratio is the winner's learnt off-beat, o / (1 - o).
-
-A silence longer than `phrase_gap_beats` starts a new phrase: the agents start
-again from its first onset (the player may come back at another phase), with
-a bonus for the tempo and division already trusted.
+1. Onsets closer than `chord_s` are one event (a chord); one closer than `grace_s` after the last is that
+   note's grace note, so the event moves to the main note.
+2. A bank of agents (pulse.py), as in Dixon's BeatRoot (Dixon 2001): every beat period class from 50 to
+   200 bpm, duple divisions (an off-beat learnt from the onsets: straight or swung eighths) or triple ones
+   (triplets, compound metres), and every place the phrase's first onset can take (a pickup).
+3. Each agent quantises each onset to its grid and pays a cost in nats: a Gaussian timing term (Cemgil,
+   Kappen, Desain & Barber 2000) and the pattern's probability under Temperley's generative metre model
+   (Temperley 2007, "Music and Probability"). Its grid is a recency-weighted least-squares line through its
+   own onsets (rubato, +-10 % drift); a bend off the line (accelerando, ritardando) is followed by a
+   quadratic (pulse.bent_period).
+4. A learnt scorer (a conditional logit trained on the corpus' bar lines by scripts/train_beat.py, tunes
+   split from the benchmark's; beat_weights.json) scores every agent on its costs, level probabilities, a
+   tempo prior (Parncutt 1994, Moelants 2002) and where the accents fall on its grid (beat_features.py).
+   The confidence is the posterior mass of the agents agreeing with the winner's beat; the trusted beat
+   is kept unless beaten by `hysteresis` logits, and below `min_confidence` the last trusted estimate (or
+   the configured tempo) is kept.
+5. The metre, the division and the downbeat (metre.py): the best few distinct beats are each read as bars
+   of 2, 3 and 4 beats at every phase, and a second learnt scorer (metre_weights.json) picks one: accents
+   at the bar's period, rhythm and pitch repeating at the bar's lag, the phrase starting on a downbeat or
+   a pickup before one, onsets on the beat's thirds (a jig) or halves (a reel), the beat score. It may
+   pick another beat than step 4's winner (a jig's dotted quarter over its quarter); the trusted bar is
+   kept unless beaten by its own hysteresis. Without the weights files (learned=False, bars=False) the
+   hand-set cost and prior, and the accent template (metre.accent_bars), decide.
+The swing ratio is the chosen agent's learnt off-beat, o / (1 - o). A silence longer than
+`phrase_gap_beats` starts a new phrase: the agents start again from its first onset, with a bonus for
+the tempo and division already trusted.
 """
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import deque
@@ -79,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.music import beat_features, metre
-from agent.music.pulse import MAX_BPM, MIN_BPM, Pulses
+from agent.music.pulse import MAX_BPM, MIN_BPM, Pulses, bent_period
 
 TRIPLE_CENTRE = 0.7  # the compound beat's prior centre, relative to the duple one (dotted quarters are slower)
 PRIOR_WEIGHT = 1.6  # nats per squared octave away from the prior centre
@@ -88,29 +53,17 @@ CONTINUITY = 3.0  # nats: a new phrase's bonus for the tempo and division alread
 TEMPERATURE = 2.0  # the costs are summed over correlated onsets: the posterior is flattened by this
 AGREE_PERIOD, AGREE_PHASE = 0.07, 0.12  # relative period and beat phase within which two agents agree
 MIN_EVENTS = 4  # events before the first guess: three intervals could be a dotted rhythm
-WEIGHTS = Path(__file__).with_name("beat_weights.json")  # the learnt scorer (scripts/train_beat.py)
-BEND_DECAY, BEND_GAIN, BEND_RMS = 0.85, 0.5, 0.02  # the quadratic fit's memory per onset; how much better
-# it must fit (squared residuals); the straight line's rms residual (of a
-# beat) below which no quadratic is tried
+WEIGHTS = Path(__file__).with_name("beat_weights.json")  # the learnt scorers (scripts/train_beat.py)
+BAR_WEIGHTS = Path(__file__).with_name("metre_weights.json")
+BEND_DECAY = 0.85  # the quadratic fit's memory per onset (pulse.bent_period)
 BEND_MIN_EVENTS = 10  # a phrase's first few onsets, with their jitter, do not bend the line
 SHORTLIST = 40  # agents scored on the phrase's accents as well as the bank's features (per-onset cost)
 HYSTERESIS = 1.0  # logits: the agent that carries the trusted estimate keeps it unless beaten by this much
 LEARNED_CONTINUITY = 2.0  # logits: a new phrase's bonus for the tempo and division already trusted
 
 
-def load_weights(path: Path = WEIGHTS) -> dict | None:
-    """The learnt scorer's weights, as arrays; None if there is no weights file."""
-    if not path.exists():
-        return None
-    d = json.loads(path.read_text())
-    if list(d["names"]) != list(beat_features.NAMES):
-        raise ValueError(f"{path}: its features {d['names']} are not beat_features.NAMES")
-    return {"mean": np.asarray(d["mean"]), "std": np.asarray(d["std"]), "w": np.asarray(d["w"]),
-            "hysteresis": float(d.get("hysteresis", HYSTERESIS)),
-            "continuity": float(d.get("continuity", LEARNED_CONTINUITY))}
-
-
-_WEIGHTS = load_weights()
+_WEIGHTS = beat_features.load_weights(WEIGHTS, HYSTERESIS, LEARNED_CONTINUITY)
+_BAR_WEIGHTS = metre.load_bar_weights(BAR_WEIGHTS)
 
 __all__ = ["Estimate", "BeatTracker", "TempoFollower", "MIN_BPM", "MAX_BPM"]
 
@@ -143,7 +96,8 @@ class BeatTracker:
 
     def __init__(self, default_bpm: float = 100.0, *, prior_bpm: float = 100.0, chord_s: float = 0.05,
                  grace_s: float = 0.07, window: int = 48, min_confidence: float = 0.35,
-                 phrase_gap_beats: float = 4.0, learned: bool | dict = True) -> None:
+                 phrase_gap_beats: float = 4.0, learned: bool | dict = True,
+                 bars: bool | dict = True) -> None:
         self.default_bpm = float(default_bpm)
         self.prior_bpm = float(prior_bpm)
         self.chord_s, self.grace_s = chord_s, grace_s
@@ -174,7 +128,8 @@ class BeatTracker:
             c0, c1 = beat_features.N_CONST
             self._const = beat_features.prior_features(self._bank.P0, self._bank.fam) @ self._wz[c0:c1] + self._w0
         self._carry_on = False
-        self._bars_key, self._bars_val = None, (4, 0)
+        self._bar_model = (_BAR_WEIGHTS if bars is True and learned is not False else bars) or None
+        self._bars_key, self._bars_val = None, (0, 4, 0)
     # -- reading ----------------------------------------------------------------
     @property
     def bpm(self) -> float:
@@ -299,76 +254,116 @@ class BeatTracker:
             return None
         bank = self._bank
         score = self._scores()
+        w, bpb, downbeat = self._metre(score, self._winner(score))
+        period = self._local_period(w, float(bank.P[w]))
+        beat = math.floor(float(bank.g[w]) + 1e-6)
+        return Estimate(period, bank.beat_time(w, beat), self._confidence(score, w), self._n, bpb,
+                        3 if bank.fam[w] == 1 else 2, bank.swing(w), bank.beat_time(w, downbeat))
+
+    def _winner(self, score: np.ndarray) -> int:
+        """The best-scoring agent; with the learnt scorer, the one carrying the trusted beat unless clearly
+        beaten (hysteresis; not one held at its period class's edge: it cannot follow the tempo further)."""
         w = int(np.argmax(score))
         e = self.estimate
-        if self._model is not None and e is not None:  # hysteresis: the trusted beat stays unless clearly beaten
-            keep = self._agreeing(e.period_s, e.beat_s) & self._bank.free()  # one held at its class's edge
-            if keep.any() and not keep[w]:  # cannot follow the tempo further: it is not kept
+        if self._model is not None and e is not None:
+            keep = self._agreeing(e.period_s, e.beat_s) & self._bank.free()
+            if keep.any() and not keep[w]:
                 k = int(np.argmax(np.where(keep, score, -np.inf)))
                 if score[w] - score[k] < self._model["hysteresis"]:
                     w = k
-        post = np.exp(score - score[w])
-        t_last = self.onsets[-1] - bank.t0
-        x = (t_last - bank.a) / bank.P
+        return w
+
+    def _confidence(self, score: np.ndarray, w: int) -> float:
+        """The posterior mass of the agents agreeing with w's beat (period and phase), less for few events."""
+        bank = self._bank
+        post = np.exp(score - score.max())
+        x = (self.onsets[-1] - bank.t0 - bank.a) / bank.P
         d = x - x[w]
-        phase_ok = np.abs(d - np.rint(d)) < AGREE_PHASE
-        agree = (np.abs(np.log(bank.P / bank.P[w])) < AGREE_PERIOD) & phase_ok
-        conf = float(post[agree].sum() / post.sum())
-        conf *= min(1.0, (self._n - 1) / 6.0)
-        period = self._local_period(w, float(bank.P[w]))
-        beat = math.floor(float(bank.g[w]) + 1e-6)
-        division = 3 if bank.fam[w] == 1 else 2
-        beat_now = math.floor(float(bank.g[w]) + 1e-6)
-        key = (w, beat_now, self._bank.t0)
-        if key != self._bars_key:  # the bar is weighed again at each new beat (or a new winner), not each event
-            self._bars_key, self._bars_val = key, self._bars(w, period, division)
-        bpb, downbeat = self._bars_val
-        return Estimate(period, bank.beat_time(w, beat), conf, self._n, bpb, division, bank.swing(w),
-                        bank.beat_time(w, downbeat))
+        agree = (np.abs(np.log(bank.P / bank.P[w])) < AGREE_PERIOD) & (np.abs(d - np.rint(d)) < AGREE_PHASE)
+        return float(post[agree].sum() / post.sum()) * min(1.0, (self._n - 1) / 6.0)
+
+    def _metre(self, score: np.ndarray, w: int) -> tuple[int, int, int]:
+        """(the agent, beats a bar, the beat index of the last bar line at or before the last event on its
+        grid): the learnt bar scorer's pick (metre.py) over the best few beats, else w read by accents.
+        Weighed again at each new beat of w (or a new w), not each event."""
+        key = (w, math.floor(float(self._bank.g[w]) + 1e-6), self._bank.t0)
+        if key != self._bars_key:
+            self._bars_key = key
+            self._bars_val = self._bar_choice(score, w) if self._bar_model else (w,) + self._bars(w)
+        return self._bars_val
+
+    def bar_hypotheses(self, score: np.ndarray, w: int) -> tuple[list[int], np.ndarray]:
+        """(candidate agents, [candidates * len(metre.HYPS), len(metre.BAR_NAMES)] their bar features)."""
+        bank, order = self._bank, self._order()
+        c = np.array(self._candidates(score, w) if self._n >= metre.BAR_MIN_EVENTS else [w])
+        rows = np.ix_(c, order)
+        X = metre.bar_features(self._G[rows], self._LEV[rows], self._rows(1.0), bank.P[c],
+                               np.maximum(score[c] - score.max(), -30.0), bank.fam[c] == 1, bank.g0[c],
+                               bank.p[c], np.stack([bank.cost_time[c], bank.cost_pat[c]], axis=1))
+        return list(c), X
+
+    def _candidates(self, score: np.ndarray, w: int) -> list[int]:
+        """w and the next best agents, one per distinct beat (period, phase and division), metre.CANDIDATES."""
+        bank = self._bank
+        taken = np.zeros(bank.K, dtype=bool)
+        out = []
+        for k in [w] + list(np.argsort(-score)[:SHORTLIST]):
+            if taken[k] or not np.isfinite(score[k]):
+                continue
+            out.append(int(k))
+            if len(out) == metre.CANDIDATES:
+                break
+            beat = math.floor(float(bank.g[k]) + 1e-6)
+            taken |= self._agreeing(float(bank.P[k]), bank.beat_time(k, beat)) & (bank.fam == bank.fam[k])
+        return out
+
+    def _bar_choice(self, score: np.ndarray, w: int) -> tuple[int, int, int]:
+        cands, X = self.bar_hypotheses(score, w)
+        s = X @ self._bar_model["wz"] + self._bar_model["w0"]
+        h = int(np.argmax(s))
+        prev = self._kept_bar(cands)
+        if prev is not None and s[h] - s[prev] < self._bar_model["hysteresis"]:
+            h = prev
+        c = cands[h // len(metre.HYPS)]
+        m, r = metre.HYPS[h % len(metre.HYPS)]
+        last = math.floor(float(self._bank.g[c]) + 1e-6)
+        return c, m, last - ((last - r) % m)
+
+    def _kept_bar(self, cands: list[int]) -> int | None:
+        """The hypothesis that is the trusted estimate's beat, division, metre and bar line, if among them."""
+        e, bank = self.estimate, self._bank
+        if e is None or e.downbeat_s is None:
+            return None
+        for i, c in enumerate(cands):
+            if (bank.fam[c] == 1) != (e.division == 3) or not self._agreeing(e.period_s, e.beat_s)[c]:
+                continue
+            x = (e.downbeat_s - bank.t0 - bank.a[c]) / bank.P[c]  # the trusted bar line on c's grid
+            b = int(np.rint(x))
+            if abs(x - b) < AGREE_PHASE and e.beats_per_bar in (2, 3, 4):
+                return i * len(metre.HYPS) + metre.HYPS.index((e.beats_per_bar, b % e.beats_per_bar))
+        return None
 
     def _local_period(self, w: int, period: float) -> float:
-        """The winner's period as it is now: where its onsets bend away from its straight grid line (an
-        accelerando, a ritardando), the slope at the last onset of a recency-weighted quadratic fit, if that
-        explains them much better (as the first tracker did); else its line's period."""
+        """The winner's period as it is now (pulse.bent_period: a bend of its onsets off its line), from
+        BEND_MIN_EVENTS events."""
         n = min(self._n, len(self._times))
         if n < BEND_MIN_EVENTS:
             return period
         order = self._order()
         x = self._G[w, order] - self._G[w, order[-1]]
-        t = self._times[order] - self._times[order[-1]]
-        w8 = self._bend_w[-n:]
-        sw = w8.sum()
-        xm, tm = (w8 @ x) / sw, (w8 @ t) / sw
-        dx = x - xm
-        var = w8 @ (dx * dx)
-        if var <= 0:
-            return period
-        slope = (w8 @ (dx * (t - tm))) / var
-        r = t - tm - slope * dx
-        r1 = float(w8 @ (r * r))
-        if r1 < (BEND_RMS * period) ** 2 * sw:  # on its line: no bend worth a quadratic
-            return period
-        A = np.stack([np.ones(n), x, x * x], axis=1)
-        Aw = A * w8[:, None]
-        try:
-            coef = np.linalg.solve(Aw.T @ A, Aw.T @ t)
-        except np.linalg.LinAlgError:
-            return period
-        r = t - A @ coef
-        r2 = float(w8 @ (r * r))
-        if r2 < BEND_GAIN * r1 and 0.8 * period < coef[1] < 1.25 * period:
-            return float(coef[1])
-        return period
+        return bent_period(x, self._times[order] - self._times[order[-1]], self._bend_w[-n:], period)
 
-    def _bars(self, w: int, period: float, division: int) -> tuple[int, int]:
-        """(beats a bar, the beat index of the last bar line at or before the last event) on agent w's grid."""
+    def _rows(self, period: float) -> np.ndarray:
+        """[events, 4] the phrase's events' rows (beat_features.event_row), the last one's length a beat."""
         order = self._order()
         f = self._feat[order[-1]]
-        R = np.vstack([self._R[order[:-1]], beat_features.event_row(period, f[0], f[1], f[2])])
-        g = self._G[w, order]
-        s, b0 = metre.strengths(g, self._LEV[w, order], metre.accents(R, period))
-        mask = metre.patterns(g, b0, len(s)) if len(s) >= metre.REP_MIN_BEATS else None
-        bpb, r, _ = metre.bars(s, b0, division == 3, mask)
+        return np.vstack([self._R[order[:-1]], beat_features.event_row(period, f[0], f[1], f[2])])
+
+    def _bars(self, w: int) -> tuple[int, int]:
+        """Without the bar scorer: (beats a bar, the last bar line's beat index) on w's grid, by accents."""
+        order = self._order()
+        bpb, r = metre.accent_bars(self._G[w, order], self._LEV[w, order], self._rows(float(self._bank.P[w])),
+                                   float(self._bank.P[w]), self._bank.fam[w] == 1)
         last = math.floor(float(self._bank.g[w]) + 1e-6)
         return bpb, last - ((last - r) % bpb)
 

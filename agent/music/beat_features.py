@@ -33,6 +33,19 @@ N_BANK = 11  # the first N_BANK features come from the bank alone (cheap for eve
 N_CONST = (2, 7)  # of which these columns (the tempo prior's terms, at the agent's period class) never change
 
 
+def load_weights(path, hysteresis: float, continuity: float) -> dict | None:
+    """The beat scorer's weights (scripts/train_beat.py), as arrays; None if there is no weights file."""
+    import json
+
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    if list(d["names"]) != list(NAMES):
+        raise ValueError(f"{path}: its features {d['names']} are not beat_features.NAMES")
+    return {"mean": np.asarray(d["mean"]), "std": np.asarray(d["std"]), "w": np.asarray(d["w"]),
+            "hysteresis": float(d.get("hysteresis", hysteresis)), "continuity": float(d.get("continuity", continuity))}
+
+
 def prior_features(P0: np.ndarray, fam: np.ndarray) -> np.ndarray:
     """[agents, 5]: the tempo prior's terms at each agent's period class (log2 period from 100 bpm, its
     square, triple, and both for triple agents)."""

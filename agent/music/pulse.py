@@ -121,6 +121,7 @@ class Pulses:
         w = LS_WEIGHT[self._level(self.k)]
         self.S = np.stack([w, w * g, np.zeros(self.K), w * g * g, np.zeros(self.K)])
         self.g = g
+        self.g0 = g.copy()  # where the phrase's first onset fell on each agent's grid (beats)
         self.level = self._level(self.k)
         self.offbeats = np.zeros(self.K)  # duple off-beats each agent has heard (its swing is known)
         self.n = 1
@@ -236,3 +237,35 @@ class Pulses:
             return 1.0
         o = float(self.o[i])
         return o / (1.0 - o)
+
+
+BEND_GAIN, BEND_RMS = 0.5, 0.02  # how much better a quadratic must fit (squared residuals); the straight
+# line's rms residual (of a beat) below which no quadratic is tried
+
+
+def bent_period(x: np.ndarray, t: np.ndarray, w8: np.ndarray, period: float) -> float:
+    """An agent's period as it is now: where its onsets (beat positions x, seconds t, both from the last
+    onset; recency weights w8) bend away from its straight grid line (an accelerando, a ritardando), the
+    slope at the last onset of a weighted quadratic fit, if that explains them much better; else `period`."""
+    sw = w8.sum()
+    xm, tm = (w8 @ x) / sw, (w8 @ t) / sw
+    dx = x - xm
+    var = w8 @ (dx * dx)
+    if var <= 0:
+        return period
+    slope = (w8 @ (dx * (t - tm))) / var
+    r = t - tm - slope * dx
+    r1 = float(w8 @ (r * r))
+    if r1 < (BEND_RMS * period) ** 2 * sw:  # on its line: no bend worth a quadratic
+        return period
+    A = np.stack([np.ones(len(x)), x, x * x], axis=1)
+    Aw = A * w8[:, None]
+    try:
+        coef = np.linalg.solve(Aw.T @ A, Aw.T @ t)
+    except np.linalg.LinAlgError:
+        return period
+    r = t - A @ coef
+    r2 = float(w8 @ (r * r))
+    if r2 < BEND_GAIN * r1 and 0.8 * period < coef[1] < 1.25 * period:
+        return float(coef[1])
+    return period

@@ -114,12 +114,14 @@ def labels(tracker, tune: dict, q: float, time_of) -> np.ndarray:
 
 
 def collect(tunes: list[dict], seed: int = 1, per_run: int = 24, every: int = 2, start: int = 6,
-            tracker_factory=None):
+            tracker_factory=None, sample=None):
     """(X [samples, agents, D] float32, Y [samples, agents] bool, meta [(group, variant)]) from every tune
-    rendered plain and with rubato (and swung, for 4/4 and 2/4 folk tunes)."""
+    rendered plain and with rubato (and swung, for 4/4 and 2/4 folk tunes). `sample(tracker, tune, q,
+    time_of)` gives one sample's (X, Y) or None (default: the beat scorer's features and labels)."""
     from agent.music.beat import BeatTracker
 
     factory = tracker_factory or (lambda: BeatTracker(100.0, learned=False))
+    sample = sample or _beat_sample
     rng = random.Random(seed)
     X, Y, meta = [], [], []
     for tune in tunes:
@@ -142,10 +144,9 @@ def collect(tunes: list[dict], seed: int = 1, per_run: int = 24, every: int = 2,
                 last_t = t
                 if n_ev < start or n_ev % every or tr._n < 4:
                     continue
-                y = labels(tr, tune, q, time_of)
-                if not y.any():
-                    continue
-                taken.append((tr.window_features().astype(np.float32), y))
+                xy = sample(tr, tune, q, time_of)
+                if xy is not None:
+                    taken.append(xy)
             if len(taken) > per_run:
                 idx = sorted(rng.sample(range(len(taken)), per_run))
                 taken = [taken[i] for i in idx]
@@ -156,40 +157,86 @@ def collect(tunes: list[dict], seed: int = 1, per_run: int = 24, every: int = 2,
     return np.stack(X), np.stack(Y), meta
 
 
+def _beat_sample(tr, tune: dict, q: float, time_of):
+    y = labels(tr, tune, q, time_of)
+    return (tr.window_features().astype(np.float32), y) if y.any() else None
+
+
+def bar_sample(tr, tune: dict, q: float, time_of):
+    """The bar scorer's sample at an event: ([CANDIDATES * len(HYPS), len(BAR_NAMES)] features (rows of a
+    missing candidate NaN), [same] labels: the candidate's beat right (`labels`), the bar's length the
+    tune's (2/4, 6/8, 2/2: 2 or 4) and its last bar line within 10 % of a beat of a true one: 2; the beat
+    and the bar's length right, its phase not: 1; else 0); None if no hypothesis is right."""
+    from agent.music import metre
+
+    score = tr._scores()
+    cands, F = tr.bar_hypotheses(score, tr._winner(score))
+    ok = labels(tr, tune, q, time_of)
+    bank, H = tr._bank, len(metre.HYPS)
+    X = np.full((metre.CANDIDATES * H, F.shape[1]), np.nan, dtype=np.float32)
+    X[:len(F)] = F
+    Y = np.zeros(len(X), dtype=np.int8)
+    bar0, bar_q, beat_q = tune["bar0_q"], tune["bar_q"], tune["beat_q"]
+    k = math.floor((q - bar0) / bar_q)
+    bars = np.array([time_of(bar0 + j * bar_q) for j in (k - 1, k, k + 1) if bar0 + j * bar_q >= 0])
+    qb = max(0.0, bar0 + math.floor((q - bar0) / beat_q) * beat_q)
+    spb = time_of(qb + beat_q) - time_of(qb)
+    for i, c in enumerate(cands):
+        if not ok[c]:
+            continue
+        bpb = 4 if tune["metre"] == "2/2" and bank.P[c] < 0.75 * spb else tune["bpb"]
+        last = math.floor(float(bank.g[c]) + 1e-6)
+        for h, (m, r) in enumerate(metre.HYPS):
+            if m == bpb or (bpb == 2 and m == 4):
+                t = bank.beat_time(c, last - ((last - r) % m))
+                Y[i * H + h] = 2 if len(bars) > 0 and np.abs(bars - t).min() < 0.1 * spb else 1
+    return (X, Y) if (Y == 2).any() else None
+
+
 def fit(X: np.ndarray, Y: np.ndarray, l2: float = 1e-3, steps: int = 600, lr: float = 0.05,
-        seed: int = 0) -> dict:
-    """The conditional logit's weights on standardised features: {names, mean, std, w, loss, accuracy}."""
+        seed: int = 0, names=NAMES, weight=None, partial: float = 0.5) -> dict:
+    """The conditional logit's weights on standardised features: {names, mean, std, w, loss, accuracy}.
+    Y bool (the right choices), or int (2 right, 1 partly right: `partial` times the loss of missing those
+    too is added); weight [samples] each sample's weight (default 1)."""
     D = X.shape[2]
-    flat = X.reshape(-1, D)
+    valid = ~np.isnan(X[:, :, 0])  # a NaN row is a hypothesis that was not there (bar_sample)
+    flat = X[valid]
     mean = flat.mean(axis=0)
     std = flat.std(axis=0) + 1e-6
-    Z = ((X - mean) / std).astype(np.float32)
+    Z = np.nan_to_num(((X - mean) / std).astype(np.float32))
+    off = np.where(valid, 0.0, -1e9).astype(np.float32)
     w = np.zeros(D)
     m, v = np.zeros(D), np.zeros(D)
     b1, b2 = 0.9, 0.999
-    Yf = Y.astype(np.float32)
+    Yf = (Y >= (2 if Y.dtype != bool else 1)).astype(np.float32)
+    Y2 = (Y >= 1).astype(np.float32) if Y.dtype != bool else None
+    sw = np.ones(len(X)) if weight is None else np.asarray(weight, dtype=float) * len(X) / np.sum(weight)
     for it in range(1, steps + 1):
-        s = Z @ w.astype(np.float32)  # [N, K]
+        s = Z @ w.astype(np.float32) + off  # [N, K]
         s = s - s.max(axis=1, keepdims=True)
         e = np.exp(s)
         p = e / e.sum(axis=1, keepdims=True)
         pos = (p * Yf).sum(axis=1)
-        loss = float(-np.log(np.maximum(pos, 1e-12)).mean() + l2 * (w @ w))
+        loss = float(-(sw * np.log(np.maximum(pos, 1e-12))).mean() + l2 * (w @ w))
         # d(-log pos)/ds = p - (p*Y)/pos
         g_s = p - (p * Yf) / np.maximum(pos, 1e-12)[:, None]
-        grad = np.einsum("nk,nkd->d", g_s, Z) / len(Z) + 2 * l2 * w
+        if Y2 is not None:
+            pos2 = (p * Y2).sum(axis=1)
+            g_s += partial * (p - (p * Y2) / np.maximum(pos2, 1e-12)[:, None])
+        grad = np.einsum("nk,nkd->d", g_s * sw[:, None].astype(np.float32), Z) / len(Z) + 2 * l2 * w
         m = b1 * m + (1 - b1) * grad
         v = b2 * v + (1 - b2) * grad * grad
         w -= lr * (m / (1 - b1 ** it)) / (np.sqrt(v / (1 - b2 ** it)) + 1e-8)
-    return {"names": list(NAMES), "mean": mean.tolist(), "std": std.tolist(), "w": w.tolist(), "loss": loss,
+    return {"names": list(names), "mean": mean.tolist(), "std": std.tolist(), "w": w.tolist(), "loss": loss,
             "accuracy": accuracy(X, Y, {"mean": mean, "std": std, "w": w})}
 
 
 def accuracy(X: np.ndarray, Y: np.ndarray, model: dict, meta=None):
     """How often the top-scoring agent is a right one (overall, or per meta group)."""
     s = ((X - np.asarray(model["mean"])) / np.asarray(model["std"])) @ np.asarray(model["w"])
+    s = np.where(np.isnan(s), -np.inf, s)
     top = np.argmax(s, axis=1)
-    right = Y[np.arange(len(Y)), top]
+    right = Y[np.arange(len(Y)), top] >= (2 if Y.dtype != bool else 1)
     if meta is None:
         return round(float(right.mean()), 4)
     by = defaultdict(list)

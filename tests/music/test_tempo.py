@@ -78,8 +78,8 @@ def test_rubato_keeps_the_last_trusted_estimate_instead_of_jumping():
     for gap in (0.13, 0.71, 0.29, 1.07, 0.41):
         t += gap
         tr.onset(t)
-    assert tr.last.confidence < tr.min_confidence or tr.bpm == pytest.approx(100.0, rel=0.05)
-    assert tr.estimate is before or tr.bpm == pytest.approx(100.0, rel=0.05)
+    assert before.bpm == pytest.approx(100.0, rel=0.005)
+    assert tr.bpm == pytest.approx(100.0, rel=0.05)  # the flourish is read on the beat it had, not a new one
 
 
 def test_a_chord_counts_as_one_onset():
