@@ -21,6 +21,7 @@ from agent.live.jam.shaping import Shaping
 from agent.live.jam.turn import align_of, place
 
 MAX_TOKENS_PER_TICK = 64  # a model that emits notes without ever moving time cannot hog the thread
+LATE_FIRST_BEATS = 0.25  # an answer composed this late (beats) still keeps its grid point; its first note goes out late
 
 
 class Voice:
@@ -97,21 +98,25 @@ class Voice:
     def begin(self, g: Generation, now: float) -> None:
         """The answer's first note: fix its time and re-anchor the stream there.
 
-        Composed ahead (prepare_ms), it is due at the planned grid point; if
-        composing ran past that, on the next grid point lead_s after now."""
+        Composed ahead (prepare_ms), it is due at the planned grid point (a
+        phrase slot: the next is a bar on). If composing ran past that by up
+        to LATE_FIRST_BEATS (a loaded machine), the answer keeps the grid point
+        and only its first note goes out late, as soon as it can; later, the
+        answer moves to the next grid point lead_s after now."""
         o = g.opening
-        t0 = o.target_t
-        if t0 is None or self.clock.now() + self.lead_s > t0:
-            t0 = self.place(self.clock.now() + self.lead_s, g.phrase)
+        t0, due = o.target_t, self.clock.now() + self.lead_s
+        if t0 is None or due > t0 + LATE_FIRST_BEATS * self.tempo.seconds_per_beat():
+            t0 = self.place(due, g.phrase)
+        due = max(t0, due)
         g.started, g.t0 = True, t0
         self.stream.anchor_at(t0)
         g.end_tick = self.stream.enc.tick + g.length_ticks
         g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
         for pitch, vel in o.onset:
-            self.limits.sent(pitch, self.stream.enc.tick, t0)
-            self._send(t0, pitch, vel)
+            self.limits.sent(pitch, self.stream.enc.tick, due)
+            self._send(due, pitch, vel)
         if o.onset:
-            g.first_note_t = t0
+            g.first_note_t = due
 
     def _emit(self, g: Generation, token_id: int, now: float) -> None:
         tok = self.vocab.token(token_id)
