@@ -211,3 +211,22 @@ def test_align_bar_uses_the_tempo_maps_bar_line():
     tm = TempoMap(60.0, 0.0)
     tm.bar_beat = 2.0  # the tracked downbeat: bars at 2, 6, 10 ...
     assert turns.place(tm, 6.5, "bar", Call(first_t=0.0, last_t=6.4)) == pytest.approx(10.0)
+
+
+def test_an_answer_composed_a_little_late_keeps_its_slot_and_only_its_first_note_is_late():
+    """The engine thread stalls past the slot (a loaded machine): the first note goes out as soon as it
+    can, the rest of the answer stays on the slot's grid (not a bar later, not shifted)."""
+    r = Rig("call", align='"phrase"', turn='"silence"', silence_beats=4.0)  # 120 bpm, beat 0 at r.t0
+    for k in range(4):  # quarters on beats 4-7, released at 90 %
+        r.run_until(r.t0 + (4 + k) * 0.5)
+        r.note(60 + k, True, r.t0 + (4 + k) * 0.5)
+        r.run_until(r.t0 + (4.9 + k) * 0.5)
+        r.note(60 + k, False, r.t0 + (4.9 + k) * 0.5)
+    slot = r.t0 + 12 * 0.5  # the call's first beat + 2 bars (the silence ends it at beat 11.9)
+    r.run_until(slot - 0.1)  # before the answer is composed (at the turn, 0.05 s before the slot)
+    r.clock.set(slot + 0.1)  # the thread wakes 0.2 beat after the slot: composing runs late
+    r.wake = r.jam.tick(r.clock.now())
+    r.run_until(slot + 2.0)
+    ons = [t for t, m in r.agent_notes() if m.type == "note_on" and m.velocity > 0]
+    assert ons[0] == pytest.approx(slot + 0.1 + r.jam.lead_s, abs=1e-6)
+    assert ons[1] == pytest.approx(slot + 0.25, abs=1e-6)  # the script's second note, an eighth after the slot
