@@ -49,7 +49,7 @@ ANSWERED_GAP_BEATS = 2.0  # and one this long with the agent's onsets in it (an 
 CANDIDATES = 16  # the most recent matches of a context that vote for the next unit
 START = {0: 1.0, 12: 0.6, -12: 0.6, 7: 0.4, -5: 0.4, 5: 0.3, -7: 0.3}  # echo: where the motif may start again
 MAX_VERBATIM = 4  # notes an answer may copy as they were (same pitches and rhythm); the next comes later
-ANCHOR = 0.6  # continue: the weight of the pitch class the player played where the line is found
+ANCHOR = 1.0  # continue: the weight of the pitch class the player played where the line is found
 NEIGHBOUR = {0: 1.0, 1: 0.35, -1: 0.35, 2: 0.1, -2: 0.1}  # echo: semitones off the call's interval -> weight
 
 
