@@ -109,7 +109,7 @@ class Voice:
             t0 = self.place(due, g.phrase)
         due = max(t0, due)
         g.started, g.t0 = True, t0
-        self.stream.anchor_at(t0)
+        self.stream.anchor_at(t0, loose=False)  # a grid point (place): the rhythm sampled from it stays
         g.end_tick = self.stream.enc.tick + g.length_ticks
         g.snaps = deque((t0, s, f) for _, s, f in g.snaps)
         for pitch, vel in o.onset:
