@@ -2,11 +2,11 @@
 
     python scripts/bench_interaction.py [--quick] [--json OUT] [--per-group N] [--calls N] [--serial]
 
-Over real JACK ports (a dummy server of its own): for each row (a config),
-a process runs the engine, not told the tempo; per tune a player process
-plays the keyboard's part and a reader process stamps what the agent sends
-(what a listener hears). The rows run side by side in one run, each on its
-own ports (--serial: one after another). perf_counter is CLOCK_MONOTONIC on
+Over real JACK ports: for each row (a config), a process runs the engine,
+not told the tempo; per tune a JACK dummy server of its own, a fresh engine,
+a player process that plays the keyboard's part and a reader process that
+stamps what the agent sends (what a listener hears). The rows run side by
+side in one run (--serial: one after another). perf_counter is CLOCK_MONOTONIC on
 Linux, so the processes' stamps compare directly.
 
 The player (agent/bench/interaction_calls.py): tunes from music21's corpus
@@ -129,22 +129,50 @@ def run_tune(run: dict, n_calls: int, model: str, env: dict, sets=(), ports=("Be
 
 # -- a row: one config over every planned tune, in its own process --------------------
 def role_row(arg: str) -> None:
-    """Read {"name", "sets", "per_group", "seed", "groups", "calls", "model", "slack_s", "index"}; answer the
-    row's calls. Our stdout is the parent's channel: everything else goes to stderr."""
+    """Read {"name", "sets", "per_group", "seed", "groups", "calls", "model", "index"}; answer the row's
+    calls. Our stdout is the parent's channel: everything else goes to stderr."""
     from agent.training import beat_corpus
 
     channel, sys.stdout = sys.stdout, sys.stderr
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the tune's JACK server is stopped
     print("ready", file=channel, flush=True)
     p = json.loads(sys.stdin.readline())
-    env = {**os.environ}
     ports = (f"BenchKbd{p['index']}", f"BenchAgent{p['index']}")
-    calls = []
-    for run in C.plan(beat_corpus.load(), p["per_group"], p["seed"], p["groups"], p["calls"]):
-        got = run_tune(run, p["calls"], p["model"], env, p["sets"], ports, p["slack_s"])
+    calls, failed, xruns = [], [], 0
+    for k, run in enumerate(C.plan(beat_corpus.load(), p["per_group"], p["seed"], p["groups"], p["calls"])):
+        got, why, x = tune_on_own_server(run, p, ports, f"antiphon{os.getpid()}-{k}")
+        xruns += x
+        if why:  # a tune whose run failed is reported, not the row
+            failed.append(f"{run['group']} {run['tune']['name']}: {why}")
+            print(f"  [{p['name']}] FAILED {failed[-1]}", flush=True)
+            continue
         calls += got
         print(f"  [{p['name']}] {run['group']:15} {run['tune']['name'][:28]:28} {run['felt_bpm']:5.1f} bpm "
               f"{'rubato' if run['rubato'] else 'plain':6}: " + " ".join(_brief(c) for c in got), flush=True)
-    print(json.dumps(calls), file=channel, flush=True)
+    print(json.dumps({"calls": calls, "failed": failed, "xruns": xruns}), file=channel, flush=True)
+
+
+def tune_on_own_server(run: dict, p: dict, ports, name: str) -> tuple[list[dict], str | None, int]:
+    """(calls, why it failed or None, JACK xruns): one tune on a JACK server of its own, which a watchdog
+    stops if the tune runs a minute past its length (a wedged server then fails its clients' calls
+    instead of holding the row: seen with three rows' clients coming and going on one server)."""
+    try:
+        server = harness.JackServer(name=name, period=JACK_PERIOD).start()
+    except (RuntimeError, OSError) as exc:
+        return [], f"{type(exc).__name__}: {exc}"[:300], 0
+    env = {**os.environ, **server.env, "MIDO_BACKEND": harness.JACK_BACKEND}
+    length = C.render_calls(run, p["calls"], 0.0)[1][-1]["next_s"]
+    watchdog = threading.Timer(length + 60.0, server.stop)
+    watchdog.start()
+    try:
+        got, why = run_tune(run, p["calls"], p["model"], env, p["sets"], ports, server.period / server.rate), None
+    except Exception as exc:
+        got, why = [], f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        watchdog.cancel()
+        xruns = server.xruns()
+        server.stop()
+    return got, why, xruns
 
 
 def _brief(c: dict) -> str:
@@ -155,18 +183,24 @@ def _brief(c: dict) -> str:
 
 
 def run_rows(rows: dict, params: dict, env: dict, serial: bool) -> dict:
-    """{row: [call figures]}: each row in its own process, side by side unless serial."""
+    """{row: {"calls": [call figures], "failed": [tunes whose run failed]}}: each row in its own process,
+    side by side unless serial."""
     out, kids = {}, {}
-    for i, (name, sets) in enumerate(rows.items()):
-        kid = harness.Child("row", name, env, module=MODULE)
-        kid.say(json.dumps({**params, "name": name, "sets": sets, "index": i}))
-        kids[name] = kid
-        if serial:
-            out[name] = kid.result()
-    for name, kid in kids.items():
-        if name not in out:
-            out[name] = kid.result()
-        kid.p.wait(timeout=30)
+    try:
+        for i, (name, sets) in enumerate(rows.items()):
+            kid = harness.Child("row", name, env, module=MODULE)
+            kid.say(json.dumps({**params, "name": name, "sets": sets, "index": i}))
+            kids[name] = kid
+            if serial:
+                out[name] = kid.result()
+        for name, kid in kids.items():
+            if name not in out:
+                out[name] = kid.result()
+    finally:
+        for kid in kids.values():
+            if kid.p.poll() is None and len(out) < len(rows):
+                kid.p.terminate()
+            kid.p.wait(timeout=30)
     return out
 
 
@@ -197,6 +231,8 @@ def print_table(res: dict) -> None:
         print(f"  {row:11} " + "; ".join(
             f"{k} {fmt(t['value'])} {t['target']}: {'-' if t['met'] is None else ('met' if t['met'] else 'MISSED')}"
             for k, t in r["targets"].items()))
+        for why in r.get("failed_tunes", []):
+            print(f"  {row:11} a tune not played: {why}")
 
 
 def main(argv=None) -> int:
@@ -221,23 +257,19 @@ def main(argv=None) -> int:
         {"default": []} if a.quick else dict(ROWS))
     params = {"per_group": a.per_group or (1 if a.quick else 5), "calls": a.calls or (2 if a.quick else 3),
               "seed": a.seed, "groups": groups, "model": a.model}
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the finally below stops our jackd
-    server = harness.JackServer(period=JACK_PERIOD).start()
-    env = {**os.environ, **server.env, "MIDO_BACKEND": harness.JACK_BACKEND}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     started, load0 = time.perf_counter(), os.getloadavg()
-    try:
-        calls = run_rows(rows, {**params, "slack_s": server.period / server.rate}, env, a.serial)
-    finally:
-        xruns = server.xruns()
-        server.stop()
+    env = {**os.environ, "MIDO_BACKEND": harness.JACK_BACKEND}
+    calls = run_rows(rows, params, env, a.serial)
     res = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_start": load0,
-           "loadavg_end": os.getloadavg(), "seconds": round(time.perf_counter() - started), "jack_xruns": xruns,
-           "transport": f"jack dummy -p {server.period} -r {server.rate}", "model": a.model, **params,
+           "loadavg_end": os.getloadavg(), "seconds": round(time.perf_counter() - started),
+           "jack_xruns": sum(got["xruns"] for got in calls.values()),
+           "transport": f"jack dummy -p {JACK_PERIOD} -r 48000, a server per tune", "model": a.model, **params,
            "rows": {}}
-    for name, cs in calls.items():
-        summ = S.summarise(cs)
-        res["rows"][name] = {"sets": rows[name], "summary": summ,
-                             "targets": S.targets(summ, align_beat=aligns_on_beat(rows[name])), "calls": cs}
+    for name, got in calls.items():
+        summ = S.summarise(got["calls"])
+        res["rows"][name] = {"sets": rows[name], "summary": summ, "failed_tunes": got["failed"],
+                             "targets": S.targets(summ, align_beat=aligns_on_beat(rows[name])), "calls": got["calls"]}
     print_table(res)
     harness.write_results(res, a.json)
     return 0
