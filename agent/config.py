@@ -92,7 +92,7 @@ class JamConfig:
     response_bars: float = _f(0.0, min=0.0, max=64.0)  # 0 = as long as the call
     align: str = _f("phrase", choices=["phrase", "beat", "bar", "none"])  # where an answer's first note lands
     turn: str = _f("phrase", choices=["phrase", "model", "silence"])  # how the end of a phrase is decided
-    grid_strength: float = _f(3.0, min=0.0, max=100.0)  # logit penalty on time shifts off the player's eighth grid
+    grid_strength: float = _f(3.0, min=0.0, max=100.0)  # logit penalty on time shifts off the player's subdivision grid
     lookahead_ms: float = _f(200.0, min=0.0, max=5000.0)
     prepare_ms: float = _f(50.0, min=0.0, max=5000.0)  # compose an answer's start this long before the pause ends
     rollback_guard_ms: float = _f(30.0, min=0.0, max=1000.0)  # accompany: output due this soon is kept on a rollback
