@@ -88,6 +88,7 @@ class Jam:
         self.held: str | None = None  # silenced (panic, Ctrl-C): until "play" (the player plays) or "mode"
         self.swap: Swap | None = None  # a loaded model priming beside the live one (begin_swap)
         self._swapped = None  # fn(new predictor) once it has taken over
+        self.turn()  # built now: the phrase-end classifier's weights are read at start (~5 ms), not at a note
 
     # -- what the engine, the reports and the watchdogs read or set --------------
     @property

@@ -169,6 +169,9 @@ def test_align_beat_answers_within_a_beat_of_the_written_end(tunes):
 def test_without_phrase_end_json_the_phrase_turn_is_the_model_turn(tunes, tmp_path):
     r = rig()
     r.controls.cfg = dataclasses.replace(r.cfg, model=dataclasses.replace(r.cfg.model, path=str(tmp_path)))
+    r.controls.set("jam.turn", "silence")  # the policy is built again when the setting changes
+    r.jam.turn()
+    r.controls.set("jam.turn", "phrase")  # ... from the model folder now configured, which has no file
     out = jam_calls(r, tunes["bwv101.7"], phrase_calls(tunes["bwv101.7"], 3), 80.0)
     assert r.jam.turn().tracker is None
     assert out[1][2] - out[1][1] == pytest.approx(4.0, abs=TOL_Q)  # the silence decides, as with turn = "silence"
