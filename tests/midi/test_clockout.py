@@ -227,3 +227,31 @@ def test_the_readers_figures_pair_pulses_from_the_last_and_take_the_planned_inte
     assert fig["clock_jitter_max_ms"] == pytest.approx(2.1, abs=1e-6)  # the moved plan is not jitter
     assert fig["clock_first"] == 0xFC and fig["clock_last"] == 0xFC  # it never heard the Start
     assert clock_bpm([0.02 * i for i in range(25)])[0][1] == pytest.approx(125.0, abs=1e-9)
+
+
+def test_ctrl_c_in_antiphon_play_sends_stop_last_and_closes_the_clock_port(capsys):
+    """play's run loop, interrupted as Ctrl-C interrupts it (KeyboardInterrupt in the main thread) once
+    the clock runs: Stop is the last message, the port is closed and the clock's thread has ended."""
+    import _thread
+    import threading
+
+    from agent.ui.commands.play import run_until_stopped
+
+    loop = Loopback()
+    cfg = load_config(overrides=['sync.clock_out="virtual"', 'timing.source="fixed"', "timing.bpm=300.0"])
+    eng = Engine(cfg, ScriptedPredictor(cfg.vocab()), ports=Ports("loopback", loop=loop), input_name="keyboard",
+                 virtual_name="Antiphon", report=lambda s: None)
+    heard = []
+    Ports("loopback", loop=loop).open_input("Antiphon Clock", lambda m, t: heard.append(m))
+    eng.start()
+    out = eng.clock_sync.out
+
+    def ctrl_c() -> None:
+        wait_for(lambda: sum(m.type == "clock" for m in heard) >= 48)
+        _thread.interrupt_main()
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    assert run_until_stopped(eng, seconds=30.0) == 0
+    kinds = [m.type for m in heard]
+    assert kinds[0] == "start" and kinds[-1] == "stop" and kinds.count("clock") >= 48
+    assert out.output.closed and not out._thread.is_alive()
