@@ -152,14 +152,25 @@ def role_row(arg: str) -> None:
     print(json.dumps({"calls": calls, "failed": failed, "xruns": xruns}), file=channel, flush=True)
 
 
+def start_server(name: str, tries: int = 12):
+    """A started JackServer, or why not: JACK serves at most a few servers per machine (its shm registry),
+    and on a shared machine other benchmarks and test tiers hold some for a while, so wait and try again."""
+    for i in range(tries):
+        try:
+            return harness.JackServer(name=name, period=JACK_PERIOD).start()
+        except (RuntimeError, OSError) as exc:
+            why = f"{type(exc).__name__}: {str(exc)[-200:]}"
+            time.sleep(5.0)
+    return why
+
+
 def tune_on_own_server(run: dict, p: dict, ports, name: str) -> tuple[list[dict], str | None, int]:
     """(calls, why it failed or None, JACK xruns): one tune on a JACK server of its own, which a watchdog
     stops if the tune runs a minute past its length (a wedged server then fails its clients' calls
     instead of holding the row: seen with three rows' clients coming and going on one server)."""
-    try:
-        server = harness.JackServer(name=name, period=JACK_PERIOD).start()
-    except (RuntimeError, OSError) as exc:
-        return [], f"{type(exc).__name__}: {exc}"[:300], 0
+    server = start_server(name)
+    if isinstance(server, str):
+        return [], server, 0
     env = {**os.environ, **server.env, "MIDO_BACKEND": harness.JACK_BACKEND}
     length = C.render_calls(run, p["calls"], 0.0)[1][-1]["next_s"]
     watchdog = threading.Timer(length + 60.0, server.stop)
