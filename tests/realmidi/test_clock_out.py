@@ -107,3 +107,36 @@ def settle_bars(heard, bpm: float, first_s: float, bar_s: float) -> float | None
             break
         since = t
     return None if since is None else (since - first_s) / bar_s
+
+
+def test_ctrl_c_on_antiphon_play_sends_stop_on_the_clock_port_and_leaves_nothing(bench, jack, jack_env, model_dir):
+    """`antiphon play` with clock out, stopped by Ctrl-C (SIGINT) once its clock runs: the reader hears
+    Start, pulses, then Stop last; the process ends cleanly and its ports are gone from JACK."""
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "agent", "play", "--backend", "jack", "--virtual-in", "KbdCtrlC",
+                          "--virtual", "AntiphonK", "--model", str(model_dir), "--headless",
+                          "--set", 'sync.clock_out="virtual"', "--set", "timing.bpm=80.0"],
+                         env={**jack_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [p.stdout.readline()]
+        while lines[-1] and "listening on" not in lines[-1]:
+            lines.append(p.stdout.readline())
+        assert any("MIDI clock out on 'AntiphonK Clock'" in line for line in lines), (lines, p.wait(10), p.stderr.read())
+        reader = bench.Child("reader", "AntiphonK Clock", jack_env)
+        time.sleep(6.0)  # the clock starts on the map's next bar line (3 s at 80 bpm: the reader is there by then)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        reader.say("stop 0")
+        got = reader.result()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    kinds = [b[0] for _, b in got]
+    assert p.returncode == 0, err
+    assert kinds[0] == 0xFA and kinds[-1] == 0xFC and kinds.count(0xF8) >= 48, (kinds[:3], kinds[-3:], len(kinds))
+    ports = subprocess.run(["jack_lsp"], env=jack_env, capture_output=True, text=True).stdout
+    assert "AntiphonK" not in ports, ports
