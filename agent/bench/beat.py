@@ -28,6 +28,8 @@ and at the 12th event ("first phrase": how soon it locks):
 - downbeat: a reported bar line within 10 % of a beat of a true one (tempo right too);
 - calibration: per confidence bin, how often tempo and phase were right;
 - cost: per-event time of `onset()`, p50 and p99, in ms.
+With --no-bars a row 'no-bars' is the tracker without its bar scorer (bars=False: the beat scorer's
+winner, read as bars by the accent template, as before metre_weights.json).
 The baseline row is the tracker of commit 4730ef6 (agent/tempo.py, read with
 `git show`): it knows only 4/4, so its metre is 4 beats, division 2, straight,
 and it reports no downbeat.
@@ -35,6 +37,7 @@ and it reports no downbeat.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -224,12 +227,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-bars", action="store_true", help="also the tracker without its bar scorer (row 'no-bars': "
+                    "the beat scorer's winner read as bars by accents, as before metre_weights.json)")
     ap.add_argument("--only", default="", help="comma-separated groups, e.g. 6/8,3/4")
     ap.add_argument("--tunes", choices=("test", "train"), default="test",
                     help="train: score the training tunes instead (for tuning by hand without the test set)")
     a = ap.parse_args(argv)
     tunes = beat_corpus.load() if a.tunes == "test" else beat_corpus.load_train()
     trackers = [("new", BeatTracker, True)]
+    if a.no_bars:
+        trackers.append(("no-bars", functools.partial(BeatTracker, bars=False), True))
     if not a.no_baseline:
         trackers.append(("baseline", baseline_class(), False))
     results = []
@@ -241,7 +248,8 @@ def main(argv=None) -> int:
             results.append((key, rubato, name, score_one(cls, tune, felt, rubato, swing, seed, new)))
     s = summarise(results)
     s["split"] = split_note(tunes)
-    s["command"] = "python scripts/bench_beat.py" + (" --quick" if a.quick else "")
+    s["command"] = ("python scripts/bench_beat.py" + (" --quick" if a.quick else "")
+                    + (" --no-bars" if a.no_bars else ""))
     s["seconds"] = round(time.perf_counter() - started, 1)
     print(s["split"])
     print_table(s)

@@ -1,14 +1,16 @@
-"""Bars from accents: how many beats a bar, and which beat is the downbeat.
+"""Bars: how many beats a bar, which beat is the downbeat, and which beat and division carry them.
 
-Given the onsets' places on a tracked beat grid, each beat gets a strength
-from the phenomenal accents the literature uses for metre induction
-(Povel & Essen 1985; Lerdahl & Jackendoff's metrical preference rules;
-Temperley 2007): an onset on the beat at all, a long note (its inter-onset
-interval: durational accent), a loud one (velocity), a low one (the bass), a
-chord (density). The metre is the bar length whose beat classes differ most
-in strength (a metrical template matched at every phase), the downbeat the
-strongest class. Two beats a bar and four are told apart only by beat 3 being
-clearly weaker than beat 1; below `FOUR_MARGIN` the bar is taken as two.
+Two ways, both on the beat tracker's hypotheses (beat.py, pulse.py):
+- the learnt bar scorer (`bar_features`, weights in metre_weights.json, trained by
+  `scripts/train_beat.py --bars` on the corpus' bar lines): the tracker's few best distinct beats are
+  each read as bars of 2, 3 and 4 beats at every phase, and a conditional logit over these picks one
+  (the beat, its division, the bar's length and phase together);
+- without its weights, the accent template (`accent_bars`): each beat of the winner's grid gets a
+  strength from the phenomenal accents the literature uses for metre induction (Povel & Essen 1985;
+  Lerdahl & Jackendoff's metrical preference rules; Temperley 2007): an onset on the beat at all, a
+  long note (durational accent), a loud one, a low one (the bass), a chord; the metre is the bar length
+  whose beat classes differ most in strength, the downbeat the strongest class. Two beats a bar and four
+  are told apart only by beat 3 being clearly weaker than beat 1; below `FOUR_MARGIN` the bar is two.
 """
 from __future__ import annotations
 
@@ -200,7 +202,8 @@ def bar_features(G: np.ndarray, LEV: np.ndarray, R: np.ndarray, P: np.ndarray, l
             tot = means @ _W_ACC  # [C, m]
             B[:, :, 6] = (tot - np.roll(tot, -2, axis=1)) / (np.abs(tot.mean(axis=1)) + 1e-6)[:, None]
         sign = 1.0 if m == 3 else -1.0
-        B[:, :, 7:11] = np.stack([rep[:, 0, i], rep[:, 1, i], sign * threes[:, 0], sign * threes[:, 1]], axis=1)[:, None]
+        B[:, :, 7:11] = np.stack([rep[:, 0, i], rep[:, 1, i], sign * threes[:, 0], sign * threes[:, 1]],
+                                 axis=1)[:, None]
         two = _REP_LAGS.index(2 * m)
         B[:, :, 35:37] = rep[:, :, two][:, None]
         B[:, 0, 11], B[:, 0, 12] = g0 < 0.01, g0 >= 0.01  # the phrase starts on the downbeat, or in its beat
@@ -229,7 +232,9 @@ def load_bar_weights(path) -> dict | None:
     if not path.exists():
         return None
     d = json.loads(path.read_text())
-    if list(d["names"]) != list(BAR_NAMES):
+    k = len(d["names"])
+    if list(d["names"]) != list(BAR_NAMES[:k]):
         raise ValueError(f"{path}: its features {d['names']} are not metre.BAR_NAMES")
-    wz = np.asarray(d["w"]) / np.asarray(d["std"])
-    return {"wz": wz, "w0": -float(np.asarray(d["mean"]) @ wz), "hysteresis": float(d.get("hysteresis", 1.0))}
+    wz = np.zeros(len(BAR_NAMES))  # features added after it was trained weigh nothing
+    wz[:k] = np.asarray(d["w"]) / np.asarray(d["std"])
+    return {"wz": wz, "w0": -float(np.asarray(d["mean"]) @ wz[:k]), "hysteresis": float(d.get("hysteresis", 1.0))}
