@@ -166,3 +166,14 @@ def test_confidence_is_low_before_the_fifth_event(tunes):
     tr = play(tunes["bwv1.6"], 72.0, upto=3)
     assert tr.confidence == pytest.approx(0.0, abs=1e-9)
 
+
+
+def test_a_bar_weights_file_for_other_features_is_refused_by_name(tmp_path):
+    import json
+
+    from agent.music import metre
+
+    path = tmp_path / "metre_weights.json"
+    path.write_text(json.dumps({"names": ["accent"], "mean": [0.0], "std": [1.0], "w": [1.0]}))
+    with pytest.raises(ValueError, match="metre_weights.json: its features"):
+        metre.load_bar_weights(path)
