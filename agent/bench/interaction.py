@@ -1,12 +1,12 @@
 """Interaction benchmark: real tunes in every metre and feel; does the agent answer in the player's time?
 
-    python scripts/bench_interaction.py [--quick] [--json OUT] [--per-group N] [--calls N] [--serial]
+    python scripts/bench_interaction.py [--quick] [--json OUT] [--per-group N] [--calls N] [--rows ...]
 
-Over real JACK ports: for each row (a config), a process runs the engine,
-not told the tempo; per tune a JACK dummy server of its own, a fresh engine,
+Over real JACK ports: per tune, a JACK dummy server of its own and, for
+each row (a config), a process running a fresh engine (not told the tempo),
 a player process that plays the keyboard's part and a reader process that
-stamps what the agent sends (what a listener hears). The rows run side by
-side in one run (--serial: one after another). perf_counter is CLOCK_MONOTONIC on
+stamps what the agent sends (what a listener hears). The rows hear each
+tune side by side, each on its own ports. perf_counter is CLOCK_MONOTONIC on
 Linux, so the processes' stamps compare directly.
 
 The player (agent/bench/interaction_calls.py): tunes from music21's corpus
@@ -43,6 +43,8 @@ ROWS = {"default": [], "baseline": ['jam.align="beat"', 'jam.turn="model"'], "al
 COMMON = [f"jam.response_bars={C.ANSWER_BARS}", "sampling.seed=7"]
 MODULE = "agent.bench.interaction"  # the roles run as `python -m MODULE --role ...`
 JACK_PERIOD = 256  # frames (5.3 ms): the real-MIDI tier's; at 64 a loaded machine's xruns drop MIDI (conftest.py)
+JACK_NAME = "antiphon-interaction"  # one name, run after run: JACK's registry has 8 slots a machine, and a server
+# killed uncleanly keeps its slot until a server of the same name starts (a name with a pid in it leaks it for good)
 LEAD_S = 0.5  # from the engine's start to the first call's bar line
 
 
@@ -127,63 +129,87 @@ def run_tune(run: dict, n_calls: int, model: str, env: dict, sets=(), ports=("Be
     return out
 
 
-# -- a row: one config over every planned tune, in its own process --------------------
-def role_row(arg: str) -> None:
-    """Read {"name", "sets", "per_group", "seed", "groups", "calls", "model", "index"}; answer the row's
-    calls. Our stdout is the parent's channel: everything else goes to stderr."""
+# -- a tune: every row's engine at once, on a JACK server of the tune's own ----------------
+def role_tune(arg: str) -> None:
+    """Read {"sets", "run", "calls", "model", "index"} (run: the tune's index in `plan`'s runs, planned with
+    "per_group", "seed", "groups"); answer that tune's calls under this row's config. Our stdout is the
+    parent's channel: everything else goes to stderr."""
     from agent.training import beat_corpus
 
     channel, sys.stdout = sys.stdout, sys.stderr
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the tune's JACK server is stopped
     print("ready", file=channel, flush=True)
     p = json.loads(sys.stdin.readline())
+    run = C.plan(beat_corpus.load(), p["per_group"], p["seed"], p["groups"], p["calls"])[p["run"]]
     ports = (f"BenchKbd{p['index']}", f"BenchAgent{p['index']}")
-    calls, failed, xruns = [], [], 0
-    for k, run in enumerate(C.plan(beat_corpus.load(), p["per_group"], p["seed"], p["groups"], p["calls"])):
-        got, why, x = tune_on_own_server(run, p, ports, f"antiphon{os.getpid()}-{k}")
-        xruns += x
-        if why:  # a tune whose run failed is reported, not the row
-            failed.append(f"{run['group']} {run['tune']['name']}: {why}")
-            print(f"  [{p['name']}] FAILED {failed[-1]}", flush=True)
-            continue
-        calls += got
-        print(f"  [{p['name']}] {run['group']:15} {run['tune']['name'][:28]:28} {run['felt_bpm']:5.1f} bpm "
-              f"{'rubato' if run['rubato'] else 'plain':6}: " + " ".join(_brief(c) for c in got), flush=True)
-    print(json.dumps({"calls": calls, "failed": failed, "xruns": xruns}), file=channel, flush=True)
+    try:
+        got = run_tune(run, p["calls"], p["model"], {**os.environ}, p["sets"], ports, JACK_PERIOD / 48000)
+        print(json.dumps({"calls": got}), file=channel, flush=True)
+    except Exception as exc:  # the tune failed under this row: say why, the run goes on
+        print(json.dumps({"failed": f"{type(exc).__name__}: {exc}"[:300]}), file=channel, flush=True)
 
 
 def start_server(name: str, tries: int = 12):
-    """A started JackServer, or why not: JACK serves at most a few servers per machine (its shm registry),
-    and on a shared machine other benchmarks and test tiers hold some for a while, so wait and try again."""
-    for i in range(tries):
+    """A started JackServer, or why not: JACK serves a few servers a machine (its shm registry), and on a
+    shared machine other benchmarks and test tiers hold some for a while, so wait and try again."""
+    why = ""
+    for _ in range(tries):
         try:
             return harness.JackServer(name=name, period=JACK_PERIOD).start()
         except (RuntimeError, OSError) as exc:
-            why = f"{type(exc).__name__}: {str(exc)[-200:]}"
+            why = " ".join(line for line in str(exc).splitlines() if "server" in line.lower())[:200]
             time.sleep(5.0)
-    return why
+    return why or "jackd did not start"
 
 
-def tune_on_own_server(run: dict, p: dict, ports, name: str) -> tuple[list[dict], str | None, int]:
-    """(calls, why it failed or None, JACK xruns): one tune on a JACK server of its own, which a watchdog
-    stops if the tune runs a minute past its length (a wedged server then fails its clients' calls
-    instead of holding the row: seen with three rows' clients coming and going on one server)."""
-    server = start_server(name)
+def run_one_tune(k: int, run: dict, rows: dict, params: dict) -> tuple[dict, int]:
+    """({row: {"calls"} or {"failed"}}, JACK xruns) for planned tune k: a JACK server of its own, each row's
+    engine in its own process on it at once (each on its own ports). A watchdog stops the server a
+    minute past the tune's length: a wedged server then fails its clients' calls instead of holding
+    the run (seen once with every row blocked in a JACK socket read for 8 minutes)."""
+    server = start_server(JACK_NAME)
     if isinstance(server, str):
-        return [], server, 0
+        return {name: {"failed": server} for name in rows}, 0
     env = {**os.environ, **server.env, "MIDO_BACKEND": harness.JACK_BACKEND}
-    length = C.render_calls(run, p["calls"], 0.0)[1][-1]["next_s"]
-    watchdog = threading.Timer(length + 60.0, server.stop)
+    watchdog = threading.Timer(C.render_calls(run, params["calls"], 0.0)[1][-1]["next_s"] + 60.0, server.stop)
     watchdog.start()
+    out, kids = {}, {}
     try:
-        got, why = run_tune(run, p["calls"], p["model"], env, p["sets"], ports, server.period / server.rate), None
-    except Exception as exc:
-        got, why = [], f"{type(exc).__name__}: {exc}"[:300]
+        for i, (name, sets) in enumerate(rows.items()):
+            kids[name] = harness.Child("tune", name, env, module=MODULE)
+            kids[name].say(json.dumps({**params, "sets": sets, "run": k, "index": i}))
+        for name, kid in kids.items():
+            line = kid.p.stdout.readline()
+            out[name] = json.loads(line) if line.strip() else {"failed": "the tune's process ended without a word"}
     finally:
         watchdog.cancel()
+        for kid in kids.values():
+            if kid.p.poll() is None:
+                kid.p.terminate()
+            kid.p.wait(timeout=30)
         xruns = server.xruns()
         server.stop()
-    return got, why, xruns
+    return out, xruns
+
+
+def run_rows(rows: dict, params: dict) -> tuple[dict, int]:
+    """({row: {"calls": [call figures], "failed": [tunes whose run failed]}}, JACK xruns) over every planned tune."""
+    from agent.training import beat_corpus
+
+    runs = C.plan(beat_corpus.load(), params["per_group"], params["seed"], params["groups"], params["calls"])
+    res, xruns = {name: {"calls": [], "failed": []} for name in rows}, 0
+    for k, run in enumerate(runs):
+        got, x = run_one_tune(k, run, rows, params)
+        xruns += x
+        for name, r in got.items():
+            if "failed" in r:
+                res[name]["failed"].append(f"{run['group']} {run['tune']['name']}: {r['failed']}")
+                print(f"  [{name}] FAILED {res[name]['failed'][-1]}", file=sys.stderr, flush=True)
+                continue
+            res[name]["calls"] += r["calls"]
+            print(f"  [{name}] {run['group']:15} {run['tune']['name'][:28]:28} {run['felt_bpm']:5.1f} bpm "
+                  f"{'rubato' if run['rubato'] else 'plain':6}: " + " ".join(_brief(c) for c in r["calls"]),
+                  file=sys.stderr, flush=True)
+    return res, xruns
 
 
 def _brief(c: dict) -> str:
@@ -191,28 +217,6 @@ def _brief(c: dict) -> str:
     return (f"[{c['tempo_bpm']:.0f}{'' if c['octave'] else '!'} {c['bpb_est']}/{c['division_est']} "
             f"{'db' if c['downbeat'] else '--'} {'-' if d is None else f'{d:+.2f}b'}"
             f"{' FALSE' if c['false'] else ''} grid {c['grid_on']}/{c['grid_n']}]")
-
-
-def run_rows(rows: dict, params: dict, env: dict, serial: bool) -> dict:
-    """{row: {"calls": [call figures], "failed": [tunes whose run failed]}}: each row in its own process,
-    side by side unless serial."""
-    out, kids = {}, {}
-    try:
-        for i, (name, sets) in enumerate(rows.items()):
-            kid = harness.Child("row", name, env, module=MODULE)
-            kid.say(json.dumps({**params, "name": name, "sets": sets, "index": i}))
-            kids[name] = kid
-            if serial:
-                out[name] = kid.result()
-        for name, kid in kids.items():
-            if name not in out:
-                out[name] = kid.result()
-    finally:
-        for kid in kids.values():
-            if kid.p.poll() is None and len(out) < len(rows):
-                kid.p.terminate()
-            kid.p.wait(timeout=30)
-    return out
 
 
 def aligns_on_beat(sets) -> bool:
@@ -255,9 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--groups", default="", help="comma-separated groups, e.g. 'jig 6/8,air 3/4' (default all)")
     ap.add_argument("--rows", default="", help=f"comma-separated rows of {', '.join(ROWS)} (default all)")
     ap.add_argument("--seed", type=int, default=20)
-    ap.add_argument("--serial", action="store_true", help="the rows one after another, not side by side")
     ap.add_argument("--model", default="models/default", help="model folder (default models/default)")
-    a, done = harness.parse_jack_bench(ap, argv, {"player": role_player, "row": role_row}, "bench_interaction")
+    a, done = harness.parse_jack_bench(ap, argv, {"player": role_player, "tune": role_tune}, "bench_interaction")
     if done is not None:
         return done
     groups = [g for g in a.groups.split(",") if g]
@@ -270,11 +273,9 @@ def main(argv=None) -> int:
               "seed": a.seed, "groups": groups, "model": a.model}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     started, load0 = time.perf_counter(), os.getloadavg()
-    env = {**os.environ, "MIDO_BACKEND": harness.JACK_BACKEND}
-    calls = run_rows(rows, params, env, a.serial)
+    calls, xruns = run_rows(rows, params)
     res = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_start": load0,
-           "loadavg_end": os.getloadavg(), "seconds": round(time.perf_counter() - started),
-           "jack_xruns": sum(got["xruns"] for got in calls.values()),
+           "loadavg_end": os.getloadavg(), "seconds": round(time.perf_counter() - started), "jack_xruns": xruns,
            "transport": f"jack dummy -p {JACK_PERIOD} -r 48000, a server per tune", "model": a.model, **params,
            "rows": {}}
     for name, got in calls.items():
