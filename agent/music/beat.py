@@ -128,7 +128,7 @@ class BeatTracker:
             c0, c1 = beat_features.N_CONST
             self._const = beat_features.prior_features(self._bank.P0, self._bank.fam) @ self._wz[c0:c1] + self._w0
         self._carry_on = False
-        self._bar_model = (_BAR_WEIGHTS if bars is True and learned is not False else bars) or None
+        self._bar_model = (_BAR_WEIGHTS if learned is not False else None) if bars is True else (bars or None)
         self._bars_key, self._bars_val = None, (0, 4, 0)
     # -- reading ----------------------------------------------------------------
     @property

@@ -147,6 +147,16 @@ def test_chorales_bar_lines_are_found():
     assert sum(right) / len(right) == pytest.approx(0.9, abs=0.1)
 
 
+def test_without_its_weights_the_hand_set_tracker_still_follows_a_chorale(tunes):
+    """learned=False (no scorer weights: the hand-set cost, prior and accent template; what
+    scripts/train_beat.py collects the beat scorer's features with)."""
+    events, _ = render(tunes["bwv10.7"], 72.0, False, 1.0, random.Random(3))
+    tr = BeatTracker(100.0, learned=False)
+    for t, pitch, vel in events:
+        tr.onset(t, pitch=pitch, velocity=vel)
+    assert tr.bpm == pytest.approx(72.0, rel=TEMPO_TOL)
+
+
 def test_a_ritardando_is_followed_to_the_slower_tempo(tunes):
     """A chorale played 100 -> 75 bpm over its length (each quarter a little longer)."""
     tune = tunes["bwv10.7"]
