@@ -10,8 +10,9 @@ b0 + n/24 falls. Each pulse is planned from the one before at the map's
 current tempo (a tempo change reaches the clock at the next pulse, the one
 in flight included), plus a phase correction towards the map's beat that
 keeps the interval within SLEW of the map's tempo, or, for two beats after the
-follower changed the tempo by a ratio R, within R of the new tempo and of the
-interval before: when the follower moves the beat (by up to half a beat,
+follower changed the tempo by a ratio R of at least CHANGE (4 %: the player
+changed it; the follower's nudges are smaller), within R of the new tempo and
+of the interval before: when the follower moves the beat (by up to half a beat,
 mostly as the tempo changes) the clock catches up rather than jumping, within
 two beats after a change, and no interval jumps further than the follower's
 own change (or SLEW). The thread sleeps to absolute
@@ -48,6 +49,7 @@ PPQ = 24
 SLEW = 0.01  # the phase correction per pulse, at most this fraction of a pulse interval
 GAIN = 0.5  # of the phase error corrected per pulse, within SLEW (a small error halves at each pulse)
 CATCH_UP_BEATS = 2  # after a tempo change, the phase it moved is caught up within this many beats
+CHANGE = 1.04  # a tempo change by at least this ratio is the player's (a nudge of the follower's is smaller)
 LEAD_S = 0.005  # a start is armed on a beat at least this far ahead (time to plan and send)
 LATE_S = 0.002  # a pulse sent this much after it was due is counted late
 CLOCK, START, CONTINUE, STOP = (mido.Message(k) for k in ("clock", "start", "continue", "stop"))
@@ -120,8 +122,9 @@ class ClockOut:
         """When the next pulse is due, planned from the last one on the map as it is now (None: stopped):
         a start waits for its beat wherever the map puts it; a pulse comes one interval at the map's
         tempo after the one before, moved towards the map's beat by GAIN of the way, its interval kept
-        within SLEW of the map's tempo; for CATCH_UP_BEATS after the map's tempo changed by a ratio R,
-        within R of it and of the interval before (so the phase a change moved, up to half a beat, is
+        within SLEW of the map's tempo; for CATCH_UP_BEATS after the map's tempo changed by a ratio R
+        of at least CHANGE (the player's change, not a nudge of the follower's), within R of it and of
+        the interval before (so the phase a change moved, up to half a beat, is
         caught up by then, and no interval jumps further than the follower's own change)."""
         if self._armed is not None:
             return self.tempo.time(self._b0)
@@ -130,8 +133,10 @@ class ClockOut:
         bpm = self.tempo.bpm
         if bpm != self._bpm:  # the follower's change (and one still being caught up)
             change = max(bpm, self._bpm or bpm) / min(bpm, self._bpm or bpm)
-            self._ratio = max(change, self._ratio if self._n < self._until else 1.0)
-            self._until, self._bpm = self._n + CATCH_UP_BEATS * PPQ, bpm
+            if change >= CHANGE:
+                self._ratio = max(change, self._ratio if self._n < self._until else 1.0)
+                self._until = self._n + CATCH_UP_BEATS * PPQ
+            self._bpm = bpm
         nominal = 60.0 / (bpm * PPQ)
         error = self.tempo.time(self._b0 + self._n / PPQ) - (self._last_due + nominal)  # > 0: the map is later
         r = 1 + SLEW

@@ -11,9 +11,11 @@ message (CLOCK_MONOTONIC: the stamps of the three processes compare).
   planned (the follower's tempo and phase moves are the clock's to make, so
   they are taken out), p99 <= 1 ms plus one JACK period: JACK moves a message
   at a cycle boundary, so each pulse arrives up to a period after it was sent.
-- Tempo: the clock's tempo over each beat, as the reader hears it, within 2 %
-  of the player's from SETTLE_BARS after each change (the player's first note
-  at 84, then at 126) to the end of that tempo's phrases.
+- Tempo: the clock's tempo over each bar (96 pulses: a DAW smooths its reading
+  of a clock; over one beat, JACK's 5.3 ms cycles alone move it by 0.75-1.1 %),
+  as the reader hears it, within 2 % of the player's from SETTLE_BARS after
+  each change (the player's first note at 84, then at 126) to the end of that
+  tempo's phrases.
 - Transport: the reader hears Start first and Stop last (sent at the engine's stop).
 """
 from __future__ import annotations
@@ -28,10 +30,9 @@ pytestmark = [pytest.mark.realmidi, pytest.mark.slow]
 
 TEMPOS = (84.0, 126.0)
 PHRASES_PER_TEMPO = 3
-# The issue asks for one bar; the follower itself takes 0.8-1.1 bars to reach the player's new tempo, and
-# the clock then catches up the phase the change moved (up to half a beat) within two beats, which a
-# beat's tempo shows, as does a later move of the follower's (a few % is its own change, which the clock
-# passes on): measured 1.5-2.8 bars on a loaded 2-core machine (BENCHMARKS.md, MIDI clock out). A bound,
+# The issue asks for one bar; the follower itself takes 0.8-1.0 bars to reach the player's new tempo, the
+# clock then catches up the phase the change moved (up to half a beat) within two beats, and a bar's
+# tempo takes a bar to forget the old one (BENCHMARKS.md, MIDI clock out, has the figures). A bound,
 # not the target: the target is missed, and said so there.
 SETTLE_BARS = 4.0
 TUNE = "bach/bwv347"  # two-bar phrases of its soprano line, one every four bars (room for the answer)
@@ -88,7 +89,7 @@ def test_clock_out_follows_a_player_at_84_then_126_bpm_on_time(bench, jack, jack
     assert fig["pulses_got"] == fig["pulses_sent"] > 0, fig
     assert fig["clock_first"] == START and fig["clock_last"] == STOP, fig
     assert fig["clock_jitter_p99_ms"] <= 1.0 + period_ms, fig
-    heard = clock_bpm(pulses_at(got))
+    heard = clock_bpm(pulses_at(got), window=96)
     for bpm, (first_s, end_s) in zip(TEMPOS, spans):
         bar_s = 4 * 60.0 / bpm
         settled = settle_bars([(t, b) for t, b in heard if first_s <= t <= end_s], bpm, first_s, bar_s)
@@ -99,8 +100,8 @@ def test_clock_out_follows_a_player_at_84_then_126_bpm_on_time(bench, jack, jack
 
 
 def settle_bars(heard, bpm: float, first_s: float, bar_s: float) -> float | None:
-    """Bars from the player's first note at bpm until the clock's tempo (over each beat, as the reader
-    heard it) stays within 2 % of it to the end of that tempo's phrases; None if it never does."""
+    """Bars from the player's first note at bpm until the clock's tempo (over the bar before each pulse,
+    as the reader heard it) stays within 2 % of it to the end of that tempo's phrases; None if never."""
     since = None
     for t, b in reversed(heard):
         if abs(b - bpm) / bpm > 0.02:
