@@ -123,11 +123,11 @@ def test_an_answer_a_bar_late_lasts_as_many_bars_as_the_call(tunes):
 
 
 def test_a_chorale_beginning_on_the_downbeat_is_answered_on_the_downbeat_after_it(tunes):
-    """bwv10.7 begins on a downbeat; its second line (from quarter 20) ends on a half note at 34-36."""
-    out = jam_calls(rig(), tunes["bwv10.7"], phrase_calls(tunes["bwv10.7"], 2), 80.0)
-    first_q, end_q, answer_q, _ = out[1]
-    assert (first_q, end_q) == (20.0, 36.0)
-    assert answer_q == pytest.approx(36.0, abs=TOL_Q)
+    """bwv10.7 begins on a downbeat; its third line (from quarter 36) ends on a half note at 54-56."""
+    out = jam_calls(rig(), tunes["bwv10.7"], phrase_calls(tunes["bwv10.7"], 3), 80.0)
+    first_q, end_q, answer_q, _ = out[2]
+    assert (first_q, end_q) == (36.0, 56.0)
+    assert answer_q == pytest.approx(56.0, abs=TOL_Q)
 
 
 def test_a_strathspey_call_is_answered_on_the_downbeat_after_it(tunes):
@@ -152,12 +152,12 @@ def test_a_6_8_jig_call_is_answered_on_the_downbeat_after_it(tunes):
 
 def test_a_3_4_air_call_is_answered_where_its_pickup_began(tunes):
     """A 3/4 air of Aird's (timing.beats_per_bar = 3) whose 4-bar calls begin on a pickup beat: the
-    second, from quarter 12, ends at 24 (bar lines at 1 + 3k); the answer comes in on the pickup beat."""
+    third, from quarter 24, ends at 36 (bar lines at 1 + 3k); the answer comes in on the pickup beat."""
     tune = tunes["Logie o' Buchan."]
-    out = jam_calls(rig(bpb=3), tune, bar_calls(tune, 2), 100.0)
-    first_q, end_q, answer_q, _ = out[1]
-    assert (first_q, end_q) == (12.0, 24.0)
-    assert answer_q == pytest.approx(24.0, abs=TOL_Q)
+    out = jam_calls(rig(bpb=3), tune, bar_calls(tune, 3), 100.0)
+    first_q, end_q, answer_q, _ = out[2]
+    assert (first_q, end_q) == (24.0, 36.0)
+    assert answer_q == pytest.approx(36.0, abs=TOL_Q)
 
 
 def test_align_beat_answers_within_a_beat_of_the_written_end(tunes):
