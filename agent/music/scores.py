@@ -61,12 +61,17 @@ def segments(notes, end):
     between every note boundary up to `end`; a note over several spans is tied (start/continue/stop),
     an empty span is a rest. One voice per part, whatever overlaps, with each note's own tie."""
     cuts = sorted({0, end} | {a for _, a, _, _ in notes} | {b for _, _, b, _ in notes})
-    out = []
-    for lo, hi in zip(cuts, cuts[1:]):
+    by_start = sorted(notes, key=lambda n: n[1])
+    out, active, i = [], [], 0
+    for lo, hi in zip(cuts, cuts[1:]):  # one sweep: the notes sounding over each span, not all of them
         if hi > end:
             break
+        while i < len(by_start) and by_start[i][1] <= lo:
+            active.append(by_start[i])
+            i += 1
+        active = [n for n in active if n[2] > lo]  # every end is a cut: b > lo means b >= hi
         sounding = []
-        for p, a, b, v in sorted(notes):
+        for p, a, b, v in sorted(active):
             if a <= lo and hi <= b:
                 tie = None if (a == lo and b == hi) else "start" if a == lo else "stop" if b == hi else "continue"
                 if all(q != p for q, _, _ in sounding):  # the same pitch twice at once: one sounds
