@@ -34,8 +34,8 @@ def musicxml_score(parts: Grid, tempos: list[tuple[float, float]], markers: list
         mean = sum(p for p, *_ in ns) / len(ns) if ns else 60
         part.insert(0, clef.TrebleClef() if mean >= 57 else clef.BassClef())
         for at, length, sounding in segments([(p, ql(a), ql(b), v) for p, a, b, v in ns], ql(bars * beats_per_bar)):
-            if not sounding:
-                part.insert(at, note.Rest(quarterLength=length))
+            if not sounding:  # coreInsert: in time order already, the part's caches updated once below
+                part.coreInsert(at, note.Rest(quarterLength=length))
                 continue
             pieces = []
             for pitch, vel, tie in sounding:
@@ -44,7 +44,8 @@ def musicxml_score(parts: Grid, tempos: list[tuple[float, float]], markers: list
                 if tie:
                     n.tie = Tie(tie)
                 pieces.append(n)
-            part.insert(at, pieces[0] if len(pieces) == 1 else chord.Chord(pieces, quarterLength=length))
+            part.coreInsert(at, pieces[0] if len(pieces) == 1 else chord.Chord(pieces, quarterLength=length))
+        part.coreElementsChanged()
         if i == 0:
             for beat, bpm in tempos:
                 part.insert(ql(beat), tempo.MetronomeMark(number=round(bpm, 1)))
