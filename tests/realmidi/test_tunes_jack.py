@@ -74,7 +74,7 @@ def check(calls: list[dict], out: str, jack, xruns0: int) -> None:
     assert second["grid_on"] == second["grid_n"], why  # every note on the player's subdivision
 
 
-@pytest.mark.xfail(strict=True, reason="measured at 20:42 UTC on 74f54bd's tree: both answers start on the player's bar line "
+@pytest.mark.xfail(strict=False, reason="measured at 20:42 UTC on 74f54bd's tree: both answers start on the player's bar line "
                    "(4.0 beats after the written end, beat 20), but 5 of 10 (and 2 of 7) of their note-ons are on the "
                    "swung eighths at swing 2.0: the agent does not swing yet (an earlier run passed: its answer kept to beats)")
 def test_a_swung_reel_is_answered_on_the_players_bar_line_and_swung_grid(jack, jack_env, model_dir):
