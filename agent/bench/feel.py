@@ -37,6 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.bench.listout import ListOut
 from agent.config import ROOT, load_config
 from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
@@ -66,21 +67,6 @@ class Feel:
 FEELS = {"straight": Feel(("2/2", "4/4"), "reel", 2, 1.0, 100.0, 1.0),
          "swung": Feel(("2/2", "4/4"), "reel", 2, 2.0, 100.0, 1.0),
          "6/8": Feel(("6/8",), "jig", 3, 1.0, 96.0, 1.5)}
-
-
-class ListOut:
-    """An output port that keeps (clock time, message) for every send."""
-
-    name = "list"
-
-    def __init__(self, clock) -> None:
-        self.clock, self.sent = clock, []
-
-    def send(self, msg) -> None:
-        self.sent.append((self.clock.now(), msg))
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass

@@ -42,6 +42,7 @@ import mido
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from agent.bench.listout import ListOut
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
 from agent.live.controls import LiveControls
@@ -145,16 +146,6 @@ class NoiseBackend(Backend):
 
     def step(self, token: int, state):
         return self.rng.normal(0.0, 3.0, self.vocab_size).astype(np.float32), state + 1
-
-
-class ListOut:
-    name = "fuzz-out"
-
-    def __init__(self, clock) -> None:
-        self.clock, self.sent = clock, []
-
-    def send(self, msg) -> None:
-        self.sent.append((self.clock.now(), msg))
 
 
 stream_case = st.tuples(

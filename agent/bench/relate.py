@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.bench.listout import ListOut
 from agent.config import ROOT, load_config
 from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
@@ -64,20 +65,6 @@ RIG = ['jam.turn="silence"', 'jam.align="beat"', "jam.silence_beats=1.0", "jam.r
 
 
 # -- the jam on a fake clock ---------------------------------------------------------
-class ListOut:
-    """An output port that keeps (clock time, message) for every send."""
-
-    name = "list"
-
-    def __init__(self, clock) -> None:
-        self.clock, self.sent = clock, []
-
-    def send(self, msg) -> None:
-        self.sent.append((self.clock.now(), msg))
-
-    def close(self) -> None:
-        pass
-
 
 class Rig:
     """The jam, its scheduler and the model on a fake clock, wired as the engine wires them; `run_until`

@@ -215,7 +215,7 @@ def _pickle_checkpoint(folder: Path) -> Path:
 MODEL_KINDS = {
     # kind: (maker, backend to load with, what the error line must say)
     "another vocabulary": (_other_vocab, "onnx", "vocab.json"),
-    "another shape": (_other_shape, "onnx", "expected"),
+    "another shape": (_other_shape, "onnx", "neither an LSTM"),
     "checkpoint of another shape": (_checkpoint_other_shape, "torch-cpu", "checkpoint"),
     "not ONNX": (_not_onnx, "onnx", "model.onnx"),
     "bad vocab.json": (_bad_vocab, "onnx", "vocab.json"),

@@ -6,6 +6,8 @@ import threading
 import time
 from pathlib import Path
 
+from agent.bench.listout import ListOut  # noqa: F401  (the tests' output port; one class for benches and tests)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -17,21 +19,6 @@ def wait_for(cond, timeout_s: float = 10.0, poll_s: float = 0.01) -> bool:
             return True
         time.sleep(poll_s)
     return bool(cond())
-
-
-class ListOut:
-    """An output port that records (clock time, message) for every send."""
-
-    name = "list"
-
-    def __init__(self, clock):
-        self.clock, self.sent = clock, []
-
-    def send(self, msg):
-        self.sent.append((self.clock.now(), msg))
-
-    def close(self):
-        pass
 
 
 def read_musicxml_parts(path) -> dict[str, list[tuple[int, float, float, int]]]:
