@@ -36,6 +36,7 @@ class Voice:
         self.channel = channel  # 0-15
         self.vocab = stream.vocab
         self.shaping = Shaping(stream.vocab)
+        self._floor = float("-inf")  # no agent message goes out before the answer's (late) first note
         self.trusted = lambda: True  # whether bars and phrase slots may be counted on the beat (Jam.beat_trusted)
 
     def lookahead_s(self) -> float:
@@ -71,7 +72,7 @@ class Voice:
             msg = mido.Message("note_off", channel=self.channel, note=pitch)
         else:
             msg = mido.Message("note_on", channel=self.channel, note=pitch, velocity=velocity)
-        self.scheduler.schedule(due_s, msg)
+        self.scheduler.schedule(max(due_s, self._floor), msg)
 
     # -- sampling ---------------------------------------------------------------
     def generate(self, g: Generation, now: float) -> bool:
@@ -108,6 +109,7 @@ class Voice:
         if t0 is None or due > t0 + LATE_FIRST_BEATS * self.tempo.seconds_per_beat():
             t0 = self.place(due, g.phrase)
         due = max(t0, due)
+        self._floor = due  # a late first note: what the answer plays after it on the grid waits for it (order kept)
         g.started, g.t0 = True, t0
         self.stream.anchor_at(t0, loose=False)  # a grid point (place): the rhythm sampled from it stays
         g.end_tick = self.stream.enc.tick + g.length_ticks

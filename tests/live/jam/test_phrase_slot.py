@@ -233,3 +233,5 @@ def test_an_answer_composed_a_little_late_keeps_its_slot_and_only_its_first_note
     ons = [t for t, m in r.agent_notes() if m.type == "note_on" and m.velocity > 0]
     assert ons[0] == pytest.approx(slot + 0.1 + r.jam.lead_s, abs=1e-6)
     assert ons[1] == pytest.approx(slot + 0.25, abs=1e-6)  # the script's second note, an eighth after the slot
+    # nothing of the answer (a note-on, or the first note's own note-off) is due before its late first note
+    assert min(t for t, m in r.agent_notes()) == pytest.approx(ons[0], abs=1e-6)
