@@ -37,7 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.bench.listout import ListOut
+from agent.bench.fakerun import ListOut, run_jam_until
 from agent.config import ROOT, load_config
 from agent.live.controls import LiveControls
 from agent.live.jam.policy import Jam
@@ -82,17 +82,7 @@ class FeelRig:
     player: list = field(default_factory=list)  # (t_s, pitch, on) as played
 
     def run_until(self, t_s: float) -> None:
-        for _ in range(1_000_000):
-            nd = self.sched.next_due()
-            nxt = min(x for x in (self.wake, nd, t_s) if x is not None)
-            self.clock.set(max(nxt, self.clock.now()))
-            self.sched.pump()
-            self.wake = self.jam.tick(self.clock.now())
-            while self.jam.idle_work(self.clock.now(), self.wake):
-                pass
-            if nxt >= t_s:
-                return
-        raise AssertionError("the jam never let time reach its target (a hang)")
+        self.wake = run_jam_until(self.clock, self.sched, self.jam, self.wake, t_s)
 
     def note(self, pitch: int, on: bool, t_s: float) -> None:
         self.run_until(t_s)

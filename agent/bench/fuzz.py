@@ -42,7 +42,7 @@ import mido
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from agent.bench.listout import ListOut
+from agent.bench.fakerun import ListOut
 from agent.music.tempomap import FakeClock, TempoMap
 from agent.config import load_config
 from agent.live.controls import LiveControls

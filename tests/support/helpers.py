@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.bench.listout import ListOut  # noqa: F401  (the tests' output port; one class for benches and tests)
+from agent.bench.fakerun import ListOut  # noqa: F401  (the tests' output port; one class for benches and tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 
